@@ -1,0 +1,55 @@
+"""Domain errors: a one-sentence message plus a hint saying what to do.
+
+The CLI prints both and exits non-zero; the HTTP layer maps each class to a status.
+Nothing else should inspect message text to decide what an error means.
+"""
+
+from __future__ import annotations
+
+
+class EdgeError(Exception):
+    """Base class of every error edge-qwen reports to a person."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(EdgeError):
+    """The request itself is wrong: unknown quant type, bad option combination."""
+
+    exit_code = 2
+
+
+class NotFoundError(EdgeError):
+    """A model, repo, revision or file that does not exist."""
+
+
+class DownloadError(EdgeError):
+    """The hub or mirror could not be reached or refused the download."""
+
+
+class OfflineError(DownloadError):
+    """HF_HUB_OFFLINE is set and what was asked for is not in the cache."""
+
+
+class InvalidModelError(EdgeError):
+    """A folder or file that is not a usable Qwen3 checkpoint or GGUF."""
+
+
+class DiskFullError(EdgeError):
+    """Not enough space (or a file-size limit) where a model is written."""
+
+
+class QuantizeError(EdgeError):
+    """llama.cpp's quantizer failed."""
+
+
+class StoreError(EdgeError):
+    """The model store is inconsistent or cannot be written."""
