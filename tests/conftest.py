@@ -1,0 +1,126 @@
+"""Shared fixtures: synthetic checkpoints built once per session, isolated homes, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.convert import convert
+from edge.quantize import quantize
+from edge.synthetic import write_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLI_TIMEOUT = 300
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight tiny Qwen3 checkpoint (seed 0) with the real tokenizer."""
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "Qwen3-tiny", shape="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def scripted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The scripted tiny checkpoint: greedy output known in advance (DEFAULT_SCRIPT)."""
+    return write_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "Qwen3-scripted", shape="tiny", script=True
+    )
+
+
+@pytest.fixture(scope="session")
+def gguf_of(
+    tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path, scripted_dir: Path
+) -> Callable[[str, str], Path]:
+    """`gguf_of("tiny"|"scripted", TYPE)`: that checkpoint converted (and quantized) once."""
+    folders = {"tiny": tiny_dir, "scripted": scripted_dir}
+    out_dir = tmp_path_factory.mktemp("gguf")
+    cache: dict[tuple[str, str], Path] = {}
+
+    def make(which: str, qtype: str) -> Path:
+        key = (which, qtype.upper())
+        if key not in cache:
+            out = out_dir / f"{which}-{qtype.upper()}.gguf"
+            if qtype.upper() in ("F32", "F16", "BF16"):
+                convert(folders[which], out, outtype=qtype.lower())
+            else:
+                quantize(make(which, "BF16"), out, qtype)
+            cache[key] = out
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """An environment with its own model store and HF cache, and no hub credentials."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "EDGE_QWEN_", "HUGGINGFACE"))
+    }
+    env.update(
+        EDGE_QWEN_HOME=str(tmp_path / "home"),
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run `edge-qwen ARGS` as a real process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    """A failed command says what happened in an `error:` line, with no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "error: " in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (needle, proc.stderr)
+
+
+@pytest.fixture
+def greedy() -> Iterator[Callable[..., str]]:
+    """`greedy(gguf, prompt_text, max_tokens)`: llama.cpp greedy decoding, text out."""
+    loaded: list[object] = []
+
+    def run(path: Path, prompt: str, max_tokens: int = 32) -> str:
+        from llama_cpp import Llama
+
+        llm = Llama(str(path), n_ctx=512, n_threads=2, verbose=False)
+        loaded.append(llm)
+        tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        llm.eval(tokens)
+        out = b""
+        for _ in range(max_tokens):
+            # The last position's logits, straight from llama.cpp (Llama.scores is only
+            # filled with logits_all=True, which costs n_ctx x vocab floats).
+            last = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
+            tok = int(last.argmax())
+            out += llm.detokenize([tok], special=True)
+            if tok in (151643, 151645):  # <|endoftext|>, <|im_end|>
+                break
+            llm.eval([tok])
+        return out.decode("utf-8", errors="replace")
+
+    yield run
+    for llm in loaded:
+        llm.close()  # type: ignore[attr-defined]
