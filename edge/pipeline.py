@@ -1,0 +1,265 @@
+"""pull = download → convert → quantize → store, and `ensure_model`, the one way to get a GGUF.
+
+Every step writes inside a store staging folder; the model appears under its name only
+when all steps finished and the manifest is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.config import Settings
+from edge.convert import Progress, convert
+from edge.errors import InvalidModelError, NotFoundError
+from edge.quantize import UNQUANTIZED, gguf_file_type, quant_type, quantize, type_name
+from edge.store import MODEL_FILE, Entry, Manifest, ModelStore, model_name
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """The stored model and whether this call created, replaced or found it."""
+
+    entry: Entry
+    status: str  # "created" | "updated" | "unchanged"
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    """What to pull and how; `quant` None means the settings' default (or, for a GGUF, as is)."""
+
+    source: str
+    quant: str | None = None
+    revision: str | None = None
+    gguf: bool = False
+    name: str | None = None
+    force: bool = False
+    threads: int = 0
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _looks_like_path(source: str) -> bool:
+    # A hub id is `name` or `org/name`; anything else the user typed was meant as a path.
+    return (
+        source.startswith((".", "/", "~"))
+        or source.count("/") > 1
+        or source.lower().endswith(".gguf")
+    )
+
+
+def pull(
+    opts: PullOptions,
+    settings: Settings,
+    *,
+    report: Report = _quiet,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Get `opts.source` (hub repo, HF folder or GGUF file) into the store as one model."""
+    store = ModelStore(settings.models_dir)
+    local = Path(opts.source).expanduser()
+    if local.is_file():
+        return _import_gguf(local, opts, store, report)
+    if local.is_dir():
+        return _import_folder(local, opts, settings, store, report, progress)
+    if _looks_like_path(opts.source):
+        raise NotFoundError(
+            f"{opts.source} does not exist.",
+            "Give a hub repo id (org/name), a folder or a .gguf file.",
+        )
+    if opts.gguf:
+        return _pull_gguf_repo(opts, settings, store, report)
+    return _pull_checkpoint(opts, settings, store, report, progress)
+
+
+def _pull_checkpoint(
+    opts: PullOptions,
+    settings: Settings,
+    store: ModelStore,
+    report: Report,
+    progress: Progress | None,
+) -> PullResult:
+    from edge import hub
+
+    q = quant_type(opts.quant or settings.quant)  # fail on a bad type before downloading
+    name = opts.name or model_name(opts.source, q.name)
+    report(f"Downloading {opts.source}@{opts.revision or 'main'} from {hub.endpoint()}")
+    snap = hub.download_checkpoint(opts.source, opts.revision)
+    source = {"kind": "hub", "repo": opts.source, "revision": snap.revision, "commit": snap.commit}
+    return _build(snap.path, q.name, name, source, opts, store, report, progress)
+
+
+def _import_folder(
+    folder: Path,
+    opts: PullOptions,
+    settings: Settings,
+    store: ModelStore,
+    report: Report,
+    progress: Progress | None,
+) -> PullResult:
+    q = quant_type(opts.quant or settings.quant)
+    name = opts.name or model_name(folder.resolve().name, q.name)
+    source = {"kind": "folder", "path": str(folder.resolve()), "commit": folder_fingerprint(folder)}
+    return _build(folder, q.name, name, source, opts, store, report, progress)
+
+
+def _build(
+    folder: Path,
+    quant: str,
+    name: str,
+    source: dict[str, str],
+    opts: PullOptions,
+    store: ModelStore,
+    report: Report,
+    progress: Progress | None,
+) -> PullResult:
+    existing = store.find(name)
+    if existing and not opts.force and _same(existing, source, quant):
+        return PullResult(existing, "unchanged")
+    with store.staging() as tmp:
+        out = tmp / MODEL_FILE
+        if quant in UNQUANTIZED:
+            report(f"Converting to GGUF ({quant})")
+            convert(
+                folder, out, outtype=quant.lower(), name=_display_name(source), progress=progress
+            )
+        else:
+            report("Converting to GGUF")
+            base = convert(folder, tmp / "base.gguf", name=_display_name(source), progress=progress)
+            report(f"Quantizing to {quant}")
+            quantize(base, out, quant, threads=opts.threads)
+            base.unlink()
+        manifest = Manifest(name=name, quant=quant, sha256="", size=0, source=source)
+        entry = store.commit(tmp, manifest, replace=existing is not None)
+    return PullResult(entry, "updated" if existing else "created")
+
+
+def _pull_gguf_repo(
+    opts: PullOptions, settings: Settings, store: ModelStore, report: Report
+) -> PullResult:
+    from edge import hub
+
+    q = quant_type(opts.quant or settings.quant)
+    name = opts.name or model_name(opts.source, q.name)
+    report(f"Downloading the {q.name} GGUF of {opts.source} from {hub.endpoint()}")
+    snap = hub.download_gguf(opts.source, q.name, opts.revision)
+    source = {
+        "kind": "hub-gguf",
+        "repo": opts.source,
+        "revision": snap.revision,
+        "commit": snap.commit,
+    }
+    return _store_gguf(snap.path.resolve(), q.name, name, source, opts, store)
+
+
+def _import_gguf(path: Path, opts: PullOptions, store: ModelStore, report: Report) -> PullResult:
+    check_qwen3_gguf(path)
+    have = type_name(gguf_file_type(path))
+    want = quant_type(opts.quant).name if opts.quant else have
+    name = opts.name or model_name(
+        path.stem.removesuffix(f"-{have}").removesuffix(f"-{have.lower()}"), want
+    )
+    source = {"kind": "gguf", "path": str(path.resolve()), "commit": folder_fingerprint(path)}
+    if want == have:
+        return _store_gguf(path, want, name, source, opts, store)
+    existing = store.find(name)
+    if existing and not opts.force and _same(existing, source, want):
+        return PullResult(existing, "unchanged")
+    report(f"Quantizing {path.name} ({have}) to {want}")
+    with store.staging() as tmp:
+        quantize(path, tmp / MODEL_FILE, want, threads=opts.threads)
+        entry = store.commit(tmp, Manifest(name, want, "", 0, source), replace=existing is not None)
+    return PullResult(entry, "updated" if existing else "created")
+
+
+def _store_gguf(
+    path: Path, quant: str, name: str, source: dict[str, str], opts: PullOptions, store: ModelStore
+) -> PullResult:
+    existing = store.find(name)
+    if existing and not opts.force and _same(existing, source, quant):
+        return PullResult(existing, "unchanged")
+    with store.staging() as tmp:
+        _link_or_copy(path, tmp / MODEL_FILE)
+        entry = store.commit(
+            tmp, Manifest(name, quant, "", 0, source), replace=existing is not None
+        )
+    return PullResult(entry, "updated" if existing else "created")
+
+
+def _same(entry: Entry, source: dict[str, str], quant: str) -> bool:
+    return entry.manifest.quant == quant and entry.manifest.source.get("commit") == source.get(
+        "commit"
+    )
+
+
+def _display_name(source: dict[str, str]) -> str:
+    where = source.get("repo") or source.get("path") or "model"
+    return where.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    # A hard link costs no space and survives the HF cache being cleaned; copy across disks.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def folder_fingerprint(path: Path) -> str:
+    """A cheap identity for a local source: names, sizes and mtimes of its files."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        st = p.stat()
+        h.update(
+            f"{p.relative_to(path) if path.is_dir() else p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+        )
+    return "local-" + h.hexdigest()[:40]
+
+
+def check_qwen3_gguf(path: Path) -> None:
+    """Reject GGUF files that are not Qwen3 models before storing or loading them."""
+    import gguf
+
+    try:
+        field = gguf.GGUFReader(path).get_field("general.architecture")
+    except (ValueError, OSError, IndexError) as exc:
+        raise InvalidModelError(
+            f"{path} is not a readable GGUF file ({exc.__class__.__name__}).",
+            "Re-download or re-convert it.",
+        ) from None
+    arch = field.contents() if field is not None else None
+    if arch != "qwen3":
+        raise InvalidModelError(
+            f"{path} is a '{arch}' model, not Qwen3.", "edge-qwen runs Qwen3 GGUF files only."
+        )
+
+
+def ensure_model(spec: str | None, settings: Settings, *, report: Report = _quiet) -> Path:
+    """The GGUF to load for `--model`: a store name, a .gguf path, or an HF folder (imported)."""
+    store = ModelStore(settings.models_dir)
+    if spec is None:
+        spec = model_name(settings.repo, quant_type(settings.quant).name)
+        if store.find(spec) is None:
+            raise NotFoundError(
+                f"No model pulled yet (looked for '{spec}' in {store.root}).",
+                "Run `edge-qwen pull` to download Qwen3-0.6B, or pass --model PATH.gguf.",
+            )
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        return pull(PullOptions(str(path)), settings, report=report).entry.path
+    if _looks_like_path(spec) or os.sep in spec:
+        raise NotFoundError(
+            f"{spec} does not exist.", "Check the path, or give a name from `edge-qwen models`."
+        )
+    return store.get(spec).path
