@@ -312,7 +312,7 @@ def _write(
     for ref, kind in zip(ordered, kinds, strict=True):
         _pad(fout, w.data_alignment)
         written = 0
-        for chunk in iter_row_chunks(ref.raw(), _CHUNK_BYTES):
+        for chunk in iter_row_chunks(ref, _CHUNK_BYTES):
             data = _encode_chunk(chunk, ref.dtype, kind)
             fout.write(data.data)  # not ndarray.tofile: its short-write error has no errno
             written += data.nbytes

@@ -132,15 +132,25 @@ def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
     return rounded
 
 
-def iter_row_chunks(arr: np.ndarray, max_bytes: int) -> Iterator[np.ndarray]:
-    """Split a tensor along its first axis into pieces of at most about max_bytes."""
-    if arr.ndim < 2:
-        yield arr
-        return
-    row_bytes = max(1, arr.nbytes // arr.shape[0])
+def iter_row_chunks(ref: TensorRef, max_bytes: int) -> Iterator[np.ndarray]:
+    """Read a tensor from disk in pieces of whole rows, at most about max_bytes each.
+
+    Plain reads, not a memory map: mapped pages count in the process's RSS until
+    unmapped, so reading keeps the converter's footprint at one chunk.
+    """
+    dtype = _STORAGE[ref.dtype]
+    rows = ref.shape[0] if len(ref.shape) >= 2 else 1
+    row_shape = ref.shape[1:] if len(ref.shape) >= 2 else ref.shape
+    row_bytes = max(1, ref.nbytes // rows)
     step = max(1, max_bytes // row_bytes)
-    for i in range(0, arr.shape[0], step):
-        yield arr[i : i + step]
+    with ref.path.open("rb") as f:
+        f.seek(ref.offset)
+        for start in range(0, rows, step):
+            n = min(step, rows - start)
+            buf = np.empty((n, *row_shape) if len(ref.shape) >= 2 else ref.shape, dtype=dtype)
+            if f.readinto(buf.data.cast("B")) != buf.nbytes:
+                raise _bad(ref.path, f"it ended early while reading tensor {ref.name!r}")
+            yield buf
 
 
 def _bad(path: Path, why: str) -> InvalidModelError:

@@ -13,7 +13,15 @@ import pytest
 from edge.config import Settings
 from edge.errors import InvalidModelError, NotFoundError, StoreError, UsageError
 from edge.pipeline import ensure_model
-from edge.store import MANIFEST, MODEL_FILE, Manifest, ModelStore, check_name, model_name, sha256_file
+from edge.store import (
+    MANIFEST,
+    MODEL_FILE,
+    Manifest,
+    ModelStore,
+    check_name,
+    model_name,
+    sha256_file,
+)
 
 
 def stage(store: ModelStore, name: str, payload: bytes, *, replace: bool = False) -> Path:
@@ -59,7 +67,9 @@ def test_half_written_folders_are_not_models(tmp_path: Path) -> None:
 
 
 def test_sweep_removes_only_dead_owners(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(dead.stdout)  # that process has exited
     store = ModelStore(tmp_path)
     (tmp_path / f".staging-{dead_pid}-1").mkdir()
@@ -70,7 +80,9 @@ def test_sweep_removes_only_dead_owners(tmp_path: Path) -> None:
     assert (tmp_path / f".staging-{os.getpid()}-5").is_dir()
 
 
-@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/b", "..", "", "Upper", ".hidden", "a" * 200, "x\0y"])
+@pytest.mark.parametrize(
+    "bad", ["../x", "/etc/passwd", "a/b", "..", "", "Upper", ".hidden", "a" * 200, "x\0y"]
+)
 def test_names_cannot_escape_the_store(bad: str) -> None:
     with pytest.raises(UsageError, match="not a valid model name"):
         check_name(bad)
