@@ -88,9 +88,9 @@ def fetch_blob(repo: str, filename: str, commit: str) -> Path:
     continue it with an HTTP Range request, check the sha256 the hub advertises as the
     LFS ETag, and move it into place; `snapshot_download` then finds the blob and links it.
     """
+    from filelock import FileLock
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.file_download import http_get, repo_folder_name
-    from huggingface_hub.utils import build_hf_headers
+    from huggingface_hub.file_download import repo_folder_name
 
     meta = get_hf_file_metadata(hf_hub_url(repo, filename, revision=commit))
     if not meta.etag:
@@ -105,6 +105,22 @@ def fetch_blob(repo: str, filename: str, commit: str) -> Path:
         return blob
     blobs.mkdir(parents=True, exist_ok=True)
     partial = blobs / f"{meta.etag}.edge-partial"
+    # Two pulls at once must not append to one file; locks live where huggingface-hub keeps its own.
+    lock = Path(constants.HF_HUB_CACHE) / ".locks" / blobs.parent.name / f"{meta.etag}.edge.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        if blob.is_file():
+            return blob
+        _continue_download(partial, meta, filename)
+        _check_sha256(partial, meta.etag, repo, filename)
+        os.replace(partial, blob)
+    return blob
+
+
+def _continue_download(partial: Path, meta: Any, filename: str) -> None:
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers
+
     with partial.open("ab") as f:
         done = f.tell()
         if meta.size is not None and done > meta.size:
@@ -120,9 +136,6 @@ def fetch_blob(repo: str, filename: str, commit: str) -> Path:
                 expected_size=meta.size,
                 displayed_filename=filename,
             )
-    _check_sha256(partial, meta.etag, repo, filename)
-    os.replace(partial, blob)
-    return blob
 
 
 def _check_sha256(path: Path, etag: str, repo: str, filename: str) -> None:

@@ -94,7 +94,8 @@ def _pull_checkpoint(
     report(f"Downloading {opts.source}@{opts.revision or 'main'} from {hub.endpoint()}")
     snap = hub.download_checkpoint(opts.source, opts.revision)
     source = {"kind": "hub", "repo": opts.source, "revision": snap.revision, "commit": snap.commit}
-    return _build(snap.path, q.name, name, source, opts, store, report, progress)
+    make = _from_checkpoint(snap.path, q.name, source, opts, report, progress)
+    return _produce(store, name, q.name, source, opts, make)
 
 
 def _import_folder(
@@ -108,38 +109,33 @@ def _import_folder(
     q = quant_type(opts.quant or settings.quant)
     name = opts.name or model_name(folder.resolve().name, q.name)
     source = {"kind": "folder", "path": str(folder.resolve()), "commit": folder_fingerprint(folder)}
-    return _build(folder, q.name, name, source, opts, store, report, progress)
+    make = _from_checkpoint(folder, q.name, source, opts, report, progress)
+    return _produce(store, name, q.name, source, opts, make)
 
 
-def _build(
+def _from_checkpoint(
     folder: Path,
     quant: str,
-    name: str,
     source: dict[str, str],
     opts: PullOptions,
-    store: ModelStore,
     report: Report,
     progress: Progress | None,
-) -> PullResult:
-    existing = store.find(name)
-    if existing and not opts.force and _same(existing, source, quant):
-        return PullResult(existing, "unchanged")
-    with store.staging() as tmp:
-        out = tmp / MODEL_FILE
+) -> Callable[[Path], None]:
+    """The build step for an HF folder: convert (lossless), then quantize unless unquantized."""
+
+    def make(out: Path) -> None:
+        title = _display_name(source)
         if quant in UNQUANTIZED:
             report(f"Converting to GGUF ({quant})")
-            convert(
-                folder, out, outtype=quant.lower(), name=_display_name(source), progress=progress
-            )
-        else:
-            report("Converting to GGUF")
-            base = convert(folder, tmp / "base.gguf", name=_display_name(source), progress=progress)
-            report(f"Quantizing to {quant}")
-            quantize(base, out, quant, threads=opts.threads)
-            base.unlink()
-        manifest = Manifest(name=name, quant=quant, sha256="", size=0, source=source)
-        entry = store.commit(tmp, manifest, replace=existing is not None)
-    return PullResult(entry, "updated" if existing else "created")
+            convert(folder, out, outtype=quant.lower(), name=title, progress=progress)
+            return
+        report("Converting to GGUF")
+        base = convert(folder, out.with_name("base.gguf"), name=title, progress=progress)
+        report(f"Quantizing to {quant}")
+        quantize(base, out, quant, threads=opts.threads)
+        base.unlink()
+
+    return make
 
 
 def _pull_gguf_repo(
@@ -157,40 +153,43 @@ def _pull_gguf_repo(
         "revision": snap.revision,
         "commit": snap.commit,
     }
-    return _store_gguf(snap.path.resolve(), q.name, name, source, opts, store)
+    blob = snap.path.resolve()
+    return _produce(store, name, q.name, source, opts, lambda out: _link_or_copy(blob, out))
 
 
 def _import_gguf(path: Path, opts: PullOptions, store: ModelStore, report: Report) -> PullResult:
     check_qwen3_gguf(path)
     have = type_name(gguf_file_type(path))
     want = quant_type(opts.quant).name if opts.quant else have
-    name = opts.name or model_name(
-        path.stem.removesuffix(f"-{have}").removesuffix(f"-{have.lower()}"), want
-    )
+    stem = path.stem.removesuffix(f"-{have}").removesuffix(f"-{have.lower()}")
+    name = opts.name or model_name(stem, want)
     source = {"kind": "gguf", "path": str(path.resolve()), "commit": folder_fingerprint(path)}
     if want == have:
-        return _store_gguf(path, want, name, source, opts, store)
-    existing = store.find(name)
-    if existing and not opts.force and _same(existing, source, want):
-        return PullResult(existing, "unchanged")
-    report(f"Quantizing {path.name} ({have}) to {want}")
-    with store.staging() as tmp:
-        quantize(path, tmp / MODEL_FILE, want, threads=opts.threads)
-        entry = store.commit(tmp, Manifest(name, want, "", 0, source), replace=existing is not None)
-    return PullResult(entry, "updated" if existing else "created")
+        return _produce(store, name, want, source, opts, lambda out: _link_or_copy(path, out))
+
+    def make(out: Path) -> None:
+        report(f"Quantizing {path.name} ({have}) to {want}")
+        quantize(path, out, want, threads=opts.threads)
+
+    return _produce(store, name, want, source, opts, make)
 
 
-def _store_gguf(
-    path: Path, quant: str, name: str, source: dict[str, str], opts: PullOptions, store: ModelStore
+def _produce(
+    store: ModelStore,
+    name: str,
+    quant: str,
+    source: dict[str, str],
+    opts: PullOptions,
+    make: Callable[[Path], None],
 ) -> PullResult:
+    """Build a model with `make(out_path)` in a staging folder and commit it, unless stored already."""
     existing = store.find(name)
     if existing and not opts.force and _same(existing, source, quant):
         return PullResult(existing, "unchanged")
     with store.staging() as tmp:
-        _link_or_copy(path, tmp / MODEL_FILE)
-        entry = store.commit(
-            tmp, Manifest(name, quant, "", 0, source), replace=existing is not None
-        )
+        make(tmp / MODEL_FILE)
+        manifest = Manifest(name=name, quant=quant, sha256="", size=0, source=source)
+        entry = store.commit(tmp, manifest, replace=existing is not None)
     return PullResult(entry, "updated" if existing else "created")
 
 

@@ -90,7 +90,7 @@ def test_q8_0_logits_stay_close_to_f16(gguf_of: Callable[[str, str], Path]) -> N
     q8 = _logits(gguf_of("tiny", "Q8_0"), prompts)
     worst = max(float(np.abs(a - b).max()) for a, b in zip(f16, q8, strict=True))
     scale = max(float(np.abs(a).max()) for a in f16)
-    # Measured on this checkpoint: about 0.02 absolute on logits of magnitude ~1.7.
+    # Measured on this checkpoint: 0.034 absolute on logits of magnitude up to 1.87 (1.8%).
     assert worst < 0.05 * scale, (worst, scale)
 
 
