@@ -6,10 +6,8 @@ size, and writes to a temporary name renamed into place only when complete.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,8 @@ from typing import IO, Any
 import gguf
 import numpy as np
 
-from edge.errors import DiskFullError, InvalidModelError, UsageError
+from edge.errors import InvalidModelError, UsageError
+from edge.fileio import atomic_output, ensure_free_space
 from edge.safetensors_io import (
     TensorRef,
     as_float32,
@@ -274,14 +273,8 @@ def convert(
     kinds = [_out_kind(r, outtype) for r in ordered]
     total = sum(int(np.prod(r.shape)) * _ITEMSIZE[k] for r, k in zip(ordered, kinds, strict=True))
     ensure_free_space(out.parent, total + 64 * 1024 * 1024)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
+    with atomic_output(out) as tmp:
         _write(tmp, cfg, vocab, name or folder.name, outtype, ordered, kinds, progress, total)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise disk_error(exc, out) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -328,24 +321,3 @@ def _write(
 def _pad(f: IO[Any], align: int) -> None:
     pos = f.tell()
     f.write(b"\0" * ((-pos) % align))
-
-
-def ensure_free_space(folder: Path, needed: int) -> None:
-    """Fail before writing anything when the disk clearly cannot hold the output."""
-    folder.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise DiskFullError(
-            f"Not enough disk space in {folder}: {needed / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB free.",
-            "Free some space or set EDGE_QWEN_HOME to a larger disk.",
-        )
-
-
-def disk_error(exc: OSError, target: Path) -> Exception:
-    """Turn out-of-space and file-size-limit errors into a DiskFullError; keep others."""
-    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return DiskFullError(
-            f"Ran out of disk space writing {target} ({os.strerror(exc.errno)}); nothing was kept.",
-            "Free some space or set EDGE_QWEN_HOME to a larger disk, then run the command again.",
-        )
-    return exc

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
 
-from edge.convert import disk_error, ensure_free_space
 from edge.errors import InvalidModelError, QuantizeError, UsageError
+from edge.fileio import atomic_output, disk_error, ensure_free_space
 
 
 @dataclass(frozen=True)
@@ -107,14 +106,8 @@ def quantize(
             "Quantize from an F16/BF16/F32 file, or pass --allow-requantize.",
         )
     ensure_free_space(out.parent, int(src.stat().st_size * q.bpw / 16) + 64 * 2**20)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
+    with atomic_output(out) as tmp:
         _run_quantizer(src, tmp, q, threads, allow_requantize)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise disk_error(exc, out) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
