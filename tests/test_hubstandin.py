@@ -475,11 +475,11 @@ def test_resume_after_kill_sends_range(
 def test_killed_snapshot_download_restarts_from_zero(
     root: Path, monkeypatch: pytest.MonkeyPatch, hf_env: Path
 ) -> None:
-    """After a kill -9, snapshot_download completes the file but huggingface_hub 2.x restarts it.
+    """After a kill -9, snapshot_download completes the file, but huggingface_hub 2.x restarts it.
 
     Each attempt writes to its own ``blobs/<etag>.<random>.incomplete`` file (huggingface_hub
-    PR #4228), so a new process never finds the old partial file and sends no Range.  If
-    this starts failing because a Range was sent, the client resumes across processes again.
+    PR #4228), so a new process never finds the old partial file and sends no Range: the
+    reason edge-qwen's pull fetches large files itself (edge.hub.fetch_blob).
     """
     blobs = hf_env / "hub" / "models--acme--big" / "blobs"
     with HubStandIn(root, rate=BIG_RATE) as hub:
@@ -502,6 +502,6 @@ def test_killed_snapshot_download_restarts_from_zero(
         (result,) = run_client(call("snapshot_download", "acme/big"))
         gets = file_requests(hub, "GET", "weights.bin")
     assert tree(ok(result)) == tree(root / "acme/big")
-    assert [(r.range, r.status) for r in gets] == [(None, 200)], (
-        "huggingface_hub resumed across processes"
-    )
+    # 2.x sends [(None, 200)] here: a whole new download. Not asserted, so that a client
+    # that learns to resume does not fail CI; edge.hub.fetch_blob resumes either way.
+    assert gets and gets[-1].status in (200, 206)
