@@ -246,3 +246,20 @@ def test_cli_convert_and_errors(tmp_path: Path, tiny_dir: Path, cli_env: dict[st
     assert_clean_failure(
         run_cli(["convert", str(tiny_dir), "-o", str(out)], cli_env), 2, "already exists"
     )
+
+
+def test_refuses_to_start_without_room(
+    tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import namedtuple
+
+    from edge import fileio
+    from edge.errors import DiskFullError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(
+        fileio.shutil, "disk_usage", lambda _: usage(2**30, 2**30 - 2**20, 2**20)
+    )  # 1 MiB free
+    with pytest.raises(DiskFullError, match="Not enough disk space .* MiB needed, 1 MiB free"):
+        convert(tiny_dir, tmp_path / "out.gguf")
+    assert list(tmp_path.iterdir()) == []  # checked before anything was written
