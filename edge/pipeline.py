@@ -15,8 +15,9 @@ from pathlib import Path
 
 from edge.config import Settings
 from edge.convert import Progress, convert
-from edge.errors import InvalidModelError, NotFoundError
-from edge.quantize import UNQUANTIZED, gguf_file_type, quant_type, quantize, type_name
+from edge.errors import NotFoundError
+from edge.gguf_meta import qwen3_header
+from edge.quantize import UNQUANTIZED, quant_type, quantize, type_name
 from edge.store import MODEL_FILE, Entry, Manifest, ModelStore, model_name
 
 Report = Callable[[str], None]
@@ -158,8 +159,7 @@ def _pull_gguf_repo(
 
 
 def _import_gguf(path: Path, opts: PullOptions, store: ModelStore, report: Report) -> PullResult:
-    check_qwen3_gguf(path)
-    have = type_name(gguf_file_type(path))
+    have = type_name(qwen3_header(path).metadata.get("general.file_type"))
     want = quant_type(opts.quant).name if opts.quant else have
     stem = path.stem.removesuffix(f"-{have}").removesuffix(f"-{have.lower()}")
     name = opts.name or model_name(stem, want)
@@ -222,24 +222,6 @@ def folder_fingerprint(path: Path) -> str:
             f"{p.relative_to(path) if path.is_dir() else p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
         )
     return "local-" + h.hexdigest()[:40]
-
-
-def check_qwen3_gguf(path: Path) -> None:
-    """Reject GGUF files that are not Qwen3 models before storing or loading them."""
-    import gguf
-
-    try:
-        field = gguf.GGUFReader(path).get_field("general.architecture")
-    except (ValueError, OSError, IndexError) as exc:
-        raise InvalidModelError(
-            f"{path} is not a readable GGUF file ({exc.__class__.__name__}).",
-            "Re-download or re-convert it.",
-        ) from None
-    arch = field.contents() if field is not None else None
-    if arch != "qwen3":
-        raise InvalidModelError(
-            f"{path} is a '{arch}' model, not Qwen3.", "edge-qwen runs Qwen3 GGUF files only."
-        )
 
 
 def ensure_model(spec: str | None, settings: Settings, *, report: Report = _quiet) -> Path:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import gguf
-
 from edge.errors import InvalidModelError, QuantizeError, UsageError
 from edge.fileio import atomic_output, disk_error, ensure_free_space
 
@@ -64,15 +62,10 @@ def quant_type(name: str) -> QuantType:
 
 def gguf_file_type(path: Path) -> int | None:
     """The `general.file_type` a GGUF declares, or None when it does not say."""
-    try:
-        reader = gguf.GGUFReader(path)
-    except (ValueError, OSError, IndexError) as exc:
-        raise InvalidModelError(
-            f"{path} is not a readable GGUF file ({exc.__class__.__name__}: {exc}).",
-            "Re-download or re-convert it.",
-        ) from None
-    field = reader.get_field("general.file_type")
-    return int(field.contents()) if field is not None else None
+    from edge.gguf_meta import model_header
+
+    value = model_header(path).metadata.get("general.file_type")
+    return int(value) if value is not None else None
 
 
 def type_name(ftype: int | None) -> str:
