@@ -33,12 +33,23 @@ def scripted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+# A model stuck in loops: "Let me Let me …" while thinking, "Hello world Hello world …" after.
+LOOPING_SCRIPT = [["\n", "<think>", "Let", " me", "Let"], ["\n\n", "Hello", " world", "Hello"]]
+
+
+@pytest.fixture(scope="session")
+def looping_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scripted checkpoint that repeats itself forever (for the loop guard and Ctrl-C)."""
+    folder = tmp_path_factory.mktemp("ckpt") / "Qwen3-looping"
+    return write_checkpoint(folder, shape="tiny", script=LOOPING_SCRIPT)
+
+
 @pytest.fixture(scope="session")
 def gguf_of(
-    tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path, scripted_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path, scripted_dir: Path, looping_dir: Path
 ) -> Callable[[str, str], Path]:
-    """`gguf_of("tiny"|"scripted", TYPE)`: that checkpoint converted (and quantized) once."""
-    folders = {"tiny": tiny_dir, "scripted": scripted_dir}
+    """`gguf_of("tiny"|"scripted"|"looping", TYPE)`: a checkpoint converted (and quantized) once."""
+    folders = {"tiny": tiny_dir, "scripted": scripted_dir, "looping": looping_dir}
     out_dir = tmp_path_factory.mktemp("gguf")
     cache: dict[tuple[str, str], Path] = {}
 

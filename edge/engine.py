@@ -1,0 +1,427 @@
+"""The inference engine: one llama.cpp model and context, generating token by token.
+
+`Engine.generate` yields one `TokenEvent` per sampled token and ends with a `Finish`
+event; the non-streaming callers fold that stream. It reuses the longest KV prefix of
+the previous call, so a chat's next turn evaluates only what is new. llama-cpp-python
+stays behind this module: the rest of edge-qwen sees only the small types below.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import EdgeError, InvalidModelError, UsageError
+from edge.plan import KV_TYPES, ModelInfo, Plan, make_plan, read_model_info
+
+
+class ContextOverflowError(UsageError):
+    """The prompt does not fit in the context window."""
+
+
+@dataclass
+class SamplingParams:
+    """Sampling settings shared by the OpenAI API and llama.cpp (None: model default)."""
+
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    grammar: str | None = None  # GBNF
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass
+class ThinkingControl:
+    """Reasoning limits: a token budget, and the loop guard (repeated n-grams)."""
+
+    budget: int | None = None
+    loop_guard: bool = True
+    loop_min_span: int = 64  # tokens a repetition must cover before it counts as a loop
+    loop_max_ngram: int = 48
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token; `text` may be empty while bytes of a character are pending."""
+
+    text: str
+    token_id: int
+    in_think: bool
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one generation; `cached_tokens` of the prompt were reused from KV."""
+
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The end of a generation: why, how many tokens, how fast."""
+
+    reason: str  # "stop" | "length" | "cancelled"
+    usage: Usage
+    ttft: float  # seconds from the call to the first token
+    total: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def decode_tps(self) -> float:
+        """Generated tokens per second after the first one."""
+        n = self.usage.completion_tokens - 1
+        return n / (self.total - self.ttft) if n > 0 and self.total > self.ttft else 0.0
+
+
+Event = TokenEvent | Finish
+CLOSE_THINK = "\n</think>\n\n"
+
+
+class Engine:
+    """A loaded model with its context; not thread-safe: one generation at a time."""
+
+    def __init__(self, path: Path, plan: Plan | None = None, info: ModelInfo | None = None) -> None:
+        self.info = info or read_model_info(Path(path))
+        self.plan = plan or make_plan(self.info)
+        self._llm = _load(Path(path), self.plan)
+        self._vocab = self._llm._model.vocab
+        self.think_open = self._single_token("<think>")
+        self.think_close = self._single_token("</think>")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Free the model and context."""
+        self._llm.close()
+
+    # -- text <-> tokens ---------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of `text`, special tokens parsed, NFC-normalized as HF's Qwen2 tokenizer does."""
+        data = unicodedata.normalize("NFC", text).encode("utf-8")
+        return list(self._llm.tokenize(data, add_bos=False, special=True))
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (llama-cpp-python's detokenize drops tokens over 32 bytes)."""
+        import llama_cpp
+
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+
+    def _single_token(self, text: str) -> int | None:
+        ids = self.tokenize(text)
+        return ids[0] if len(ids) == 1 else None
+
+    def is_eog(self, token: int) -> bool:
+        """End of generation (`<|im_end|>`, `<|endoftext|>`)."""
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    # -- generation --------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        *,
+        cancel: threading.Event | None = None,
+        thinking: ThinkingControl | None = None,
+        in_think: bool = False,
+    ) -> Iterator[Event]:
+        """Stream the completion of `prompt`: TokenEvents, then one Finish."""
+        if not prompt:
+            raise UsageError("The prompt is empty.", "Give some text to complete.")
+        if len(prompt) >= self.plan.n_ctx:
+            raise ContextOverflowError(
+                f"The prompt is {len(prompt)} tokens but the context holds {self.plan.n_ctx}.",
+                "Shorten the conversation (/reset in chat) or load the model with a larger --ctx.",
+            )
+        with self._lock:
+            yield from _Run(
+                self, prompt, params, cancel, thinking or ThinkingControl(), in_think
+            ).events()
+
+    def _prefill(self, prompt: list[int]) -> int:
+        """Evaluate what is new in `prompt`, reusing the KV cache's common prefix; returns cached."""
+        llm = self._llm
+        old = llm.input_ids[: llm.n_tokens].tolist()
+        keep = 0
+        for a, b in zip(old, prompt, strict=False):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(prompt) - 1)  # the last prompt token must be evaluated for its logits
+        llm.n_tokens = keep
+        llm.eval(prompt[keep:])
+        return keep
+
+    def _eval(self, tokens: list[int]) -> None:
+        self._llm.eval(tokens)
+
+    @property
+    def n_past(self) -> int:
+        """Tokens currently in the KV cache."""
+        return int(self._llm.n_tokens)
+
+    def _sampler(self, params: SamplingParams) -> Any:
+        return _build_sampler(self._llm, params)
+
+
+class _Run:
+    """The state of one generation (kept out of Engine so the loop reads as its steps)."""
+
+    def __init__(
+        self, engine: Engine, prompt: list[int], params: SamplingParams,
+        cancel: threading.Event | None, thinking: ThinkingControl, in_think: bool,
+    ) -> None:  # fmt: skip
+        self.e, self.prompt, self.params, self.cancel, self.thinking = (
+            engine,
+            prompt,
+            params,
+            cancel,
+            thinking,
+        )
+        self.in_think = in_think
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stops = [s for s in params.stop if s]
+        self.pending = ""  # decoded text held back while it could start a stop string
+        self.generated: list[int] = []
+        self.section: list[
+            int
+        ] = []  # tokens of the current think block or answer, for the loop guard
+        self.reasoning = 0
+        self.notes: list[str] = []
+        self.start = time.perf_counter()
+        self.first: float | None = None
+
+    def events(self) -> Iterator[Event]:
+        cached = self.e._prefill(self.prompt)
+        sampler = self.e._sampler(self.params)
+        limit = self.params.max_tokens if self.params.max_tokens is not None else self.e.plan.n_ctx
+        reason = "length"
+        while len(self.generated) < limit:
+            if self.cancel is not None and self.cancel.is_set():
+                reason = "cancelled"
+                break
+            if self.e.n_past >= self.e.plan.n_ctx:
+                self.notes.append("context full")
+                break
+            token = sampler.sample(self.e._llm._ctx, -1)
+            if self.e.is_eog(token):
+                reason = "stop"
+                break
+            event, stopped = self._emit(token)
+            yield event
+            if stopped:
+                reason = "stop"
+                break
+            self.e._eval([token])
+            forced = self._guard()
+            if forced == "end":
+                reason = "length"
+                break
+            if forced:
+                yield from self._force_close()
+        tail = self._flush(reason)
+        if tail:
+            yield TokenEvent(tail, -1, self.in_think, self._elapsed())
+        yield self._finish(reason, cached)
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def _emit(self, token: int) -> tuple[TokenEvent, bool]:
+        if self.first is None:
+            self.first = self._elapsed()
+        self.generated.append(token)
+        self.section.append(token)
+        if token == self.e.think_open:
+            self.in_think, self.section = True, [token]
+        counted_in_think = self.in_think
+        if token == self.e.think_close:
+            self.in_think, self.section = False, []
+        if counted_in_think:
+            self.reasoning += 1
+        text = self.pending + self.decoder.decode(self.e.token_bytes(token))
+        out, self.pending, stopped = _cut_stop(text, self.stops)
+        return TokenEvent(out, token, counted_in_think, self._elapsed()), stopped
+
+    def _guard(self) -> str | None:
+        """'close' to end a runaway think block, 'end' to end a looping answer, None to go on."""
+        t = self.thinking
+        if self.in_think and t.budget is not None and self.reasoning >= t.budget:
+            self.notes.append(f"thinking budget of {t.budget} tokens reached")
+            return "close"
+        if t.loop_guard and _loops(self.section, t.loop_max_ngram, t.loop_min_span):
+            if self.in_think:
+                self.notes.append("loop guard closed a repeating think block")
+                return "close"
+            self.notes.append("loop guard ended a repeating answer")
+            return "end"
+        return None
+
+    def _force_close(self) -> Iterator[TokenEvent]:
+        """Close the think block ourselves so the model goes on to answer."""
+        tokens = self.e.tokenize(CLOSE_THINK)
+        self.e._eval(tokens)
+        self.in_think, self.section = False, []
+        text = self.pending + self.decoder.decode(CLOSE_THINK.encode())
+        self.pending = ""
+        yield TokenEvent(text, -1, False, self._elapsed())
+
+    def _flush(self, reason: str) -> str:
+        rest = self.pending + self.decoder.decode(b"", final=True)
+        self.pending = ""
+        return rest
+
+    def _finish(self, reason: str, cached: int) -> Finish:
+        usage = Usage(len(self.prompt), cached, len(self.generated), self.reasoning)
+        total = self._elapsed()
+        return Finish(
+            reason, usage, self.first if self.first is not None else total, total, tuple(self.notes)
+        )
+
+
+def _cut_stop(text: str, stops: list[str]) -> tuple[str, str, bool]:
+    """Split `text` into (emit now, hold back, stopped) for the given stop strings."""
+    if not stops:
+        return text, "", False
+    hits = [text.find(s) for s in stops if s in text]
+    if hits:
+        return text[: min(hits)], "", True
+    hold = 0
+    for s in stops:  # keep any tail that could be the start of a stop string
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
+                hold = max(hold, k)
+                break
+    return text[: len(text) - hold], text[len(text) - hold :], False
+
+
+def _loops(tokens: list[int], max_ngram: int, min_span: int) -> bool:
+    """True when the tail of `tokens` is one n-gram repeated over at least `min_span` tokens."""
+    if len(tokens) < min_span or len(tokens) % 4:  # checked every 4th token: cheap enough
+        return False
+    for n in range(1, max_ngram + 1):
+        reps = max(3, -(-min_span // n))
+        span = n * reps
+        if span > len(tokens):
+            break
+        tail = tokens[-span:]
+        unit = tail[:n]
+        if all(tail[i : i + n] == unit for i in range(n, span, n)):
+            return True
+    return False
+
+
+def _load(path: Path, plan: Plan) -> Any:
+    """Open the model with every setting chosen by the plan, not llama-cpp-python's defaults."""
+    from llama_cpp import Llama
+
+    from edge.llama_log import captured_llama_log, last_error
+
+    type_id = KV_TYPES[plan.kv_type][0]
+    with captured_llama_log() as lines:
+        try:
+            return Llama(
+                str(path),
+                n_ctx=plan.n_ctx,
+                n_batch=plan.n_batch,
+                n_threads=plan.n_threads,
+                n_threads_batch=plan.n_threads_batch,
+                n_gpu_layers=plan.n_gpu_layers,
+                flash_attn=plan.flash_attn,
+                type_k=type_id,
+                type_v=type_id,
+                use_mmap=plan.use_mmap,
+                use_mlock=plan.use_mlock,
+                logits_all=False,  # its default keeps n_ctx × 151,936 floats we never read
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise InvalidModelError(
+                f"llama.cpp could not load {path}: {last_error(lines) or exc}",
+                "The file may be damaged: `edge-qwen models --verify`, then re-pull it.",
+            ) from None
+
+
+def _build_sampler(llm: Any, p: SamplingParams) -> Any:
+    """llama.cpp's own sampler chain, in llama-server's order; greedy when temperature is 0."""
+    from llama_cpp import LlamaGrammar
+    from llama_cpp._internals import LlamaSampler
+
+    s = LlamaSampler()
+    if p.logit_bias:
+        s.add_logit_bias(llm.n_vocab(), p.logit_bias)
+    if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+        s.add_penalties(
+            llm.n_vocab(), 64, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
+        )
+    grammar = p.grammar
+    if grammar is None and p.json_schema is not None:
+        grammar = _schema_grammar(p.json_schema)
+    if grammar is not None:
+        s.add_grammar(llm._model, LlamaGrammar.from_string(grammar, verbose=False))
+    if p.temperature <= 0:
+        s.add_greedy()
+        return s
+    if p.top_k > 0:
+        s.add_top_k(p.top_k)
+    s.add_top_p(p.top_p, 1)
+    s.add_min_p(p.min_p, 1)
+    s.add_temp(p.temperature)
+    s.add_dist(p.seed if p.seed is not None else int(time.time_ns() & 0xFFFFFFFF))
+    return s
+
+
+def _schema_grammar(schema: dict[str, Any]) -> str:
+    import json
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises bare exceptions on unsupported schemas
+        raise UsageError(f"The JSON schema cannot be turned into a grammar: {exc}") from None
+
+
+__all__ = [
+    "ContextOverflowError",
+    "EdgeError",
+    "Engine",
+    "Event",
+    "Finish",
+    "SamplingParams",
+    "ThinkingControl",
+    "TokenEvent",
+    "Usage",
+]

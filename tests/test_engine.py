@@ -1,0 +1,213 @@
+"""The engine through the real llama.cpp, on scripted models whose output is known in advance."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.chat import ChatTemplate
+from edge.conversation import Conversation, TurnOptions
+from edge.engine import (
+    ContextOverflowError,
+    Engine,
+    Finish,
+    SamplingParams,
+    ThinkingControl,
+    TokenEvent,
+)
+from edge.errors import UsageError
+from edge.plan import make_plan, read_model_info
+from edge.reasoning import Delta
+
+PROMPT = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+GREEDY = SamplingParams(temperature=0)
+
+
+def open_engine(path: Path, **plan_args: object) -> Engine:
+    info = read_model_info(path)
+    return Engine(path, make_plan(info, **plan_args), info)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def scripted(gguf_of: Callable[[str, str], Path]) -> Iterator[Engine]:
+    engine = open_engine(gguf_of("scripted", "Q8_0"), n_ctx=512)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def looping(gguf_of: Callable[[str, str], Path]) -> Iterator[Engine]:
+    engine = open_engine(gguf_of("looping", "Q8_0"), n_ctx=2048)
+    yield engine
+    engine.close()
+
+
+def collect(events: Iterator[TokenEvent | Finish]) -> tuple[str, Finish]:
+    text, finish = "", None
+    for e in events:
+        if isinstance(e, TokenEvent):
+            text += e.text
+        else:
+            finish = e
+    assert finish is not None
+    return text, finish
+
+
+def test_streams_tokens_then_finish(scripted: Engine) -> None:
+    events = list(scripted.generate(scripted.tokenize(PROMPT), GREEDY))
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    assert [e.text for e in tokens] == [
+        "<think>",
+        "Let",
+        " me",
+        " think",
+        "</think>",
+        "\n\n",
+        "Hello",
+        " world",
+    ]
+    assert [e.in_think for e in tokens] == [True] * 5 + [False] * 3
+    assert [e.elapsed for e in tokens] == sorted(e.elapsed for e in tokens)
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.reason == "stop"
+    assert (finish.usage.completion_tokens, finish.usage.reasoning_tokens) == (8, 5)
+    assert finish.ttft <= finish.total
+
+
+def test_follow_up_reuses_the_kv_prefix(scripted: Engine) -> None:
+    first = scripted.tokenize(PROMPT)
+    collect(scripted.generate(first, GREEDY))
+    longer = scripted.tokenize(
+        PROMPT + "Hello world<|im_end|>\n<|im_start|>user\nAgain<|im_end|>\n<|im_start|>assistant\n"
+    )
+    _, finish = collect(scripted.generate(longer, GREEDY))
+    assert finish.usage.cached_tokens >= len(first)  # only the new turn was evaluated
+    _, other = collect(
+        scripted.generate(scripted.tokenize("<|im_start|>system\nX<|im_end|>\n" + PROMPT), GREEDY)
+    )
+    assert other.usage.cached_tokens == 1  # a different history shares only <|im_start|>
+
+
+def test_max_tokens_and_stop_strings(scripted: Engine) -> None:
+    text, finish = collect(
+        scripted.generate(scripted.tokenize(PROMPT), SamplingParams(temperature=0, max_tokens=3))
+    )
+    assert (text, finish.reason) == ("<think>Let me", "length")
+    text, finish = collect(
+        scripted.generate(scripted.tokenize(PROMPT), SamplingParams(temperature=0, stop=[" thi"]))
+    )
+    assert (text, finish.reason) == (
+        "<think>Let me",
+        "stop",
+    )  # the stop string itself is not emitted
+
+
+def test_thinking_budget_closes_the_block(scripted: Engine) -> None:
+    control = ThinkingControl(budget=2)
+    text, finish = collect(scripted.generate(scripted.tokenize(PROMPT), GREEDY, thinking=control))
+    assert text == "<think>Let\n</think>\n\nHello world"
+    assert finish.reason == "stop" and finish.usage.reasoning_tokens == 2
+    assert "thinking budget of 2 tokens reached" in finish.notes
+
+
+def test_loop_guard_ends_runaway_thinking_and_answers(looping: Engine) -> None:
+    text, finish = collect(looping.generate(looping.tokenize(PROMPT), GREEDY))
+    reasoning, _, answer = text.partition("</think>")
+    assert reasoning.startswith("<think>Let meLet me") and reasoning.endswith("\n")
+    assert answer.startswith("\n\nHello worldHello world")
+    assert finish.reason == "length"
+    assert finish.notes == (
+        "loop guard closed a repeating think block",
+        "loop guard ended a repeating answer",
+    )
+    assert finish.usage.completion_tokens < 400  # both loops cut after ~64 repeated tokens
+
+
+def test_loop_guard_can_be_turned_off(looping: Engine) -> None:
+    params = SamplingParams(temperature=0, max_tokens=300)
+    text, finish = collect(
+        looping.generate(
+            looping.tokenize(PROMPT), params, thinking=ThinkingControl(loop_guard=False)
+        )
+    )
+    assert finish.reason == "length" and finish.notes == ()
+    assert "</think>" not in text and finish.usage.completion_tokens == 300
+
+
+def test_cancel_from_another_thread(looping: Engine) -> None:
+    cancel = threading.Event()
+    seen = 0
+    finish = None
+    params = SamplingParams(temperature=0, max_tokens=1500)
+    for event in looping.generate(
+        looping.tokenize(PROMPT), params, cancel=cancel, thinking=ThinkingControl(loop_guard=False)
+    ):
+        if isinstance(event, Finish):
+            finish = event
+            break
+        seen += 1
+        if seen == 10:
+            threading.Thread(target=cancel.set).start()
+    assert finish is not None and finish.reason == "cancelled"
+    assert finish.usage.completion_tokens < 100  # stopped within a few tokens of the request
+
+
+def test_seeded_sampling_repeats(gguf_of: Callable[[str, str], Path]) -> None:
+    engine = open_engine(gguf_of("tiny", "Q8_0"), n_ctx=256)
+    params = SamplingParams(temperature=1.0, top_p=1.0, top_k=0, seed=42, max_tokens=12)
+    prompt = engine.tokenize("Once upon a time")
+    a, _ = collect(engine.generate(prompt, params))
+    b, _ = collect(engine.generate(prompt, params))
+    engine.close()
+    assert a == b and len(a) > 0
+
+
+def test_json_schema_constrains_output(gguf_of: Callable[[str, str], Path]) -> None:
+    engine = open_engine(gguf_of("tiny", "Q8_0"), n_ctx=512)
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    params = SamplingParams(temperature=1.0, seed=1, max_tokens=40, json_schema=schema)
+    text, finish = collect(engine.generate(engine.tokenize("Answer in JSON:"), params))
+    engine.close()
+    assert finish.reason == "stop", text  # the grammar ends the object, then generation ends
+    assert isinstance(json.loads(text)["ok"], bool)
+
+
+def test_logit_bias_bans_a_token(scripted: Engine) -> None:
+    hello = scripted.tokenize("Hello")[0]
+    params = SamplingParams(temperature=0, logit_bias={hello: float("-inf")}, max_tokens=8)
+    text, _ = collect(
+        scripted.generate(scripted.tokenize(PROMPT + "<think>\n\n</think>\n\n"), params)
+    )
+    assert "Hello" not in text
+
+
+def test_prompt_longer_than_context(scripted: Engine) -> None:
+    with pytest.raises(ContextOverflowError, match="holds 512"):
+        collect(scripted.generate(scripted.tokenize("word " * 600), GREEDY))
+    with pytest.raises(UsageError, match="empty"):
+        collect(scripted.generate([], GREEDY))
+
+
+def test_conversation_splits_reasoning_and_keeps_history(
+    scripted: Engine, gguf_of: Callable[[str, str], Path]
+) -> None:
+    conv = Conversation(scripted, ChatTemplate.from_gguf(gguf_of("scripted", "Q8_0")))
+    deltas = [e for e in conv.send("Hi", TurnOptions(temperature=0)) if isinstance(e, Delta)]
+    assert "".join(d.text for d in deltas if d.kind == "reasoning") == "Let me think"
+    assert "".join(d.text for d in deltas if d.kind == "answer") == "Hello world"
+    assert conv.messages[-1] == {
+        "role": "assistant",
+        "content": "Hello world",
+        "reasoning_content": "Let me think",
+    }
+    off = [
+        e for e in conv.send("Again /no_think", TurnOptions(temperature=0)) if isinstance(e, Delta)
+    ]
+    assert {d.kind for d in off} == {"answer"} and "".join(d.text for d in off) == "Hello world"
+    conv.thinking = False
+    finish = [e for e in conv.send("Third", TurnOptions(temperature=0)) if isinstance(e, Finish)][0]
+    assert finish.usage.reasoning_tokens == 0 and finish.usage.cached_tokens > 0
