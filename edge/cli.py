@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, UsageError
 
 if TYPE_CHECKING:
     from edge.config import Settings
@@ -258,6 +259,134 @@ def rm(
 
     entry = ModelStore(_settings().models_dir).remove(name)
     _say(f"Removed {entry.name} ({_human(entry.manifest.size)} freed)")
+
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Store name, .gguf path or HF folder (default: the pulled Q8_0)"
+    ),
+]
+CtxOpt = Annotated[
+    int | None, typer.Option("--ctx", help="Context length in tokens (default 8192)")
+]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", help="CPU threads (default: physical cores)")
+]
+KvOpt = Annotated[str | None, typer.Option("--kv", help="KV-cache type: f16 (default), q8_0, f32")]
+ThinkOpt = Annotated[bool, typer.Option("--think/--no-think", help="Qwen3 thinking mode")]
+SystemOpt = Annotated[str | None, typer.Option("--system", "-s", help="System prompt")]
+BudgetOpt = Annotated[int | None, typer.Option("--thinking-budget", help="Cap on thinking tokens")]
+LoopOpt = Annotated[
+    bool, typer.Option("--loop-guard/--no-loop-guard", help="Stop runaway repetition")
+]
+TempOpt = Annotated[
+    float | None, typer.Option("--temperature", "-t", help="Default 0.6 thinking, 0.7 not")
+]
+MaxOpt = Annotated[int | None, typer.Option("--max-tokens", "-n", help="Cap on generated tokens")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed, for repeatable output")]
+
+
+def _open_conversation(model: str | None, ctx: int | None, threads: int | None, kv: str | None,
+                       think: bool, system: str | None) -> Any:  # fmt: skip
+    """Resolve, plan and load the model; print the plan line; return a Conversation."""
+    from edge.chat import ChatTemplate
+    from edge.conversation import Conversation
+    from edge.engine import Engine
+    from edge.pipeline import ensure_model
+    from edge.plan import make_plan, read_model_info
+
+    path = ensure_model(model, _settings(), report=_say)
+    info = read_model_info(path)
+    plan = make_plan(info, n_ctx=ctx, threads=threads or _settings().threads, kv_type=kv)
+    _say(plan.describe(info))
+    engine = Engine(path, plan, info)
+    return Conversation(engine, ChatTemplate.from_gguf(path), system=system, thinking=think)
+
+
+def _read_prompt(prompt: str | None) -> str:
+    if prompt not in (None, "-"):
+        return str(prompt)
+    if prompt is None and sys.stdin.isatty():
+        raise UsageError("No prompt given.", "Pass PROMPT, or pipe text in (use - to read stdin).")
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"Standard input is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}).",
+            "Convert it first, e.g. with iconv -t UTF-8.",
+        ) from None
+
+
+@command
+def run(
+    prompt: Annotated[
+        str | None, typer.Argument(help="The prompt; - or a pipe reads stdin")
+    ] = None,
+    model: ModelOpt = None,
+    think: ThinkOpt = True,
+    system: SystemOpt = None,
+    show_thinking: Annotated[
+        bool, typer.Option("--show-thinking/--hide-thinking", help="Thinking on stderr (dimmed)")
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object at the end")
+    ] = False,
+    thinking_budget: BudgetOpt = None,
+    loop_guard: LoopOpt = True,
+    temperature: TempOpt = None,
+    max_tokens: MaxOpt = None,
+    seed: SeedOpt = None,
+    ctx: CtxOpt = None,
+    threads: ThreadsOpt = None,
+    kv: KvOpt = None,
+) -> None:
+    """Answer one prompt: the answer streams to stdout, thinking to stderr.
+
+    Exit codes: 0 answered, 3 cut off by --max-tokens or the context, 1 error, 2 usage, 130 Ctrl-C.
+    """
+    from edge.conversation import TurnOptions
+    from edge.repl import run_once
+
+    text = _read_prompt(prompt)
+    conv = _open_conversation(model, ctx, threads, kv, think, system)
+    opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
+                       thinking_budget=thinking_budget, loop_guard=loop_guard)  # fmt: skip
+    finish = run_once(conv, text, opts, show_thinking=show_thinking, as_json=as_json)
+    if finish.reason != "stop":
+        raise typer.Exit(3)
+
+
+@command
+def chat(
+    model: ModelOpt = None,
+    think: ThinkOpt = True,
+    system: SystemOpt = None,
+    show_thinking: Annotated[
+        bool, typer.Option("--show-thinking/--hide-thinking", help="Show thinking")
+    ] = True,
+    thinking_budget: BudgetOpt = None,
+    loop_guard: LoopOpt = True,
+    temperature: TempOpt = None,
+    max_tokens: MaxOpt = None,
+    seed: SeedOpt = None,
+    ctx: CtxOpt = None,
+    threads: ThreadsOpt = None,
+    kv: KvOpt = None,
+) -> None:
+    """Chat in the terminal: answers stream as they are made, thinking shown dimmed.
+
+    Follow-up turns reuse the model's memory of the conversation, so only the new
+    message is read. /help lists the commands; Ctrl-C stops an answer, Ctrl-D leaves.
+    """
+    from edge.conversation import TurnOptions
+    from edge.repl import ChatLoop
+
+    conv = _open_conversation(model, ctx, threads, kv, think, system)
+    opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
+                       thinking_budget=thinking_budget, loop_guard=loop_guard)  # fmt: skip
+    ChatLoop(conv, opts, show_thinking=show_thinking).run()
 
 
 def main() -> None:
