@@ -274,6 +274,10 @@ ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", help="CPU threads (default: physical cores)")
 ]
 KvOpt = Annotated[str | None, typer.Option("--kv", help="KV-cache type: f16 (default), q8_0, f32")]
+FlashOpt = Annotated[
+    bool | None,
+    typer.Option("--flash-attn/--no-flash-attn", help="Flash attention (default: by the plan)"),
+]
 ThinkOpt = Annotated[bool, typer.Option("--think/--no-think", help="Qwen3 thinking mode")]
 SystemOpt = Annotated[str | None, typer.Option("--system", "-s", help="System prompt")]
 BudgetOpt = Annotated[int | None, typer.Option("--thinking-budget", help="Cap on thinking tokens")]
@@ -288,7 +292,7 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed, for 
 
 
 def _open_conversation(model: str | None, ctx: int | None, threads: int | None, kv: str | None,
-                       think: bool, system: str | None) -> Any:  # fmt: skip
+                       flash: bool | None, think: bool, system: str | None) -> Any:  # fmt: skip
     """Resolve, plan and load the model; print the plan line; return a Conversation."""
     from edge.chat import ChatTemplate
     from edge.conversation import Conversation
@@ -298,7 +302,9 @@ def _open_conversation(model: str | None, ctx: int | None, threads: int | None, 
 
     path = ensure_model(model, _settings(), report=_say)
     info = read_model_info(path)
-    plan = make_plan(info, n_ctx=ctx, threads=threads or _settings().threads, kv_type=kv)
+    plan = make_plan(
+        info, n_ctx=ctx, threads=threads or _settings().threads, kv_type=kv, flash_attn=flash
+    )
     _say(plan.describe(info))
     engine = Engine(path, plan, info)
     return Conversation(engine, ChatTemplate.from_gguf(path), system=system, thinking=think)
@@ -341,6 +347,7 @@ def run(
     ctx: CtxOpt = None,
     threads: ThreadsOpt = None,
     kv: KvOpt = None,
+    flash_attn: FlashOpt = None,
 ) -> None:
     """Answer one prompt: the answer streams to stdout, thinking to stderr.
 
@@ -350,7 +357,7 @@ def run(
     from edge.repl import run_once
 
     text = _read_prompt(prompt)
-    conv = _open_conversation(model, ctx, threads, kv, think, system)
+    conv = _open_conversation(model, ctx, threads, kv, flash_attn, think, system)
     opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
                        thinking_budget=thinking_budget, loop_guard=loop_guard)  # fmt: skip
     finish = run_once(conv, text, opts, show_thinking=show_thinking, as_json=as_json)
@@ -374,6 +381,7 @@ def chat(
     ctx: CtxOpt = None,
     threads: ThreadsOpt = None,
     kv: KvOpt = None,
+    flash_attn: FlashOpt = None,
 ) -> None:
     """Chat in the terminal: answers stream as they are made, thinking shown dimmed.
 
@@ -383,7 +391,7 @@ def chat(
     from edge.conversation import TurnOptions
     from edge.repl import ChatLoop
 
-    conv = _open_conversation(model, ctx, threads, kv, think, system)
+    conv = _open_conversation(model, ctx, threads, kv, flash_attn, think, system)
     opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
                        thinking_budget=thinking_budget, loop_guard=loop_guard)  # fmt: skip
     ChatLoop(conv, opts, show_thinking=show_thinking).run()

@@ -184,6 +184,10 @@ class Engine:
         llm.eval(prompt[keep:])
         return keep
 
+    def forget(self) -> None:
+        """Drop what the KV cache holds: the next call evaluates its whole prompt."""
+        self._llm.reset()
+
     def _eval(self, tokens: list[int]) -> None:
         self._llm.eval(tokens)
 
