@@ -397,6 +397,43 @@ def chat(
     ChatLoop(conv, opts, show_thinking=show_thinking).run()
 
 
+@command
+def doctor(
+    model: ModelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+) -> None:
+    """Check the llama.cpp build, memory and model store, and show the plan the engine would use.
+
+    Exits 1 when something needed to chat is missing (e.g. no model pulled yet).
+    """
+    from edge.doctor import report
+
+    data, problems = report(_settings(), model)
+    if as_json:
+        typer.echo(json.dumps({**data, "problems": problems}, indent=2))
+    else:
+        b = data["build"]
+        ram = data["ram_available_bytes"]
+        typer.echo(
+            f"llama-cpp-python {b['llama_cpp_python']} · GPU offload {'yes' if b['gpu_offload'] else 'no'}"
+        )
+        typer.echo(f"system: {b['system_info']}")
+        typer.echo(
+            f"CPU cores {data['cpu_cores']} · RAM available {_human(ram) if ram else 'unknown'}"
+        )
+        typer.echo(f"store: {data['store']} ({len(data['models'])} models)")
+        if "plan" in data:
+            plan = data["plan"]
+            typer.echo(f"plan: {plan['summary']}")
+            typer.echo(
+                f"  KV cache: {plan['kv_bytes_per_token'] / 1024:.0f} KiB/token × {plan['n_ctx']} tokens"
+            )
+        for p in problems:
+            _say(f"problem: {p}")
+    if problems:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console entry point."""
     app()
