@@ -274,6 +274,9 @@ ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", help="CPU threads (default: physical cores)")
 ]
 KvOpt = Annotated[str | None, typer.Option("--kv", help="KV-cache type: f16 (default), q8_0, f32")]
+GpuOpt = Annotated[
+    int | None, typer.Option("--gpu-layers", help="Layers to offload to the GPU (default 0)")
+]
 FlashOpt = Annotated[
     bool | None,
     typer.Option("--flash-attn/--no-flash-attn", help="Flash attention (default: by the plan)"),
@@ -292,7 +295,7 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed, for 
 
 
 def _open_conversation(model: str | None, ctx: int | None, threads: int | None, kv: str | None,
-                       flash: bool | None, think: bool, system: str | None) -> Any:  # fmt: skip
+                       flash: bool | None, gpu: int | None, think: bool, system: str | None) -> Any:  # fmt: skip
     """Resolve, plan and load the model; print the plan line; return a Conversation."""
     from edge.chat import ChatTemplate
     from edge.conversation import Conversation
@@ -300,11 +303,11 @@ def _open_conversation(model: str | None, ctx: int | None, threads: int | None, 
     from edge.pipeline import ensure_model
     from edge.plan import make_plan, read_model_info
 
-    path = ensure_model(model, _settings(), report=_say)
+    settings = _settings()
+    path = ensure_model(model, settings, report=_say)
     info = read_model_info(path)
-    plan = make_plan(
-        info, n_ctx=ctx, threads=threads or _settings().threads, kv_type=kv, flash_attn=flash
-    )
+    plan = make_plan(info, n_ctx=ctx, threads=threads or settings.threads, kv_type=kv,
+                     flash_attn=flash, n_gpu_layers=gpu)  # fmt: skip
     _say(plan.describe(info))
     engine = Engine(path, plan, info)
     return Conversation(engine, ChatTemplate.from_gguf(path), system=system, thinking=think)
@@ -348,6 +351,7 @@ def run(
     threads: ThreadsOpt = None,
     kv: KvOpt = None,
     flash_attn: FlashOpt = None,
+    gpu_layers: GpuOpt = None,
 ) -> None:
     """Answer one prompt: the answer streams to stdout, thinking to stderr.
 
@@ -357,7 +361,7 @@ def run(
     from edge.repl import run_once
 
     text = _read_prompt(prompt)
-    conv = _open_conversation(model, ctx, threads, kv, flash_attn, think, system)
+    conv = _open_conversation(model, ctx, threads, kv, flash_attn, gpu_layers, think, system)
     opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
                        thinking_budget=thinking_budget, loop_guard=loop_guard)  # fmt: skip
     finish = run_once(conv, text, opts, show_thinking=show_thinking, as_json=as_json)
@@ -382,6 +386,7 @@ def chat(
     threads: ThreadsOpt = None,
     kv: KvOpt = None,
     flash_attn: FlashOpt = None,
+    gpu_layers: GpuOpt = None,
 ) -> None:
     """Chat in the terminal: answers stream as they are made, thinking shown dimmed.
 
@@ -391,7 +396,7 @@ def chat(
     from edge.conversation import TurnOptions
     from edge.repl import ChatLoop
 
-    conv = _open_conversation(model, ctx, threads, kv, flash_attn, think, system)
+    conv = _open_conversation(model, ctx, threads, kv, flash_attn, gpu_layers, think, system)
     opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
                        thinking_budget=thinking_budget, loop_guard=loop_guard)  # fmt: skip
     ChatLoop(conv, opts, show_thinking=show_thinking).run()

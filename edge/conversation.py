@@ -49,30 +49,41 @@ class Conversation:
         """Forget the history (the system prompt and thinking mode stay)."""
         self.messages.clear()
 
-    def prompt_tokens(self, thinking: bool) -> list[int]:
-        """The rendered history with the generation prompt, as tokens."""
-        msgs = ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
-        return self.engine.tokenize(self.template.render(msgs, enable_thinking=thinking))
+    def prompt_tokens(
+        self, thinking: bool, messages: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """The rendered history (or `messages`) with the generation prompt, as tokens."""
+        msgs = self.messages if messages is None else messages
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return self.engine.tokenize(self.template.render(system + msgs, enable_thinking=thinking))
 
     def send(
         self, text: str, opts: TurnOptions | None = None, cancel: threading.Event | None = None
     ) -> Iterator[Delta | Finish]:
-        """Add a user message and stream the reply."""
+        """Add a user message and stream the reply.
+
+        A message that cannot be answered (empty, or over the context) raises before the
+        history changes, so the conversation stays usable.
+        """
         if not text.strip():
             raise UsageError("The message is empty.", "Type something to send.")
         opts = opts or TurnOptions()
-        self.messages.append({"role": "user", "content": text})
-        switch = soft_switch(self.messages)
+        messages = [*self.messages, {"role": "user", "content": text}]
+        switch = soft_switch(messages)
         thinking = self.thinking if switch is None else switch
+        prompt = self.prompt_tokens(thinking, messages)
+        self.engine.check_prompt(prompt)
+        self.messages = messages
         reply = {"role": "assistant", "content": "", "reasoning_content": ""}
         try:
-            yield from self._stream(thinking, opts, cancel, reply)
+            yield from self._stream(prompt, thinking, opts, cancel, reply)
         finally:
             # Kept even when interrupted: the partial answer is part of the conversation.
             self.messages.append(reply)
 
     def _stream(
         self,
+        prompt: list[int],
         thinking: bool,
         opts: TurnOptions,
         cancel: threading.Event | None,
@@ -81,7 +92,6 @@ class Conversation:
         params = sampling_for(thinking, opts)
         control = ThinkingControl(budget=opts.thinking_budget, loop_guard=opts.loop_guard)
         splitter = ThinkSplitter()
-        prompt = self.prompt_tokens(thinking)
         for event in self.engine.generate(prompt, params, cancel=cancel, thinking=control):
             if isinstance(event, TokenEvent):
                 deltas = splitter.feed(event.text) if event.text else []

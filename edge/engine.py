@@ -158,6 +158,14 @@ class Engine:
         in_think: bool = False,
     ) -> Iterator[Event]:
         """Stream the completion of `prompt`: TokenEvents, then one Finish."""
+        self.check_prompt(prompt)
+        with self._lock:
+            yield from _Run(
+                self, prompt, params, cancel, thinking or ThinkingControl(), in_think
+            ).events()
+
+    def check_prompt(self, prompt: list[int]) -> None:
+        """Raise a clear error for an empty prompt or one that leaves no room to answer."""
         if not prompt:
             raise UsageError("The prompt is empty.", "Give some text to complete.")
         if len(prompt) >= self.plan.n_ctx:
@@ -165,10 +173,6 @@ class Engine:
                 f"The prompt is {len(prompt)} tokens but the context holds {self.plan.n_ctx}.",
                 "Shorten the conversation (/reset in chat) or load the model with a larger --ctx.",
             )
-        with self._lock:
-            yield from _Run(
-                self, prompt, params, cancel, thinking or ThinkingControl(), in_think
-            ).events()
 
     def _prefill(self, prompt: list[int]) -> int:
         """Evaluate what is new in `prompt`, reusing the KV cache's common prefix; returns cached."""

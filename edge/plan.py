@@ -50,6 +50,7 @@ class Plan:
     use_mlock: bool
     kv_bytes: int
     weights_bytes: int
+    notes: tuple[str, ...] = ()
 
     def describe(self, info: ModelInfo) -> str:
         """One line, e.g. `Qwen3-0.6B Q8_0 · CPU, 2 threads · ctx 8192 · KV f16 (896 MiB) · 610 MiB`."""
@@ -62,7 +63,7 @@ class Plan:
             f"{info.name} {info.file_type} · {where}, {self.n_threads} threads · ctx {self.n_ctx}"
             f" · KV {self.kv_type} ({self.kv_bytes / 2**20:.0f} MiB)"
             f"{' · flash attn' if self.flash_attn else ''} · weights {self.weights_bytes / 2**20:.0f} MiB"
-        )
+        ) + "".join(f" ({note})" for note in self.notes)
 
 
 def read_model_info(path: Path) -> ModelInfo:
@@ -110,8 +111,16 @@ def make_plan(
     n_gpu_layers: int | None = None,
     flash_attn: bool | None = None,
     mlock: bool = False,
+    gpu_offload: bool | None = None,
 ) -> Plan:
-    """The CPU plan (GPU fitting comes with the CUDA planner); explicit arguments win."""
+    """The CPU plan (GPU fitting comes with the CUDA planner); explicit arguments win.
+
+    `gpu_offload` says whether the llama.cpp build can offload (None: ask it).
+    """
+    notes: list[str] = []
+    if n_gpu_layers and not (gpu_offload if gpu_offload is not None else _build_offloads()):
+        notes.append("this llama.cpp build has no GPU offload, so it runs on the CPU")
+        n_gpu_layers = 0
     kv = (kv_type or "f16").lower()
     if kv not in KV_TYPES:
         raise UsageError(
@@ -135,4 +144,11 @@ def make_plan(
         n_ctx=ctx, n_threads=n, n_threads_batch=max(n, os.cpu_count() or n), n_batch=512,
         n_gpu_layers=n_gpu_layers or 0, kv_type=kv, flash_attn=fa, use_mmap=True, use_mlock=mlock,
         kv_bytes=int(info.kv_bytes_per_token(kv) * ctx), weights_bytes=info.weights_bytes,
+        notes=tuple(notes),
     )  # fmt: skip
+
+
+def _build_offloads() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())

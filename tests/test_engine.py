@@ -211,3 +211,20 @@ def test_conversation_splits_reasoning_and_keeps_history(
     conv.thinking = False
     finish = [e for e in conv.send("Third", TurnOptions(temperature=0)) if isinstance(e, Finish)][0]
     assert finish.usage.reasoning_tokens == 0 and finish.usage.cached_tokens > 0
+
+
+def test_a_message_over_the_context_leaves_the_conversation_usable(
+    scripted: Engine, gguf_of: Callable[[str, str], Path]
+) -> None:
+    conv = Conversation(scripted, ChatTemplate.from_gguf(gguf_of("scripted", "Q8_0")))
+    with pytest.raises(ContextOverflowError, match="context holds 512"):
+        list(conv.send("word " * 600))
+    assert conv.messages == []  # nothing half-added
+    with pytest.raises(UsageError, match="empty"):
+        list(conv.send("  \n"))
+    answer = "".join(
+        e.text
+        for e in conv.send("Hi", TurnOptions(temperature=0))
+        if isinstance(e, Delta) and e.kind == "answer"
+    )
+    assert answer == "Hello world" and len(conv.messages) == 2
