@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     repo: str = Field(default=DEFAULT_REPO, description="Default Hugging Face repo for pull")
     quant: str = Field(default=DEFAULT_QUANT, description="Default quantization type for pull")
     threads: int | None = Field(default=None, description="CPU threads (default: physical cores)")
+    api_key: str | None = Field(default=None, description="Bearer key the server requires")
 
     @property
     def models_dir(self) -> Path:

@@ -174,8 +174,12 @@ class Engine:
                 "Shorten the conversation (/reset in chat) or load the model with a larger --ctx.",
             )
 
-    def _prefill(self, prompt: list[int]) -> int:
-        """Evaluate what is new in `prompt`, reusing the KV cache's common prefix; returns cached."""
+    def _prefill(self, prompt: list[int], cancel: threading.Event | None = None) -> int:
+        """Evaluate what is new in `prompt`, reusing the KV cache's common prefix; returns cached.
+
+        Evaluated in n_batch pieces, checking `cancel` between them, so a long prompt can be
+        abandoned part way (what was evaluated stays cached).
+        """
         llm = self._llm
         old = llm.input_ids[: llm.n_tokens].tolist()
         keep = 0
@@ -185,7 +189,11 @@ class Engine:
             keep += 1
         keep = min(keep, len(prompt) - 1)  # the last prompt token must be evaluated for its logits
         llm.n_tokens = keep
-        llm.eval(prompt[keep:])
+        step = self.plan.n_batch
+        for start in range(keep, len(prompt), step):
+            if cancel is not None and cancel.is_set():
+                break
+            llm.eval(prompt[start : start + step])
         return keep
 
     def forget(self) -> None:
@@ -232,7 +240,7 @@ class _Run:
         self.first: float | None = None
 
     def events(self) -> Iterator[Event]:
-        cached = self.e._prefill(self.prompt)
+        cached = self.e._prefill(self.prompt, self.cancel)
         sampler = self.e._sampler(self.params)
         limit = self.params.max_tokens if self.params.max_tokens is not None else self.e.plan.n_ctx
         reason = "length"

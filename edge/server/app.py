@@ -1,0 +1,346 @@
+"""`create_app(settings, ...)`: the OpenAI-compatible HTTP API, with no module-level state.
+
+Errors are translated once, by class, into OpenAI's `{"error": {...}}` shape; routes
+only raise. The engine is loaded in the background so /health answers 503 until ready.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edge.chat import ChatTemplate
+from edge.engine import ContextOverflowError, Engine, Finish, TokenEvent
+from edge.errors import EdgeError, UsageError
+from edge.server import chat_api
+from edge.server.schema import ChatCompletionRequest, CompletionRequest
+from edge.server.worker import EngineWorker, Keepalive, QueueFullError
+
+log = logging.getLogger("edge.server")
+
+
+@dataclass
+class ServerOptions:
+    """What `edge-qwen serve` configures."""
+
+    api_key: str | None = None
+    max_queue: int = 16
+    max_body_bytes: int = 8 * 2**20
+    reasoning_format: str = "separate"
+    cors_origins: tuple[str, ...] = ()
+
+
+class Loading(EdgeError):
+    """The model is still loading (HTTP 503)."""
+
+
+class AuthError(EdgeError):
+    """Missing or wrong API key (HTTP 401)."""
+
+
+class TooLarge(EdgeError):
+    """Request body over the limit (HTTP 413)."""
+
+
+# One table: error class → (HTTP status, OpenAI error type). First match wins.
+_STATUS: list[tuple[type[Exception], int, str]] = [
+    (ContextOverflowError, 400, "invalid_request_error"),
+    (UsageError, 400, "invalid_request_error"),
+    (AuthError, 401, "authentication_error"),
+    (TooLarge, 413, "invalid_request_error"),
+    (QueueFullError, 429, "rate_limit_error"),
+    (Loading, 503, "server_error"),
+    (EdgeError, 500, "server_error"),
+]
+
+
+def error_body(
+    message: str, etype: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error object."""
+    return {"error": {"message": message, "type": etype, "param": param, "code": code}}
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The HTTP answer for any domain error."""
+    for cls, status, etype in _STATUS:
+        if isinstance(exc, cls):
+            assert isinstance(exc, EdgeError)
+            message = exc.message + (f" {exc.hint}" if exc.hint else "")
+            code = "context_length_exceeded" if isinstance(exc, ContextOverflowError) else None
+            headers = {"Retry-After": "2"} if status == 429 else None
+            param = getattr(exc, "param", None)
+            return JSONResponse(error_body(message, etype, param, code), status, headers=headers)
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse(error_body("Internal server error.", "server_error"), 500)
+
+
+class Runtime:
+    """The loaded model behind the routes; None fields while loading."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        self.worker: EngineWorker | None = None
+        self.template: ChatTemplate | None = None
+        self.failed: str | None = None
+
+    def ready(self) -> tuple[EngineWorker, ChatTemplate]:
+        if self.worker is None or self.template is None:
+            raise Loading(self.failed or "The model is still loading.", "Retry in a few seconds.")
+        return self.worker, self.template
+
+
+def create_app(
+    model_id: str,
+    load: Callable[[], tuple[Engine, ChatTemplate]],
+    options: ServerOptions | None = None,
+) -> FastAPI:
+    """The API around a model that `load()` opens (in the background, at startup)."""
+    opts = options or ServerOptions()
+    rt = Runtime(model_id)
+
+    def do_load() -> None:
+        try:
+            engine, template = load()
+            rt.template = template
+            rt.worker = EngineWorker(engine, opts.max_queue)
+        except Exception as exc:  # shown by /health and every request
+            rt.failed = f"The model failed to load: {exc}"
+            log.error(rt.failed)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=do_load, name="edge-load", daemon=True).start()
+        yield
+        if rt.worker is not None:
+            rt.worker.close()
+
+    app = FastAPI(title="edge-qwen", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.runtime = rt
+
+    _install_guards(app, opts)
+    _install_errors(app)
+    _install_routes(app, rt, opts)
+    return app
+
+
+def _install_guards(app: FastAPI, opts: ServerOptions) -> None:
+    if opts.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"], allow_credentials=False)  # fmt: skip
+    # Added last so it runs first: refuse before anything reads the body.
+    app.add_middleware(Guard, opts=opts)
+
+
+class Guard:
+    """Body-size limit and API key, as plain ASGI.
+
+    (Starlette's BaseHTTPMiddleware would wrap `receive` and can make a streaming
+    response look disconnected, which cancels generations that are still wanted.)
+    """
+
+    def __init__(self, app: Any, opts: ServerOptions) -> None:
+        self.app, self.opts = app, opts
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            problem = self._check(scope)
+            if problem is not None:
+                await error_response(problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _check(self, scope: dict[str, Any]) -> EdgeError | None:
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
+        size = headers.get("content-length", "")
+        if size.isdigit() and int(size) > self.opts.max_body_bytes:
+            return TooLarge(f"The request body is over {self.opts.max_body_bytes} bytes.")
+        if self.opts.api_key and str(scope.get("path", "")).startswith("/v1/"):
+            given = headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {self.opts.api_key}".encode()):
+                return AuthError("Missing or wrong API key.", "Send 'Authorization: Bearer <key>'.")
+        return None
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(EdgeError)
+    async def on_edge_error(_: Request, exc: EdgeError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        param = ".".join(loc) or None
+        message = (
+            f"Invalid value for '{param}': {first.get('msg', 'invalid')}."
+            if param
+            else "Invalid JSON body."
+        )
+        return JSONResponse(error_body(message, "invalid_request_error", param), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        etype = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(error_body(str(exc.detail), etype), exc.status_code)
+
+
+def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions) -> None:
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if rt.worker is None:
+            return JSONResponse(
+                {"status": "error" if rt.failed else "loading", "detail": rt.failed}, 503
+            )
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        card = {"id": rt.model_id, "object": "model", "created": 0, "owned_by": "edge-qwen"}
+        return {"object": "list", "data": [card]}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(req: ChatCompletionRequest) -> Any:
+        worker, template = rt.ready()
+        job = chat_api.build_job(req, template, default_format=opts.reasoning_format)
+        prompt = worker.engine.tokenize(job.prompt_text)
+        events = worker.stream(prompt, job.params, job.control)
+        if req.stream:
+            first = await _first_event(events)  # errors before the stream starts get a status
+            return EventSourceResponse(_sse(job, rt.model_id, first, events))
+        return await _complete(job, rt.model_id, events)
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(req: CompletionRequest) -> Any:
+        worker, _ = rt.ready()
+        return await _text_completion(req, worker, rt.model_id)
+
+
+async def _first_event(events: AsyncIterator[Any]) -> Any:
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _sse(
+    job: chat_api.ChatJob, model: str, first: Any, events: AsyncIterator[Any]
+) -> AsyncIterator[bytes]:
+    """The wire format: role chunk, deltas, finish chunk, optional usage chunk, [DONE]."""
+    writer = chat_api.ChunkWriter(job, model)
+    yield _data(chat_api.chunk(job, model, {"role": "assistant", "content": ""}))
+    try:
+        event = first
+        while event is not None:
+            if isinstance(event, Keepalive):
+                yield b": keep-alive\n\n"
+            elif isinstance(event, TokenEvent):
+                for delta in writer.text(event.text) if event.text else []:
+                    yield _data(chat_api.chunk(job, model, delta))
+            elif isinstance(event, Finish):
+                for delta in writer.finish(event.reason):
+                    yield _data(chat_api.chunk(job, model, delta))
+                final = json.loads(
+                    chat_api.chunk(job, model, {}, writer.finish_reason(event.reason))
+                )
+                final["timings"] = chat_api.timings(event)
+                yield _data(json.dumps(final, separators=(",", ":")))
+                if job.include_usage:
+                    usage = {"id": job.id, "object": "chat.completion.chunk", "created": job.created,
+                             "model": model, "choices": [], "usage": chat_api.usage(event)}  # fmt: skip
+                    yield _data(json.dumps(usage, separators=(",", ":")))
+                break
+            event = await anext(events, None)
+    except Exception as exc:  # the status line is gone: report in-band, then end
+        yield _data(bytes(error_response(exc).body).decode())
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    yield b"data: [DONE]\n\n"
+
+
+def _data(payload: str) -> bytes:
+    return f"data: {payload}\n\n".encode()
+
+
+async def _complete(
+    job: chat_api.ChatJob, model: str, events: AsyncIterator[Any]
+) -> dict[str, Any]:
+    """The non-streaming answer: the same stream, folded."""
+    writer = chat_api.ChunkWriter(job, model)
+    finish: Finish | None = None
+    try:
+        async for event in events:
+            if isinstance(event, TokenEvent) and event.text:
+                writer.text(event.text)
+            elif isinstance(event, Finish):
+                writer.finish(event.reason)
+                finish = event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]  # a gone client cancels the work
+    assert finish is not None
+    message: dict[str, Any] = {"role": "assistant", "content": writer.content}
+    if job.return_reasoning and job.reasoning_format == "separate" and writer.reasoning:
+        message["reasoning_content"] = message["reasoning"] = writer.reasoning
+    if writer.tool_calls:
+        message["tool_calls"] = writer.tool_calls
+        message["content"] = writer.content or None
+    return {
+        "id": job.id,
+        "object": "chat.completion",
+        "created": job.created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": writer.finish_reason(finish.reason)}],
+        "usage": chat_api.usage(finish),
+        "timings": chat_api.timings(finish),
+    }  # fmt: skip
+
+
+async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: str) -> Any:
+    """POST /v1/completions, non-streaming only for now (streaming goes through chat)."""
+    from edge.engine import SamplingParams, ThinkingControl
+
+    if req.stream:
+        raise chat_api.ParamError(
+            "stream", "Streaming text completions are not supported yet; use chat."
+        )
+    if req.n != 1:
+        raise chat_api.ParamError("n", "Only n=1 is supported.")
+    prompt_text = req.prompt if isinstance(req.prompt, str) else "".join(req.prompt)
+    params = SamplingParams(
+        temperature=0.7 if req.temperature is None else req.temperature, top_p=req.top_p or 0.8,
+        top_k=20 if req.top_k is None else req.top_k, min_p=req.min_p or 0.0, seed=req.seed,
+        max_tokens=req.max_tokens or 256, stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or []),
+    )  # fmt: skip
+    text, finish = "", None
+    async for event in worker.stream(
+        worker.engine.tokenize(prompt_text), params, ThinkingControl(loop_guard=False)
+    ):
+        if isinstance(event, TokenEvent):
+            text += event.text
+        elif isinstance(event, Finish):
+            finish = event
+    assert finish is not None
+    return {
+        "id": "cmpl-" + chat_api.secrets.token_hex(12), "object": "text_completion", "created": int(time.time()),
+        "model": model, "choices": [{"index": 0, "text": text, "logprobs": None,
+                                     "finish_reason": "stop" if finish.reason == "stop" else "length"}],
+        "usage": {k: v for k, v in chat_api.usage(finish).items() if not k.endswith("details")},
+    }  # fmt: skip

@@ -1,0 +1,248 @@
+"""OpenAI chat completions on top of the engine: request → job, events → chunks or one response.
+
+Pure translation, no I/O: the routes feed engine events in and send out what this returns.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.chat import ChatTemplate, sampling_defaults, soft_switch
+from edge.engine import Finish, SamplingParams, ThinkingControl
+from edge.errors import UsageError
+from edge.reasoning import ThinkSplitter
+from edge.server.schema import ChatCompletionRequest
+from edge.tools import ToolCallSplitter
+
+
+class ParamError(UsageError):
+    """An invalid request parameter; `param` names it (HTTP 400)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class ChatJob:
+    """Everything needed to run and answer one chat request."""
+
+    prompt_text: str
+    params: SamplingParams
+    control: ThinkingControl
+    thinking: bool
+    reasoning_format: str  # "separate" | "inline" | "hidden"
+    return_reasoning: bool
+    tools: bool
+    include_usage: bool
+    id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_hex(12))
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def thinking_wanted(req: ChatCompletionRequest, default: bool) -> bool:
+    """Every dialect clients use to switch Qwen3's thinking, most specific first."""
+    kwargs = req.chat_template_kwargs or {}
+    if isinstance(kwargs.get("enable_thinking"), bool):
+        return bool(kwargs["enable_thinking"])
+    if req.enable_thinking is not None:
+        return req.enable_thinking
+    if req.think is not None:
+        return req.think
+    if req.reasoning_effort is not None:
+        return req.reasoning_effort.lower() not in ("none", "off", "disabled")
+    switch = soft_switch([m.model_dump() for m in req.messages])
+    return default if switch is None else switch
+
+
+def build_job(
+    req: ChatCompletionRequest, template: ChatTemplate, *, default_format: str
+) -> ChatJob:
+    """Validate a request and turn it into a prompt, sampling params and output options."""
+    if req.n != 1:
+        raise ParamError("n", "Only n=1 is supported: one model serves one answer per request.")
+    if req.tool_choice not in (None, "auto", "none"):
+        raise ParamError("tool_choice", "tool_choice supports 'auto' and 'none'.")
+    schema = _response_schema(req)
+    thinking = thinking_wanted(req, default=True) and schema is None  # a grammar cannot think
+    use_tools = bool(req.tools) and req.tool_choice != "none"
+    messages = [_message_dict(m) for m in req.messages]
+    text = template.render(
+        messages, enable_thinking=thinking, tools=req.tools if use_tools else None
+    )
+    base = sampling_defaults(thinking)
+    params = SamplingParams(
+        temperature=_pick(req.temperature, base["temperature"]),
+        top_p=_pick(req.top_p, base["top_p"]),
+        top_k=int(_pick(req.top_k, base["top_k"])),
+        min_p=_pick(req.min_p, base["min_p"]),
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        repeat_penalty=req.repeat_penalty,
+        seed=req.seed,
+        logit_bias=_logit_bias(req.logit_bias),
+        max_tokens=req.max_completion_tokens or req.max_tokens,
+        stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or []),
+        json_schema=schema,
+    )
+    fmt = req.reasoning_format or default_format
+    return ChatJob(
+        prompt_text=text,
+        params=params,
+        control=ThinkingControl(budget=req.thinking_budget, loop_guard=req.loop_guard),
+        thinking=thinking,
+        reasoning_format="inline"
+        if fmt in ("inline", "none")
+        else "hidden"
+        if fmt == "hidden"
+        else "separate",
+        return_reasoning=req.return_reasoning,
+        tools=use_tools,
+        include_usage=bool(req.stream_options and req.stream_options.include_usage),
+    )
+
+
+def _pick(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _message_dict(m: Any) -> dict[str, Any]:
+    d = m.model_dump(exclude_none=True)
+    if d["role"] == "developer":  # OpenAI's newer name for the system role
+        d["role"] = "system"
+    return d
+
+
+def _logit_bias(raw: dict[str, float] | None) -> dict[int, float]:
+    out = {}
+    for key, value in (raw or {}).items():
+        if not key.lstrip("-").isdigit():
+            raise ParamError("logit_bias", f"logit_bias keys are token ids; '{key}' is not one.")
+        out[int(key)] = max(-100.0, min(100.0, float(value))) if abs(value) <= 100 else float(value)
+    return out
+
+
+def _response_schema(req: ChatCompletionRequest) -> dict[str, Any] | None:
+    rf = req.response_format
+    if rf is None or rf.type == "text":
+        return None
+    if rf.type == "json_object":
+        return {"type": "object"}
+    schema = (rf.json_schema or {}).get("schema")
+    if not isinstance(schema, dict):
+        raise ParamError("response_format", "json_schema needs a 'schema' object.")
+    return schema
+
+
+class ChunkWriter:
+    """Turns engine text into OpenAI deltas: reasoning apart, tool calls parsed."""
+
+    def __init__(self, job: ChatJob, model: str) -> None:
+        self.job, self.model = job, model
+        self.think = ThinkSplitter()
+        self.tools = ToolCallSplitter() if job.tools else None
+        self.calls = 0
+        self.content = ""
+        self.reasoning = ""
+        self.tool_calls: list[dict[str, Any]] = []
+        self._inline_open = False
+
+    def text(self, text: str) -> list[dict[str, Any]]:
+        """Deltas for a piece of generated text."""
+        return self._deltas(self.think.feed(text))
+
+    def finish(self, reason: str) -> list[dict[str, Any]]:
+        """Deltas for what the splitters still held at the end."""
+        deltas = self._deltas(self.think.finish("stop" if reason == "stop" else "length"))
+        if self.tools is not None:
+            deltas += self._tool_deltas(self.tools.finish())
+        return deltas
+
+    def _deltas(self, pieces: list[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for p in pieces:
+            if p.kind == "reasoning":
+                out += self._reasoning(p.text)
+            elif self.tools is not None:
+                out += self._tool_deltas(self.tools.feed(p.text))
+            else:
+                out += self._content(p.text)
+        return out
+
+    def _reasoning(self, text: str) -> list[dict[str, Any]]:
+        self.reasoning += text
+        if not self.job.return_reasoning or self.job.reasoning_format == "hidden":
+            return []
+        if self.job.reasoning_format == "inline":  # <think>…</think> kept in content
+            if not self._inline_open:
+                text, self._inline_open = "<think>\n" + text, True
+            self.content += text
+            return [{"content": text}]
+        return [{"reasoning_content": text, "reasoning": text}]
+
+    def _content(self, text: str) -> list[dict[str, Any]]:
+        if self._inline_open:
+            text, self._inline_open = "\n</think>\n\n" + text, False
+        self.content += text
+        return [{"content": text}]
+
+    def _tool_deltas(self, pieces: list[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for p in pieces:
+            if p.kind == "content":
+                out += self._content(p.text)
+                continue
+            call = {"id": p.call.id, "type": "function",
+                    "function": {"name": p.call.name, "arguments": p.call.arguments}}  # fmt: skip
+            self.tool_calls.append(call)
+            out.append({"tool_calls": [{"index": self.calls, **call}]})
+            self.calls += 1
+        return out
+
+    def finish_reason(self, reason: str) -> str:
+        """OpenAI's finish reason for the engine's."""
+        if self.calls:
+            return "tool_calls"
+        return "stop" if reason == "stop" else "length"
+
+
+def usage(finish: Finish) -> dict[str, Any]:
+    """OpenAI usage, with reasoning and cached tokens in the details objects."""
+    u = finish.usage
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    }
+
+
+def timings(finish: Finish) -> dict[str, float]:
+    """llama-server-style timings, for people tuning their setup."""
+    u = finish.usage
+    new = u.prompt_tokens - u.cached_tokens
+    gen_ms = (finish.total - finish.ttft) * 1000
+    return {
+        "prompt_n": new,
+        "prompt_ms": round(finish.ttft * 1000, 2),
+        "prompt_per_second": round(new / finish.ttft, 2) if finish.ttft > 0 else 0.0,
+        "predicted_n": u.completion_tokens,
+        "predicted_ms": round(gen_ms, 2),
+        "predicted_per_second": round(finish.decode_tps, 2),
+    }
+
+
+def chunk(job: ChatJob, model: str, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+    """One `chat.completion.chunk` as compact JSON."""
+    body = {
+        "id": job.id,
+        "object": "chat.completion.chunk",
+        "created": job.created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))

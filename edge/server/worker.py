@@ -1,0 +1,107 @@
+"""One engine, one generation at a time, a bounded FIFO of waiting requests.
+
+Generation runs in a worker thread; events cross into the event loop through an asyncio
+queue. When the consumer goes away (client disconnect, error), the generation is
+cancelled and the engine is handed to the next request as soon as the thread lets go.
+The boundary is `stream(prompt, params, control)`, so a batching scheduler can replace
+this class later without touching the routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from edge.engine import Engine, Event, Finish, SamplingParams, ThinkingControl, TokenEvent
+from edge.errors import EdgeError
+
+KEEPALIVE_AFTER = 10.0  # seconds without an event before the stream gets a comment line
+
+
+class QueueFullError(EdgeError):
+    """Too many requests are already waiting (HTTP 429)."""
+
+
+class Keepalive:
+    """Marker yielded while the prompt is still being read, so proxies keep the stream open."""
+
+
+_END = object()
+
+
+class EngineWorker:
+    """Serializes generations on one engine; counts what /metrics reports."""
+
+    def __init__(self, engine: Engine, max_queue: int = 16) -> None:
+        self.engine = engine
+        self.max_queue = max_queue
+        self.waiting = 0
+        self.in_flight = 0
+        self.generated_tokens = 0  # every token sampled, for /metrics and the disconnect test
+        self._lock = asyncio.Lock()  # FIFO: asyncio wakes waiters in arrival order
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-engine")
+
+    async def stream(
+        self, prompt: list[int], params: SamplingParams, control: ThinkingControl
+    ) -> AsyncIterator[Event | Keepalive]:
+        """Events of one generation; closing the iterator cancels it."""
+        self.engine.check_prompt(prompt)
+        if self._lock.locked() and self.waiting >= self.max_queue:
+            raise QueueFullError(
+                f"The server is busy: {self.waiting} requests are already waiting.",
+                "Retry in a few seconds.",
+            )
+        self.waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self.waiting -= 1
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def produce() -> None:
+            try:
+                for event in self.engine.generate(prompt, params, cancel=cancel, thinking=control):
+                    if isinstance(event, TokenEvent) and event.token_id >= 0:
+                        self.generated_tokens += 1
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        self.in_flight += 1
+        done = loop.run_in_executor(self._pool, produce)
+        # The engine is free only when the thread has returned, whatever the consumer does.
+        done.add_done_callback(lambda _: self._release())
+        try:
+            async for item in _drain(queue):
+                yield item
+        finally:
+            cancel.set()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self._lock.release()
+
+    def close(self) -> None:
+        """Stop the worker thread (after the current generation)."""
+        self._pool.shutdown(wait=True)
+
+
+async def _drain(queue: asyncio.Queue[object]) -> AsyncIterator[Event | Keepalive]:
+    while True:
+        try:
+            item = await asyncio.wait_for(queue.get(), KEEPALIVE_AFTER)
+        except asyncio.TimeoutError:
+            yield Keepalive()
+            continue
+        if item is _END:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, (TokenEvent, Finish)):
+            yield item

@@ -1,0 +1,313 @@
+"""The OpenAI-compatible server: a real uvicorn on 127.0.0.1, the real `openai` SDK, raw SSE bytes.
+
+The scripted model makes every answer exact: thinking "Let me think", answer "Hello world".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import openai
+import pytest
+import uvicorn
+
+from edge.chat import ChatTemplate
+from edge.engine import Engine
+from edge.plan import make_plan, read_model_info
+from edge.server import ServerOptions, create_app
+
+HI = [{"role": "user", "content": "Hi"}]
+WAIT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(
+    gguf: Path, options: ServerOptions | None = None, n_ctx: int = 2048
+) -> Iterator[tuple[str, Any]]:
+    """A real uvicorn server in a thread; yields (base URL, app)."""
+    info = read_model_info(gguf)
+
+    def load() -> tuple[Engine, ChatTemplate]:
+        return Engine(gguf, make_plan(info, n_ctx=n_ctx), info), ChatTemplate.from_gguf(gguf)
+
+    app = create_app("qwen3-test", load, options)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + WAIT
+    while True:  # bounded wait for the model to load
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.05)
+    try:
+        yield url, app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=WAIT)
+
+
+@pytest.fixture(scope="module")
+def scripted_server(gguf_of: Callable[[str, str], Path]) -> Iterator[str]:
+    with serving(gguf_of("scripted", "Q8_0")) as (url, _):
+        yield url
+
+
+@pytest.fixture
+def client(scripted_server: str) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{scripted_server}/v1", api_key="unused", max_retries=0, timeout=WAIT
+    )
+
+
+def test_openai_sdk_non_streaming(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model="anything", messages=HI)  # type: ignore[arg-type]
+    msg = r.choices[0].message
+    assert (msg.content, r.choices[0].finish_reason) == ("Hello world", "stop")
+    assert msg.model_extra is not None and msg.model_extra["reasoning_content"] == "Let me think"
+    assert r.model == "qwen3-test"
+    assert r.usage is not None and (r.usage.prompt_tokens, r.usage.completion_tokens) == (9, 8)
+    assert r.usage.completion_tokens_details is not None
+    assert r.usage.completion_tokens_details.reasoning_tokens == 5
+
+
+def test_openai_sdk_streaming_with_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="x",
+        messages=HI,
+        stream=True,
+        stream_options={"include_usage": True},  # type: ignore[arg-type]
+    )
+    chunks = list(stream)
+    assert len({c.id for c in chunks}) == 1 and len({c.created for c in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    reasoning = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content", "")
+        for c in chunks
+        if c.choices
+    )
+    assert (content, reasoning) == ("Hello world", "Let me think")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert (
+        chunks[-1].choices == []
+        and chunks[-1].usage is not None
+        and chunks[-1].usage.total_tokens == 17
+    )
+
+
+def test_async_client(scripted_server: str) -> None:
+    async def run() -> tuple[str, str]:
+        aclient = openai.AsyncOpenAI(base_url=f"{scripted_server}/v1", api_key="x", max_retries=0)
+        whole = await aclient.chat.completions.create(model="x", messages=HI)  # type: ignore[arg-type]
+        stream = await aclient.chat.completions.create(model="x", messages=HI, stream=True)  # type: ignore[arg-type]
+        parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        await aclient.close()
+        return whole.choices[0].message.content or "", "".join(parts)
+
+    assert asyncio.run(run()) == ("Hello world", "Hello world")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"enable_thinking": False},
+        {"chat_template_kwargs": {"enable_thinking": False}},
+        {"reasoning_effort": "none"},
+        {"think": False},
+    ],
+)
+def test_every_thinking_off_dialect(client: openai.OpenAI, extra: dict[str, Any]) -> None:
+    r = client.chat.completions.create(model="x", messages=HI, extra_body=extra)  # type: ignore[arg-type]
+    assert r.choices[0].message.content == "Hello world"
+    assert "reasoning_content" not in (r.choices[0].message.model_extra or {})
+    assert r.usage is not None and r.usage.completion_tokens_details.reasoning_tokens == 0  # type: ignore[union-attr]
+
+
+def test_soft_switch_and_reasoning_formats(client: openai.OpenAI) -> None:
+    off = client.chat.completions.create(
+        model="x", messages=[{"role": "user", "content": "Hi /no_think"}]
+    )
+    assert "reasoning_content" not in (off.choices[0].message.model_extra or {})
+    inline = client.chat.completions.create(
+        model="x", messages=HI, extra_body={"reasoning_format": "inline"}
+    )  # type: ignore[arg-type]
+    assert inline.choices[0].message.content == "<think>\nLet me think\n</think>\n\nHello world"
+    hidden = client.chat.completions.create(
+        model="x", messages=HI, extra_body={"return_reasoning": False}
+    )  # type: ignore[arg-type]
+    assert hidden.choices[0].message.content == "Hello world"
+    assert "reasoning_content" not in (hidden.choices[0].message.model_extra or {})
+    budget = client.chat.completions.create(
+        model="x", messages=HI, extra_body={"thinking_budget": 1}
+    )  # type: ignore[arg-type]
+    assert "reasoning_content" not in (
+        budget.choices[0].message.model_extra or {}
+    )  # closed at once
+    assert budget.choices[0].message.content == "Hello world"
+
+
+def test_raw_sse_wire_format(scripted_server: str) -> None:
+    body = {"model": "x", "messages": HI, "stream": True, "stream_options": {"include_usage": True}}
+    with httpx.stream(
+        "POST", f"{scripted_server}/v1/chat/completions", json=body, timeout=WAIT
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        raw = b"".join(r.iter_bytes())
+    events = raw.split(b"\n\n")
+    assert events[-1] == b"" and events[-2] == b"data: [DONE]"
+    payloads = [json.loads(e.removeprefix(b"data: ")) for e in events[:-2]]
+    assert all(e.startswith(b"data: {") for e in events[:-2])
+    assert all(p["object"] == "chat.completion.chunk" for p in payloads)
+    assert payloads[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    finals = [p for p in payloads if p["choices"] and p["choices"][0]["finish_reason"]]
+    assert len(finals) == 1 and finals[0]["choices"][0]["delta"] == {}
+    assert payloads[-1]["choices"] == [] and payloads[-1]["usage"]["completion_tokens"] == 8
+    assert "timings" in finals[0]
+
+
+def error_of(r: httpx.Response) -> dict[str, Any]:
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    return dict(body["error"])
+
+
+def test_errors_have_openai_shape(scripted_server: str) -> None:
+    def post(body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{scripted_server}/v1/chat/completions", json=body, timeout=WAIT)
+
+    r = post({"messages": HI, "n": 2})
+    assert r.status_code == 400 and error_of(r)["param"] == "n"
+    r = post({"messages": HI, "temperature": -1})
+    assert r.status_code == 400 and error_of(r)["param"] == "temperature"
+    r = post({"messages": []})
+    assert r.status_code == 400 and error_of(r)["param"] == "messages"
+    r = post({"messages": [{"role": "wizard", "content": "x"}]})
+    assert r.status_code == 400 and error_of(r)["param"] == "messages.0.role"
+    r = post({"messages": [{"role": "user", "content": "word " * 3000}]})
+    assert r.status_code == 400 and error_of(r)["code"] == "context_length_exceeded"
+    r = httpx.post(f"{scripted_server}/v1/chat/completions", content=b"{not json", timeout=WAIT,
+                   headers={"content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 400 and error_of(r)["type"] == "invalid_request_error"
+    r = httpx.get(f"{scripted_server}/v1/nope", timeout=WAIT)
+    assert r.status_code == 404 and error_of(r)["type"] == "not_found_error"
+    r = post(
+        {"messages": HI, "unknown_field": {"x": 1}, "user": "me"}
+    )  # unknown fields are ignored
+    assert r.status_code == 200
+
+
+def test_models_and_health(scripted_server: str, client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["qwen3-test"]
+    assert httpx.get(f"{scripted_server}/health", timeout=WAIT).json() == {"status": "ok"}
+
+
+def test_text_completion(client: openai.OpenAI) -> None:
+    r = client.completions.create(model="x", prompt="<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+                                  max_tokens=20, temperature=0)  # fmt: skip
+    assert r.choices[0].text == "<think>Let me think</think>\n\nHello world"
+    assert r.choices[0].finish_reason == "stop"
+
+
+def test_json_response_format(gguf_of: Callable[[str, str], Path]) -> None:
+    with serving(gguf_of("tiny", "Q8_0")) as (url, _):
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=WAIT)
+        schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+        r = c.chat.completions.create(
+            model="x", messages=HI, max_tokens=60, seed=3,  # type: ignore[arg-type]
+            response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+        )  # fmt: skip
+        assert isinstance(json.loads(r.choices[0].message.content or "")["ok"], bool)
+
+
+LONG = {"model": "x", "messages": HI, "stream": True, "max_tokens": 4000, "loop_guard": False}
+
+
+def test_disconnect_stops_generation(gguf_of: Callable[[str, str], Path]) -> None:
+    with serving(gguf_of("looping", "Q8_0"), n_ctx=8192) as (url, app):
+        worker = app.state.runtime.worker
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=LONG, timeout=WAIT) as r:
+            lines = r.iter_lines()
+            for _ in range(20):  # a runaway answer is streaming
+                next(lines)
+        at_close = worker.generated_tokens
+        deadline = time.monotonic() + WAIT
+        while worker.in_flight:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert worker.generated_tokens - at_close <= 3  # stopped within a token or so of the close
+        # and the engine is free for the next request at once
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={**LONG, "stream": False, "max_tokens": 5},
+            timeout=WAIT,
+        )
+        assert r.status_code == 200
+
+
+def test_full_queue_gets_429(gguf_of: Callable[[str, str], Path]) -> None:
+    with serving(gguf_of("looping", "Q8_0"), ServerOptions(max_queue=1), n_ctx=8192) as (url, app):
+        worker = app.state.runtime.worker
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=LONG, timeout=WAIT) as running:
+            lines = running.iter_lines()  # kept: dropping the iterator closes the connection
+            next(lines)
+            waiting = threading.Thread(
+                target=lambda: httpx.post(
+                    f"{url}/v1/chat/completions",
+                    json={**LONG, "stream": False, "max_tokens": 3},
+                    timeout=WAIT,
+                )  # fmt: skip
+            )
+            waiting.start()
+            deadline = time.monotonic() + WAIT
+            while worker.waiting < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            r = httpx.post(
+                f"{url}/v1/chat/completions", json={**LONG, "stream": False}, timeout=WAIT
+            )
+            assert (
+                r.status_code == 429
+                and r.headers["retry-after"]
+                and error_of(r)["type"] == "rate_limit_error"
+            )
+        waiting.join(timeout=WAIT)  # the queued request ran once the first one went away
+        assert not waiting.is_alive()
+
+
+def test_api_key_and_body_limit(gguf_of: Callable[[str, str], Path]) -> None:
+    with serving(
+        gguf_of("scripted", "Q8_0"), ServerOptions(api_key="s3cret", max_body_bytes=4096)
+    ) as (url, _):
+        bad = openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            bad.chat.completions.create(model="x", messages=HI)  # type: ignore[arg-type]
+        good = openai.OpenAI(base_url=f"{url}/v1", api_key="s3cret", max_retries=0)
+        assert (
+            good.chat.completions.create(model="x", messages=HI).choices[0].message.content
+            == "Hello world"
+        )  # type: ignore[arg-type]
+        assert httpx.get(f"{url}/health", timeout=WAIT).status_code == 200  # health needs no key
+        r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 5000}]},
+                       headers={"authorization": "Bearer s3cret"}, timeout=WAIT)  # fmt: skip
+        assert r.status_code == 413 and error_of(r)["type"] == "invalid_request_error"
