@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -400,6 +401,126 @@ def chat(
     opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
                        thinking_budget=thinking_budget, loop_guard=loop_guard)  # fmt: skip
     ChatLoop(conv, opts, show_thinking=show_thinking).run()
+
+
+@command
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind (default loopback only)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    lan: Annotated[
+        bool, typer.Option("--lan", help="Serve the home LAN: all interfaces, API key on")
+    ] = False,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require this Bearer key (or EDGE_QWEN_API_KEY)")
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve off loopback without a key (unsafe)")
+    ] = False,
+    max_queue: Annotated[int, typer.Option(help="Requests that may wait; more get 429")] = 16,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="Allow this browser origin (repeatable)")
+    ] = None,
+    reasoning_format: Annotated[
+        str, typer.Option(help="separate (reasoning_content), inline (<think> in content), hidden")
+    ] = "separate",
+    ctx: CtxOpt = None,
+    threads: ThreadsOpt = None,
+    kv: KvOpt = None,
+    flash_attn: FlashOpt = None,
+    gpu_layers: GpuOpt = None,
+) -> None:
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models).
+
+    Binds 127.0.0.1:8000. --lan binds every interface and turns on an API key (generated
+    and stored on first use). Point any OpenAI client at http://HOST:PORT/v1.
+    """
+    import uvicorn
+
+    from edge.chat import ChatTemplate
+    from edge.engine import Engine
+    from edge.pipeline import ensure_model
+    from edge.plan import make_plan, read_model_info
+    from edge.server import ServerOptions, create_app
+
+    settings = _settings()
+    if reasoning_format not in ("separate", "inline", "hidden"):
+        raise UsageError(
+            f"Unknown reasoning format '{reasoning_format}'.", "Use separate, inline or hidden."
+        )
+    bind = "0.0.0.0" if lan and host == "127.0.0.1" else host
+    key = _server_key(bind, api_key or settings.api_key, lan, no_auth, settings)
+    path = ensure_model(model, settings, report=_say)
+    info = read_model_info(path)
+    plan = make_plan(info, n_ctx=ctx, threads=threads or settings.threads, kv_type=kv,
+                     flash_attn=flash_attn, n_gpu_layers=gpu_layers)  # fmt: skip
+    _say(plan.describe(info))
+    model_id = path.parent.name if path.name == "model.gguf" else path.stem
+    options = ServerOptions(api_key=key, max_queue=max_queue, reasoning_format=reasoning_format,
+                            cors_origins=tuple(cor for cor in cors_origin or ()))  # fmt: skip
+    app = create_app(
+        model_id, lambda: (Engine(path, plan, info), ChatTemplate.from_gguf(path)), options
+    )
+    for address in _addresses(bind):
+        _say(f"Serving {model_id} at http://{address}:{port}/v1")
+    uvicorn.run(app, host=bind, port=port, log_level="warning")
+
+
+def _server_key(
+    bind: str, key: str | None, lan: bool, no_auth: bool, settings: Settings
+) -> str | None:
+    """The API key to require: off loopback one is mandatory unless --no-auth says otherwise."""
+    import ipaddress
+    import secrets
+
+    loopback = bind in ("localhost",) or (_is_ip(bind) and ipaddress.ip_address(bind).is_loopback)
+    if key or loopback:
+        return key
+    if no_auth:
+        _say("warning: serving off loopback WITHOUT an API key: anyone on the network can use it")
+        return None
+    if not lan:
+        raise UsageError(
+            f"Binding {bind} exposes the server to the network, so an API key is required.",
+            "Pass --api-key KEY (or set EDGE_QWEN_API_KEY), use --lan to generate one, or --no-auth.",
+        )
+    stored = settings.home / "api_key"
+    if stored.is_file():
+        return stored.read_text(encoding="utf-8").strip()
+    new = secrets.token_urlsafe(24)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(new + "\n")
+    _say(f"API key (stored in {stored}, shown once): {new}")
+    return new
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _addresses(bind: str) -> list[str]:
+    """The addresses people should type: the LAN IPs when bound to every interface."""
+    if bind not in ("0.0.0.0", "::"):
+        return [bind]
+    import socket
+
+    found = set()
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            found.add(str(info[4][0]))
+    except OSError:
+        pass
+    return sorted(a for a in found if not a.startswith("127.")) or ["127.0.0.1"]
 
 
 @command

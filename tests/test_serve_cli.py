@@ -1,0 +1,88 @@
+"""`edge-qwen serve` as a user starts it: a real process, its safety defaults on a LAN."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import openai
+from conftest import REPO_ROOT, assert_clean_failure, run_cli
+from test_server import free_port
+
+WAIT = 60.0
+
+
+@contextmanager
+def serve(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "serve", "--port", str(port), *args],
+        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + WAIT
+    try:
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=WAIT)
+
+
+def test_serve_answers_the_openai_sdk(
+    gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
+) -> None:
+    with serve(["-m", str(gguf_of("scripted", "Q8_0"))], cli_env) as (url, _):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        reply = client.chat.completions.create(
+            model="qwen3", messages=[{"role": "user", "content": "Hi"}]
+        )
+        assert reply.choices[0].message.content == "Hello world"
+        assert reply.model == "scripted-Q8_0"
+
+
+def test_lan_generates_a_private_key_and_requires_it(
+    gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
+) -> None:
+    args = ["-m", str(gguf_of("scripted", "Q8_0")), "--lan"]
+    with serve(args, cli_env) as (url, proc):
+        key_file = Path(cli_env["EDGE_QWEN_HOME"]) / "api_key"
+        key = key_file.read_text().strip()
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and len(key) >= 32
+        assert httpx.get(f"{url}/v1/models", timeout=WAIT).status_code == 401
+        ok = httpx.get(f"{url}/v1/models", headers={"authorization": f"Bearer {key}"}, timeout=WAIT)
+        assert ok.status_code == 200
+        proc.terminate()
+        _, err = proc.communicate(timeout=WAIT)
+    assert err.count(key) == 1  # printed once, at creation
+    with serve(args, cli_env) as (_, proc):  # the stored key is reused, not printed again
+        proc.terminate()
+        _, err = proc.communicate(timeout=WAIT)
+    assert key not in err and key_file.read_text().strip() == key
+
+
+def test_off_loopback_needs_a_key_or_an_explicit_no_auth(
+    gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
+) -> None:
+    model = ["-m", str(gguf_of("scripted", "Q8_0"))]
+    refused = run_cli(["serve", *model, "--host", "0.0.0.0", "--port", str(free_port())], cli_env)
+    assert_clean_failure(refused, 2, "an API key is required", "--no-auth")
+    with serve([*model, "--host", "0.0.0.0", "--no-auth"], cli_env) as (url, proc):
+        assert httpx.get(f"{url}/v1/models", timeout=WAIT).status_code == 200
+        proc.terminate()
+        _, err = proc.communicate(timeout=WAIT)
+    assert "WITHOUT an API key" in err
