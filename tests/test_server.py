@@ -227,6 +227,15 @@ def test_text_completion(client: openai.OpenAI) -> None:
                                   max_tokens=20, temperature=0)  # fmt: skip
     assert r.choices[0].text == "<think>Let me think</think>\n\nHello world"
     assert r.choices[0].finish_reason == "stop"
+    stream = client.completions.create(model="x", prompt="<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+                                       max_tokens=20, temperature=0, stream=True,
+                                       stream_options={"include_usage": True})  # fmt: skip
+    chunks = list(stream)
+    assert (
+        "".join(c.choices[0].text for c in chunks if c.choices)
+        == "<think>Let me think</think>\n\nHello world"
+    )
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 8
 
 
 def test_json_response_format(gguf_of: Callable[[str, str], Path]) -> None:
@@ -311,3 +320,16 @@ def test_api_key_and_body_limit(gguf_of: Callable[[str, str], Path]) -> None:
         r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 5000}]},
                        headers={"authorization": "Bearer s3cret"}, timeout=WAIT)  # fmt: skip
         assert r.status_code == 413 and error_of(r)["type"] == "invalid_request_error"
+
+
+def test_prometheus_metrics(scripted_server: str, client: openai.OpenAI) -> None:
+    client.chat.completions.create(model="x", messages=HI)  # type: ignore[arg-type]
+    text = httpx.get(f"{scripted_server}/metrics", timeout=WAIT).text
+    series = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert int(series['edge_requests_total{status="200"}']) >= 1
+    assert int(series["edge_generated_tokens_total"]) >= 8
+    assert int(series["edge_time_to_first_token_seconds_count"]) >= 1
+    assert int(series['edge_inter_token_seconds_bucket{le="+Inf"}']) >= 7
+    assert series["edge_queue_depth"] == "0" and series["edge_in_flight"] == "0"

@@ -11,14 +11,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,6 +26,7 @@ from edge.chat import ChatTemplate
 from edge.engine import ContextOverflowError, Engine, Finish, TokenEvent
 from edge.errors import EdgeError, UsageError
 from edge.server import chat_api
+from edge.server.metrics import Metrics
 from edge.server.schema import ChatCompletionRequest, CompletionRequest
 from edge.server.worker import EngineWorker, Keepalive, QueueFullError
 
@@ -111,12 +112,13 @@ def create_app(
     """The API around a model that `load()` opens (in the background, at startup)."""
     opts = options or ServerOptions()
     rt = Runtime(model_id)
+    metrics = Metrics()
 
     def do_load() -> None:
         try:
             engine, template = load()
             rt.template = template
-            rt.worker = EngineWorker(engine, opts.max_queue)
+            rt.worker = EngineWorker(engine, opts.max_queue, metrics)
         except Exception as exc:  # shown by /health and every request
             rt.failed = f"The model failed to load: {exc}"
             log.error(rt.failed)
@@ -131,20 +133,20 @@ def create_app(
     app = FastAPI(title="edge-qwen", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.runtime = rt
 
-    _install_guards(app, opts)
+    _install_guards(app, opts, metrics)
     _install_errors(app)
-    _install_routes(app, rt, opts)
+    _install_routes(app, rt, opts, metrics)
     return app
 
 
-def _install_guards(app: FastAPI, opts: ServerOptions) -> None:
+def _install_guards(app: FastAPI, opts: ServerOptions, metrics: Metrics) -> None:
     if opts.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"], allow_credentials=False)  # fmt: skip
     # Added last so it runs first: refuse before anything reads the body.
-    app.add_middleware(Guard, opts=opts)
+    app.add_middleware(Guard, opts=opts, metrics=metrics)
 
 
 class Guard:
@@ -154,16 +156,24 @@ class Guard:
     response look disconnected, which cancels generations that are still wanted.)
     """
 
-    def __init__(self, app: Any, opts: ServerOptions) -> None:
-        self.app, self.opts = app, opts
+    def __init__(self, app: Any, opts: ServerOptions, metrics: Metrics) -> None:
+        self.app, self.opts, self.metrics = app, opts, metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            problem = self._check(scope)
-            if problem is not None:
-                await error_response(problem)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.request(int(message["status"]))
+            await send(message)
+
+        problem = self._check(scope)
+        if problem is not None:
+            await error_response(problem)(scope, receive, counting_send)
+            return
+        await self.app(scope, receive, counting_send)
 
     def _check(self, scope: dict[str, Any]) -> EdgeError | None:
         headers = {
@@ -202,7 +212,7 @@ def _install_errors(app: FastAPI) -> None:
         return JSONResponse(error_body(str(exc.detail), etype), exc.status_code)
 
 
-def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions) -> None:
+def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Metrics) -> None:
     @app.get("/health")
     async def health() -> JSONResponse:
         if rt.worker is None:
@@ -210,6 +220,13 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions) -> None:
                 {"status": "error" if rt.failed else "loading", "detail": rt.failed}, 503
             )
         return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics")
+    async def prometheus() -> PlainTextResponse:
+        waiting, busy = (rt.worker.waiting, rt.worker.in_flight) if rt.worker else (0, 0)
+        return PlainTextResponse(
+            metrics.render(waiting, busy), media_type="text/plain; version=0.0.4"
+        )
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -314,33 +331,81 @@ async def _complete(
 
 
 async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: str) -> Any:
-    """POST /v1/completions, non-streaming only for now (streaming goes through chat)."""
+    """POST /v1/completions: the prompt is completed as is (no chat template)."""
     from edge.engine import SamplingParams, ThinkingControl
 
-    if req.stream:
-        raise chat_api.ParamError(
-            "stream", "Streaming text completions are not supported yet; use chat."
-        )
     if req.n != 1:
         raise chat_api.ParamError("n", "Only n=1 is supported.")
     prompt_text = req.prompt if isinstance(req.prompt, str) else "".join(req.prompt)
     params = SamplingParams(
         temperature=0.7 if req.temperature is None else req.temperature, top_p=req.top_p or 0.8,
         top_k=20 if req.top_k is None else req.top_k, min_p=req.min_p or 0.0, seed=req.seed,
+        presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
+        repeat_penalty=req.repeat_penalty, logit_bias=chat_api.parse_logit_bias(req.logit_bias),
         max_tokens=req.max_tokens or 256, stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or []),
     )  # fmt: skip
-    text, finish = "", None
-    async for event in worker.stream(
+    events = worker.stream(
         worker.engine.tokenize(prompt_text), params, ThinkingControl(loop_guard=False)
-    ):
-        if isinstance(event, TokenEvent):
-            text += event.text
-        elif isinstance(event, Finish):
-            finish = event
+    )
+    ident, created = "cmpl-" + chat_api.secrets.token_hex(12), int(time.time())
+
+    def body(text: str, finish: str | None) -> dict[str, Any]:
+        return {"id": ident, "object": "text_completion", "created": created, "model": model,
+                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
+
+    if req.stream:
+        first = await _first_event(events)
+        usage = bool(req.stream_options and req.stream_options.include_usage)
+        return EventSourceResponse(_text_sse(first, events, body, usage))
+    text, finish = "", None
+    try:
+        async for event in events:
+            if isinstance(event, TokenEvent):
+                text += event.text
+            elif isinstance(event, Finish):
+                finish = event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
     assert finish is not None
     return {
-        "id": "cmpl-" + chat_api.secrets.token_hex(12), "object": "text_completion", "created": int(time.time()),
-        "model": model, "choices": [{"index": 0, "text": text, "logprobs": None,
-                                     "finish_reason": "stop" if finish.reason == "stop" else "length"}],
-        "usage": {k: v for k, v in chat_api.usage(finish).items() if not k.endswith("details")},
-    }  # fmt: skip
+        **body(text, "stop" if finish.reason == "stop" else "length"),
+        "usage": _plain_usage(finish),
+    }
+
+
+def _plain_usage(finish: Finish) -> dict[str, Any]:
+    return {k: v for k, v in chat_api.usage(finish).items() if not k.endswith("details")}
+
+
+async def _text_sse(
+    first: Any,
+    events: AsyncIterator[Any],
+    body: Callable[[str, str | None], dict[str, Any]],
+    usage: bool,
+) -> AsyncIterator[bytes]:
+    try:
+        event = first
+        while event is not None:
+            if isinstance(event, Keepalive):
+                yield b": keep-alive\n\n"
+            elif isinstance(event, TokenEvent) and event.text:
+                yield _data(
+                    json.dumps(body(event.text, None), ensure_ascii=False, separators=(",", ":"))
+                )
+            elif isinstance(event, Finish):
+                last = body("", "stop" if event.reason == "stop" else "length")
+                yield _data(json.dumps(last, separators=(",", ":")))
+                if usage:
+                    yield _data(
+                        json.dumps(
+                            {**last, "choices": [], "usage": _plain_usage(event)},
+                            separators=(",", ":"),
+                        )
+                    )
+                break
+            event = await anext(events, None)
+    except Exception as exc:
+        yield _data(bytes(error_response(exc).body).decode())
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    yield b"data: [DONE]\n\n"

@@ -83,7 +83,7 @@ def build_job(
         frequency_penalty=req.frequency_penalty,
         repeat_penalty=req.repeat_penalty,
         seed=req.seed,
-        logit_bias=_logit_bias(req.logit_bias),
+        logit_bias=parse_logit_bias(req.logit_bias),
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or []),
         json_schema=schema,
@@ -116,12 +116,13 @@ def _message_dict(m: Any) -> dict[str, Any]:
     return d
 
 
-def _logit_bias(raw: dict[str, float] | None) -> dict[int, float]:
+def parse_logit_bias(raw: dict[str, float] | None) -> dict[int, float]:
+    """OpenAI's logit_bias (string token ids) as llama.cpp wants it."""
     out = {}
     for key, value in (raw or {}).items():
         if not key.lstrip("-").isdigit():
             raise ParamError("logit_bias", f"logit_bias keys are token ids; '{key}' is not one.")
-        out[int(key)] = max(-100.0, min(100.0, float(value))) if abs(value) <= 100 else float(value)
+        out[int(key)] = float(value)  # ±100 bans or forces a token, as with OpenAI
     return out
 
 

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from edge.engine import Engine, Event, Finish, SamplingParams, ThinkingControl, TokenEvent
 from edge.errors import EdgeError
+from edge.server.metrics import Metrics
 
 KEEPALIVE_AFTER = 10.0  # seconds without an event before the stream gets a comment line
 
@@ -34,8 +35,9 @@ _END = object()
 class EngineWorker:
     """Serializes generations on one engine; counts what /metrics reports."""
 
-    def __init__(self, engine: Engine, max_queue: int = 16) -> None:
+    def __init__(self, engine: Engine, max_queue: int = 16, metrics: Metrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics or Metrics()
         self.max_queue = max_queue
         self.waiting = 0
         self.in_flight = 0
@@ -63,14 +65,18 @@ class EngineWorker:
         cancel = threading.Event()
 
         def produce() -> None:
+            times: list[float] = []
             try:
                 for event in self.engine.generate(prompt, params, cancel=cancel, thinking=control):
                     if isinstance(event, TokenEvent) and event.token_id >= 0:
                         self.generated_tokens += 1
+                        times.append(event.elapsed)
                     loop.call_soon_threadsafe(queue.put_nowait, event)
             except BaseException as exc:  # handed to the consumer, which raises it
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
+                gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+                self.metrics.generation(len(prompt), times[0] if times else None, gaps)
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
 
         self.in_flight += 1

@@ -1,0 +1,75 @@
+"""Prometheus metrics in the text exposition format, kept by hand: a handful of series."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections import Counter
+
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+ITL_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+
+
+class Histogram:
+    """Cumulative buckets, count and sum, as Prometheus expects."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def lines(self, name: str) -> list[str]:
+        out, running = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            out.append(f'{name}_bucket{{le="{le}"}} {running}')
+        out += [f"{name}_sum {self.total:.6f}", f"{name}_count {running}"]
+        return out
+
+
+class Metrics:
+    """Counters and histograms shared by the worker thread and the event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.prompt_tokens = 0
+        self.generated_tokens = 0
+        self.ttft = Histogram(TTFT_BUCKETS)
+        self.itl = Histogram(ITL_BUCKETS)
+
+    def request(self, status: int) -> None:
+        with self._lock:
+            self.requests[str(status)] += 1
+
+    def generation(self, prompt_tokens: int, ttft: float | None, gaps: list[float]) -> None:
+        """One finished (or cancelled) generation: its prompt, first token and token gaps."""
+        with self._lock:
+            self.prompt_tokens += prompt_tokens
+            self.generated_tokens += len(gaps) + (1 if ttft is not None else 0)
+            if ttft is not None:
+                self.ttft.observe(ttft)
+            for gap in gaps:
+                self.itl.observe(gap)
+
+    def render(self, waiting: int, in_flight: int) -> str:
+        """The /metrics page."""
+        with self._lock:
+            lines = ["# TYPE edge_requests_total counter"]
+            lines += [
+                f'edge_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.requests.items())
+            ]
+            lines += [
+                "# TYPE edge_prompt_tokens_total counter", f"edge_prompt_tokens_total {self.prompt_tokens}",
+                "# TYPE edge_generated_tokens_total counter", f"edge_generated_tokens_total {self.generated_tokens}",
+                "# TYPE edge_time_to_first_token_seconds histogram", *self.ttft.lines("edge_time_to_first_token_seconds"),
+                "# TYPE edge_inter_token_seconds histogram", *self.itl.lines("edge_inter_token_seconds"),
+                "# TYPE edge_queue_depth gauge", f"edge_queue_depth {waiting}",
+                "# TYPE edge_in_flight gauge", f"edge_in_flight {in_flight}",
+            ]  # fmt: skip
+        return "\n".join(lines) + "\n"
