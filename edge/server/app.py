@@ -14,11 +14,12 @@ import time
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,6 +32,11 @@ from edge.server.schema import ChatCompletionRequest, CompletionRequest
 from edge.server.worker import EngineWorker, Keepalive, QueueFullError
 
 log = logging.getLogger("edge.server")
+# The page's own inline script and style only; nothing from elsewhere, no plugins, no framing.
+_CSP = (
+    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'none'; object-src 'none'; frame-ancestors 'none'"
+)
 
 
 @dataclass
@@ -213,6 +219,12 @@ def _install_errors(app: FastAPI) -> None:
 
 
 def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Metrics) -> None:
+    page = (resources.files("edge.server") / "static" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def web_chat() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": _CSP})
+
     @app.get("/health")
     async def health() -> JSONResponse:
         if rt.worker is None:
