@@ -44,12 +44,33 @@ def looping_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_checkpoint(folder, shape="tiny", script=LOOPING_SCRIPT)
 
 
+# With thinking off (the prompt ends "\n\n") it calls a tool: every piece is one token.
+TOOL_SCRIPT = [["\n\n", "<tool_call>", '{"', "name", '":"', "get", "_time", '","', "arguments", '":',
+                "{", "}}", "</tool_call>", "<|im_end|>"]]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tooling_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scripted checkpoint that answers with `<tool_call>{"name":"get_time","arguments":{}}`."""
+    folder = tmp_path_factory.mktemp("ckpt") / "Qwen3-tooling"
+    return write_checkpoint(folder, shape="tiny", script=TOOL_SCRIPT)
+
+
 @pytest.fixture(scope="session")
 def gguf_of(
-    tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path, scripted_dir: Path, looping_dir: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_dir: Path,
+    scripted_dir: Path,
+    looping_dir: Path,
+    tooling_dir: Path,
 ) -> Callable[[str, str], Path]:
-    """`gguf_of("tiny"|"scripted"|"looping", TYPE)`: a checkpoint converted (and quantized) once."""
-    folders = {"tiny": tiny_dir, "scripted": scripted_dir, "looping": looping_dir}
+    """`gguf_of("tiny"|"scripted"|"looping"|"tooling", TYPE)`: a checkpoint converted once."""
+    folders = {
+        "tiny": tiny_dir,
+        "scripted": scripted_dir,
+        "looping": looping_dir,
+        "tooling": tooling_dir,
+    }
     out_dir = tmp_path_factory.mktemp("gguf")
     cache: dict[tuple[str, str], Path] = {}
 

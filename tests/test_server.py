@@ -333,3 +333,37 @@ def test_prometheus_metrics(scripted_server: str, client: openai.OpenAI) -> None
     assert int(series["edge_time_to_first_token_seconds_count"]) >= 1
     assert int(series['edge_inter_token_seconds_bucket{le="+Inf"}']) >= 7
     assert series["edge_queue_depth"] == "0" and series["edge_in_flight"] == "0"
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_time", "description": "The time now",
+                                           "parameters": {"type": "object", "properties": {}}}}]  # fmt: skip
+
+
+def test_tool_calls(gguf_of: Callable[[str, str], Path]) -> None:
+    with serving(gguf_of("tooling", "Q8_0")) as (url, _):
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=WAIT)
+        off = {"enable_thinking": False}
+        r = c.chat.completions.create(model="x", messages=HI, tools=TOOLS, extra_body=off)  # type: ignore[arg-type]
+        choice = r.choices[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.content is None
+        [call] = choice.message.tool_calls or []
+        assert (call.function.name, call.function.arguments) == ("get_time", "{}")  # type: ignore[union-attr]
+        assert call.id.startswith("call_") and call.type == "function"
+        chunks = list(
+            c.chat.completions.create(
+                model="x", messages=HI, tools=TOOLS, stream=True, extra_body=off
+            )
+        )  # type: ignore[arg-type]
+        deltas = [d for ch in chunks if ch.choices for d in ch.choices[0].delta.tool_calls or []]
+        assert [(d.index, d.function.name, d.function.arguments) for d in deltas] == [
+            (0, "get_time", "{}")
+        ]  # type: ignore[union-attr]
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        # The call and its result go back into the conversation, rendered by the template.
+        follow = [*HI, choice.message.model_dump(exclude_none=True),
+                  {"role": "tool", "tool_call_id": call.id, "content": "12:00"}]  # fmt: skip
+        again = c.chat.completions.create(model="x", messages=follow, tools=TOOLS, extra_body=off)  # type: ignore[arg-type]
+        assert again.choices[0].finish_reason in ("tool_calls", "stop", "length")
+        none = c.chat.completions.create(model="x", messages=HI, tools=TOOLS, tool_choice="none",  # type: ignore[arg-type]
+                                         extra_body=off, max_tokens=20)  # fmt: skip
+        assert none.choices[0].message.tool_calls is None  # not parsed when tools are off
