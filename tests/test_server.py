@@ -367,3 +367,47 @@ def test_tool_calls(gguf_of: Callable[[str, str], Path]) -> None:
         none = c.chat.completions.create(model="x", messages=HI, tools=TOOLS, tool_choice="none",  # type: ignore[arg-type]
                                          extra_body=off, max_tokens=20)  # fmt: skip
         assert none.choices[0].message.tool_calls is None  # not parsed when tools are off
+
+
+def test_503_while_loading_then_ready(gguf_of: Callable[[str, str], Path]) -> None:
+    gguf = gguf_of("scripted", "Q8_0")
+    info = read_model_info(gguf)
+    go = threading.Event()
+
+    def slow_load() -> tuple[Engine, ChatTemplate]:
+        assert go.wait(WAIT)
+        return Engine(gguf, make_plan(info, n_ctx=512), info), ChatTemplate.from_gguf(gguf)
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app("m", slow_load), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                health = httpx.get(f"{url}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert health.status_code == 503 and health.json()["status"] == "loading"
+        r = httpx.post(f"{url}/v1/chat/completions", json={"messages": HI}, timeout=WAIT)
+        assert r.status_code == 503 and error_of(r)["type"] == "server_error"
+        go.set()
+        while httpx.get(f"{url}/health", timeout=2).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert (
+            httpx.post(
+                f"{url}/v1/chat/completions", json={"messages": HI}, timeout=WAIT
+            ).status_code
+            == 200
+        )
+    finally:
+        go.set()
+        server.should_exit = True
+        thread.join(timeout=WAIT)
