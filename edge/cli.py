@@ -464,7 +464,9 @@ def serve(
         model_id, lambda: (Engine(path, plan, info), ChatTemplate.from_gguf(path)), options
     )
     for address in _addresses(bind):
-        _say(f"Serving {model_id} at http://{address}:{port}/v1")
+        _say(
+            f"Serving {model_id} at http://{address}:{port}/v1 (web chat: http://{address}:{port}/)"
+        )
     uvicorn.run(app, host=bind, port=port, log_level="warning")
 
 

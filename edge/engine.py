@@ -164,14 +164,17 @@ class Engine:
                 self, prompt, params, cancel, thinking or ThinkingControl(), in_think
             ).events()
 
-    def check_prompt(self, prompt: list[int]) -> None:
-        """Raise a clear error for an empty prompt or one that leaves no room to answer."""
+    def check_prompt(self, prompt: list[int], max_tokens: int | None = None) -> None:
+        """Raise a clear error for an empty prompt, or one that leaves no room for the answer
+        (with `max_tokens`, room for that many tokens)."""
         if not prompt:
             raise UsageError("The prompt is empty.", "Give some text to complete.")
-        if len(prompt) >= self.plan.n_ctx:
+        need = len(prompt) + (max_tokens or 1)
+        if need > self.plan.n_ctx:
+            asked = f" plus max_tokens {max_tokens}" if max_tokens else ""
             raise ContextOverflowError(
-                f"The prompt is {len(prompt)} tokens but the context holds {self.plan.n_ctx}.",
-                "Shorten the conversation (/reset in chat) or load the model with a larger --ctx.",
+                f"The prompt is {len(prompt)} tokens{asked} but the context holds {self.plan.n_ctx}.",
+                "Shorten the conversation (/reset in chat), ask for fewer tokens, or use a larger --ctx.",
             )
 
     def _prefill(self, prompt: list[int], cancel: threading.Event | None = None) -> int:

@@ -49,7 +49,7 @@ class EngineWorker:
         self, prompt: list[int], params: SamplingParams, control: ThinkingControl
     ) -> AsyncIterator[Event | Keepalive]:
         """Events of one generation; closing the iterator cancels it."""
-        self.engine.check_prompt(prompt)
+        self.engine.check_prompt(prompt, params.max_tokens)
         if self._lock.locked() and self.waiting >= self.max_queue:
             raise QueueFullError(
                 f"The server is busy: {self.waiting} requests are already waiting.",
