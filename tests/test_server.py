@@ -414,3 +414,40 @@ def test_503_while_loading_then_ready(gguf_of: Callable[[str, str], Path]) -> No
         go.set()
         server.should_exit = True
         thread.join(timeout=WAIT)
+
+
+def test_keepalive_while_the_worker_is_silent() -> None:
+    from edge.engine import Finish, Usage
+    from edge.server.worker import END, Keepalive, drain
+
+    async def run() -> list[object]:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        finish = Finish("stop", Usage(1, 0, 0, 0), 0.1, 0.1)
+
+        async def late() -> None:  # a long prompt: nothing for a while, then the end
+            await asyncio.sleep(0.35)
+            queue.put_nowait(finish)
+            queue.put_nowait(END)
+
+        task = asyncio.create_task(late())
+        items = [item async for item in drain(queue, keepalive_after=0.1)]
+        await task
+        return items
+
+    items = asyncio.run(run())
+    assert 2 <= sum(isinstance(i, Keepalive) for i in items) <= 4 and isinstance(items[-1], Finish)
+
+
+def test_logprobs_are_refused_not_ignored(scripted_server: str) -> None:
+    r = httpx.post(
+        f"{scripted_server}/v1/chat/completions",
+        json={"messages": HI, "logprobs": True},
+        timeout=WAIT,
+    )
+    assert r.status_code == 400 and error_of(r)["param"] == "logprobs"
+    ok = httpx.post(
+        f"{scripted_server}/v1/chat/completions",
+        json={"messages": HI, "logprobs": False},
+        timeout=WAIT,
+    )
+    assert ok.status_code == 200

@@ -64,6 +64,8 @@ def build_job(
     """Validate a request and turn it into a prompt, sampling params and output options."""
     if req.n != 1:
         raise ParamError("n", "Only n=1 is supported: one model serves one answer per request.")
+    if req.logprobs:
+        raise ParamError("logprobs", "logprobs are not supported yet.")
     if req.tool_choice not in (None, "auto", "none"):
         raise ParamError("tool_choice", "tool_choice supports 'auto' and 'none'.")
     schema = _response_schema(req)

@@ -45,6 +45,8 @@ class SamplingFields(_Lenient):
     repeat_penalty: float = Field(1.0, gt=0, le=10)
     logit_bias: dict[str, float] | None = None
     n: int = 1
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None

@@ -29,14 +29,21 @@ class Keepalive:
     """Marker yielded while the prompt is still being read, so proxies keep the stream open."""
 
 
-_END = object()
+END = object()  # the worker thread's last item
 
 
 class EngineWorker:
     """Serializes generations on one engine; counts what /metrics reports."""
 
-    def __init__(self, engine: Engine, max_queue: int = 16, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_queue: int = 16,
+        metrics: Metrics | None = None,
+        keepalive_after: float = KEEPALIVE_AFTER,
+    ) -> None:
         self.engine = engine
+        self.keepalive_after = keepalive_after
         self.metrics = metrics or Metrics()
         self.max_queue = max_queue
         self.waiting = 0
@@ -77,14 +84,14 @@ class EngineWorker:
             finally:
                 gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
                 self.metrics.generation(len(prompt), times[0] if times else None, gaps)
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
+                loop.call_soon_threadsafe(queue.put_nowait, END)
 
         self.in_flight += 1
         done = loop.run_in_executor(self._pool, produce)
         # The engine is free only when the thread has returned, whatever the consumer does.
         done.add_done_callback(lambda _: self._release())
         try:
-            async for item in _drain(queue):
+            async for item in drain(queue, self.keepalive_after):
                 yield item
         finally:
             cancel.set()
@@ -98,14 +105,17 @@ class EngineWorker:
         self._pool.shutdown(wait=True)
 
 
-async def _drain(queue: asyncio.Queue[object]) -> AsyncIterator[Event | Keepalive]:
+async def drain(
+    queue: asyncio.Queue[object], keepalive_after: float
+) -> AsyncIterator[Event | Keepalive]:
+    """Items from the worker thread until its end marker; a Keepalive after each silent spell."""
     while True:
         try:
-            item = await asyncio.wait_for(queue.get(), KEEPALIVE_AFTER)
+            item = await asyncio.wait_for(queue.get(), keepalive_after)
         except asyncio.TimeoutError:
             yield Keepalive()
             continue
-        if item is _END:
+        if item is END:
             return
         if isinstance(item, BaseException):
             raise item
