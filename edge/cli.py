@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -444,6 +443,7 @@ def serve(
     from edge.pipeline import ensure_model
     from edge.plan import make_plan, read_model_info
     from edge.server import ServerOptions, create_app
+    from edge.server.lan import addresses, server_key
 
     settings = _settings()
     if reasoning_format not in ("separate", "inline", "hidden"):
@@ -451,7 +451,9 @@ def serve(
             f"Unknown reasoning format '{reasoning_format}'.", "Use separate, inline or hidden."
         )
     bind = "0.0.0.0" if lan and host == "127.0.0.1" else host
-    key = _server_key(bind, api_key or settings.api_key, lan, no_auth, settings)
+    key = server_key(
+        bind, api_key or settings.api_key, lan=lan, no_auth=no_auth, home=settings.home, say=_say
+    )
     path = ensure_model(model, settings, report=_say)
     info = read_model_info(path)
     plan = make_plan(info, n_ctx=ctx, threads=threads or settings.threads, kv_type=kv,
@@ -463,66 +465,11 @@ def serve(
     app = create_app(
         model_id, lambda: (Engine(path, plan, info), ChatTemplate.from_gguf(path)), options
     )
-    for address in _addresses(bind):
+    for address in addresses(bind):
         _say(
             f"Serving {model_id} at http://{address}:{port}/v1 (web chat: http://{address}:{port}/)"
         )
     uvicorn.run(app, host=bind, port=port, log_level="warning")
-
-
-def _server_key(
-    bind: str, key: str | None, lan: bool, no_auth: bool, settings: Settings
-) -> str | None:
-    """The API key to require: off loopback one is mandatory unless --no-auth says otherwise."""
-    import ipaddress
-    import secrets
-
-    loopback = bind in ("localhost",) or (_is_ip(bind) and ipaddress.ip_address(bind).is_loopback)
-    if key or loopback:
-        return key
-    if no_auth:
-        _say("warning: serving off loopback WITHOUT an API key: anyone on the network can use it")
-        return None
-    if not lan:
-        raise UsageError(
-            f"Binding {bind} exposes the server to the network, so an API key is required.",
-            "Pass --api-key KEY (or set EDGE_QWEN_API_KEY), use --lan to generate one, or --no-auth.",
-        )
-    stored = settings.home / "api_key"
-    if stored.is_file():
-        return stored.read_text(encoding="utf-8").strip()
-    new = secrets.token_urlsafe(24)
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(new + "\n")
-    _say(f"API key (stored in {stored}, shown once): {new}")
-    return new
-
-
-def _is_ip(text: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _addresses(bind: str) -> list[str]:
-    """The addresses people should type: the LAN IPs when bound to every interface."""
-    if bind not in ("0.0.0.0", "::"):
-        return [bind]
-    import socket
-
-    found = set()
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            found.add(str(info[4][0]))
-    except OSError:
-        pass
-    return sorted(a for a in found if not a.startswith("127.")) or ["127.0.0.1"]
 
 
 @command

@@ -5,7 +5,6 @@ from __future__ import annotations
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx2 as httpx
 import openai
 from conftest import REPO_ROOT, assert_clean_failure, run_cli
-from test_server import free_port
+from test_server import free_port, wait_ready
 
 WAIT = 60.0
 
@@ -26,17 +25,8 @@ def serve(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subproces
         env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + WAIT
     try:
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.1)
+        wait_ready(url, alive=lambda: proc.poll() is None)
         yield url, proc
     finally:
         proc.terminate()

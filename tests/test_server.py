@@ -35,6 +35,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(url: str, alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll /health until 200 (bounded); `alive` says whether the server is still running."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        assert alive(), "the server exited before it was ready"
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server did not become ready"
+        time.sleep(0.05)
+
+
 @contextmanager
 def serving(
     gguf: Path, options: ServerOptions | None = None, n_ctx: int = 2048
@@ -51,15 +65,7 @@ def serving(
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + WAIT
-    while True:  # bounded wait for the model to load
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.05)
+    wait_ready(url)
     try:
         yield url, app
     finally:
