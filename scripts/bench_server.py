@@ -4,7 +4,9 @@
 
 The server runs as its own process on 127.0.0.1; the client reads the SSE stream and
 times each chunk as it arrives. `edge-qwen run --json` reports the same figures from
-inside the process. Greedy, thinking off, same prompt, rounds alternating. Use a
+inside the process (a fresh process each time: its first token includes the cold start).
+Greedy, thinking off, a prompt that differs in its first word each round (so no prompt
+cache answers), rounds alternating. Use a
 --bench-safe synthetic model so every chunk carries one token.
 """
 
@@ -46,8 +48,10 @@ def start_server(model: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the server did not start")
 
 
-def one_request(port: int, tokens: int) -> dict[str, float]:
-    body = {"model": "q", "messages": [{"role": "user", "content": QUESTION}], "stream": True,
+def one_request(port: int, tokens: int, tag: int) -> dict[str, float]:
+    # A different first word each time: the server's prompt cache must not answer for us.
+    content = f"({tag}) {QUESTION}"
+    body = {"model": "q", "messages": [{"role": "user", "content": content}], "stream": True,
             "max_tokens": tokens, "temperature": 0, "enable_thinking": False, "loop_guard": False}  # fmt: skip
     stamps: list[float] = []
     start = time.perf_counter()
@@ -63,11 +67,11 @@ def one_request(port: int, tokens: int) -> dict[str, float]:
             "chunks": len(stamps)}  # fmt: skip
 
 
-def one_run(model: Path, tokens: int) -> dict[str, float]:
+def one_run(model: Path, tokens: int, tag: int) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "run", QUESTION, "-m", str(model), "--json", "--no-think",
+        [sys.executable, "-m", "edge.cli", "run", f"({tag}) {QUESTION}", "-m", str(model), "--json", "--no-think",
          "--temperature", "0", "--max-tokens", str(tokens), "--no-loop-guard"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=False,  # exit 3: stopped at --max-tokens, as intended
     )  # fmt: skip
     t = json.loads(out.stdout)["timings"]
     return {"ttft_s": t["ttft_s"], "decode_tps": t["decode_tps"]}
@@ -85,10 +89,10 @@ def main() -> int:
     server = start_server(args.model, port)
     served, ran = [], []
     try:
-        one_request(port, 8)  # warm-up: first request pays page faults of the mapped model
-        for _ in range(args.rounds):
-            served.append(one_request(port, args.tokens))
-            ran.append(one_run(args.model, args.tokens))
+        one_request(port, 8, -1)  # warm-up: the first request pays page faults of the mapped model
+        for i in range(args.rounds):
+            served.append(one_request(port, args.tokens, i))
+            ran.append(one_run(args.model, args.tokens, i))
     finally:
         server.terminate()
         server.wait(timeout=30)
