@@ -457,3 +457,28 @@ def test_logprobs_are_refused_not_ignored(scripted_server: str) -> None:
         timeout=WAIT,
     )
     assert ok.status_code == 200
+
+
+def test_disconnect_while_the_prompt_is_read(gguf_of: Callable[[str, str], Path]) -> None:
+    # ~20k prompt tokens take the tiny model several seconds to read on this machine.
+    body = {**LONG, "messages": [{"role": "user", "content": "word " * 20000}], "max_tokens": 100}
+    with serving(gguf_of("looping", "Q8_0"), n_ctx=32768) as (url, app):
+        worker = app.state.runtime.worker
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=WAIT) as r:
+            lines = r.iter_lines()
+            assert '"role":"assistant"' in next(
+                lines
+            )  # the response starts before the prompt is read
+            time.sleep(0.5)
+            assert (
+                worker.in_flight == 1 and worker.generated_tokens == 0
+            )  # still reading the prompt
+            closed = time.monotonic()
+        deadline = closed + WAIT
+        while worker.in_flight:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert (
+            time.monotonic() - closed < 2.0
+        )  # stopped at the next prompt batch, not after all of it
+        assert worker.generated_tokens == 0

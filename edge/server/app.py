@@ -250,10 +250,12 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
         worker, template = rt.ready()
         job = chat_api.build_job(req, template, default_format=opts.reasoning_format)
         prompt = worker.engine.tokenize(job.prompt_text)
+        # Checked before answering, so refusals get a status; the response then starts at
+        # once, so a client that leaves during a long prompt is noticed and its work stopped.
+        worker.admit(prompt, job.params)
         events = worker.stream(prompt, job.params, job.control)
         if req.stream:
-            first = await _first_event(events)  # errors before the stream starts get a status
-            return EventSourceResponse(_sse(job, rt.model_id, first, events))
+            return EventSourceResponse(_sse(job, rt.model_id, events))
         return await _complete(job, rt.model_id, events)
 
     @app.post("/v1/completions", response_model=None)
@@ -262,21 +264,14 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
         return await _text_completion(req, worker, rt.model_id)
 
 
-async def _first_event(events: AsyncIterator[Any]) -> Any:
-    try:
-        return await events.__anext__()
-    except StopAsyncIteration:
-        return None
-
-
 async def _sse(
-    job: chat_api.ChatJob, model: str, first: Any, events: AsyncIterator[Any]
+    job: chat_api.ChatJob, model: str, events: AsyncIterator[Any]
 ) -> AsyncIterator[bytes]:
     """The wire format: role chunk, deltas, finish chunk, optional usage chunk, [DONE]."""
     writer = chat_api.ChunkWriter(job, model)
     yield _data(chat_api.chunk(job, model, {"role": "assistant", "content": ""}))
     try:
-        event = first
+        event = await anext(events, None)
         while event is not None:
             if isinstance(event, Keepalive):
                 yield b": keep-alive\n\n"
@@ -366,9 +361,8 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
                 "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
 
     if req.stream:
-        first = await _first_event(events)
         usage = bool(req.stream_options and req.stream_options.include_usage)
-        return EventSourceResponse(_text_sse(first, events, body, usage))
+        return EventSourceResponse(_text_sse(events, body, usage))
     text, finish = "", None
     try:
         async for event in events:
@@ -390,13 +384,12 @@ def _plain_usage(finish: Finish) -> dict[str, Any]:
 
 
 async def _text_sse(
-    first: Any,
     events: AsyncIterator[Any],
     body: Callable[[str, str | None], dict[str, Any]],
     usage: bool,
 ) -> AsyncIterator[bytes]:
     try:
-        event = first
+        event = await anext(events, None)
         while event is not None:
             if isinstance(event, Keepalive):
                 yield b": keep-alive\n\n"

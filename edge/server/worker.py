@@ -52,16 +52,23 @@ class EngineWorker:
         self._lock = asyncio.Lock()  # FIFO: asyncio wakes waiters in arrival order
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-engine")
 
-    async def stream(
-        self, prompt: list[int], params: SamplingParams, control: ThinkingControl
-    ) -> AsyncIterator[Event | Keepalive]:
-        """Events of one generation; closing the iterator cancels it."""
+    def admit(self, prompt: list[int], params: SamplingParams) -> None:
+        """Refuse now what cannot run: a prompt that does not fit, or a full queue.
+
+        Called before a streamed response starts, so these get a proper HTTP status.
+        """
         self.engine.check_prompt(prompt, params.max_tokens)
         if self._lock.locked() and self.waiting >= self.max_queue:
             raise QueueFullError(
                 f"The server is busy: {self.waiting} requests are already waiting.",
                 "Retry in a few seconds.",
             )
+
+    async def stream(
+        self, prompt: list[int], params: SamplingParams, control: ThinkingControl
+    ) -> AsyncIterator[Event | Keepalive]:
+        """Events of one generation; closing the iterator cancels it (also while waiting)."""
+        self.admit(prompt, params)
         self.waiting += 1
         try:
             await self._lock.acquire()
