@@ -482,3 +482,21 @@ def test_disconnect_while_the_prompt_is_read(gguf_of: Callable[[str, str], Path]
             time.monotonic() - closed < 2.0
         )  # stopped at the next prompt batch, not after all of it
         assert worker.generated_tokens == 0
+
+
+def test_cors_is_closed_unless_origins_are_named(
+    scripted_server: str, gguf_of: Callable[[str, str], Path]
+) -> None:
+    preflight = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    r = httpx.options(f"{scripted_server}/v1/chat/completions", headers=preflight, timeout=WAIT)
+    assert "access-control-allow-origin" not in r.headers
+    with serving(gguf_of("scripted", "Q8_0"), ServerOptions(cors_origins=("http://home.lan",))) as (
+        url,
+        _,
+    ):
+        ok = httpx.options(f"{url}/v1/chat/completions", timeout=WAIT,
+                           headers={**preflight, "Origin": "http://home.lan"})  # fmt: skip
+        assert ok.headers.get("access-control-allow-origin") == "http://home.lan"
+        assert "access-control-allow-credentials" not in ok.headers
+        evil = httpx.options(f"{url}/v1/chat/completions", headers=preflight, timeout=WAIT)
+        assert evil.headers.get("access-control-allow-origin") != "http://evil.example"
