@@ -270,7 +270,7 @@ class _Run:
                 break
             if forced:
                 yield from self._force_close()
-        tail = self._flush(reason)
+        tail = self._flush()
         if tail:
             yield TokenEvent(tail, -1, self.in_think, self._elapsed())
         yield self._finish(reason, cached)
@@ -317,7 +317,7 @@ class _Run:
         self.pending = ""
         yield TokenEvent(text, -1, False, self._elapsed())
 
-    def _flush(self, reason: str) -> str:
+    def _flush(self) -> str:
         rest = self.pending + self.decoder.decode(b"", final=True)
         self.pending = ""
         return rest

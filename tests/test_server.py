@@ -215,6 +215,9 @@ def test_errors_have_openai_shape(scripted_server: str) -> None:
     r = post({"messages": HI, "max_tokens": 2040})  # 9 prompt tokens + 2040 > 2048
     assert r.status_code == 400 and error_of(r)["code"] == "context_length_exceeded"
     assert "max_tokens 2040" in error_of(r)["message"]
+    r = httpx.post(f"{scripted_server}/v1/completions", timeout=WAIT,
+                   json={"prompt": "word " * 3000, "stream": True})  # fmt: skip
+    assert r.status_code == 400 and error_of(r)["code"] == "context_length_exceeded"  # not in-band
     r = httpx.post(f"{scripted_server}/v1/chat/completions", content=b"{not json", timeout=WAIT,
                    headers={"content-type": "application/json"})  # fmt: skip
     assert r.status_code == 400 and error_of(r)["type"] == "invalid_request_error"

@@ -255,7 +255,7 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
         worker.admit(prompt, job.params)
         events = worker.stream(prompt, job.params, job.control)
         if req.stream:
-            return EventSourceResponse(_sse(job, rt.model_id, events))
+            return EventSourceResponse(_chat_sse(job, rt.model_id, events))
         return await _complete(job, rt.model_id, events)
 
     @app.post("/v1/completions", response_model=None)
@@ -264,43 +264,66 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
         return await _text_completion(req, worker, rt.model_id)
 
 
-async def _sse(
-    job: chat_api.ChatJob, model: str, events: AsyncIterator[Any]
+async def _frame(
+    events: AsyncIterator[Any],
+    on_token: Callable[[TokenEvent], list[dict[str, Any]]],
+    on_finish: Callable[[Finish], list[dict[str, Any]]],
+    head: tuple[dict[str, Any], ...] = (),
 ) -> AsyncIterator[bytes]:
-    """The wire format: role chunk, deltas, finish chunk, optional usage chunk, [DONE]."""
-    writer = chat_api.ChunkWriter(job, model)
-    yield _data(chat_api.chunk(job, model, {"role": "assistant", "content": ""}))
+    """SSE framing for every stream, in one place: `data:` events, keep-alive comments while
+    the prompt is read, an error sent in-band once the status line is gone, then [DONE].
+    Closing this iterator (the client left) cancels the generation."""
+    for payload in head:
+        yield _data(payload)
     try:
         event = await anext(events, None)
         while event is not None:
             if isinstance(event, Keepalive):
                 yield b": keep-alive\n\n"
             elif isinstance(event, TokenEvent):
-                for delta in writer.text(event.text) if event.text else []:
-                    yield _data(chat_api.chunk(job, model, delta))
+                for payload in on_token(event):
+                    yield _data(payload)
             elif isinstance(event, Finish):
-                for delta in writer.finish(event.reason):
-                    yield _data(chat_api.chunk(job, model, delta))
-                final = json.loads(
-                    chat_api.chunk(job, model, {}, writer.finish_reason(event.reason))
-                )
-                final["timings"] = chat_api.timings(event)
-                yield _data(json.dumps(final, separators=(",", ":")))
-                if job.include_usage:
-                    usage = {"id": job.id, "object": "chat.completion.chunk", "created": job.created,
-                             "model": model, "choices": [], "usage": chat_api.usage(event)}  # fmt: skip
-                    yield _data(json.dumps(usage, separators=(",", ":")))
+                for payload in on_finish(event):
+                    yield _data(payload)
                 break
             event = await anext(events, None)
-    except Exception as exc:  # the status line is gone: report in-band, then end
-        yield _data(bytes(error_response(exc).body).decode())
+    except Exception as exc:
+        yield b"data: " + bytes(error_response(exc).body) + b"\n\n"
     finally:
         await events.aclose()  # type: ignore[attr-defined]
     yield b"data: [DONE]\n\n"
 
 
-def _data(payload: str) -> bytes:
-    return f"data: {payload}\n\n".encode()
+def _chat_sse(
+    job: chat_api.ChatJob, model: str, events: AsyncIterator[Any]
+) -> AsyncIterator[bytes]:
+    """Chat chunks: role, deltas, one finish chunk with timings, the optional usage chunk."""
+    writer = chat_api.ChunkWriter(job, model)
+
+    def on_token(event: TokenEvent) -> list[dict[str, Any]]:
+        return (
+            [chat_api.chunk(job, model, d) for d in writer.text(event.text)] if event.text else []
+        )
+
+    def on_finish(event: Finish) -> list[dict[str, Any]]:
+        out = [chat_api.chunk(job, model, d) for d in writer.finish(event.reason)]
+        final = chat_api.chunk(job, model, {}, writer.finish_reason(event.reason))
+        out.append({**final, "timings": chat_api.timings(event)})
+        if job.include_usage:
+            out.append({**final, "choices": [], "usage": chat_api.usage(event)})
+        return out
+
+    role = chat_api.chunk(job, model, {"role": "assistant", "content": ""})
+    return _frame(events, on_token, on_finish, head=(role,))
+
+
+def _data(payload: dict[str, Any]) -> bytes:
+    return (
+        b"data: "
+        + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        + b"\n\n"
+    )
 
 
 async def _complete(
@@ -351,9 +374,9 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
         repeat_penalty=req.repeat_penalty, logit_bias=chat_api.parse_logit_bias(req.logit_bias),
         max_tokens=req.max_tokens or 256, stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or []),
     )  # fmt: skip
-    events = worker.stream(
-        worker.engine.tokenize(prompt_text), params, ThinkingControl(loop_guard=False)
-    )
+    prompt = worker.engine.tokenize(prompt_text)
+    worker.admit(prompt, params)  # refusals before the response starts keep their status
+    events = worker.stream(prompt, params, ThinkingControl(loop_guard=False))
     ident, created = "cmpl-" + chat_api.secrets.token_hex(12), int(time.time())
 
     def body(text: str, finish: str | None) -> dict[str, Any]:
@@ -362,7 +385,17 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
 
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
-        return EventSourceResponse(_text_sse(events, body, usage))
+
+        def on_finish(event: Finish) -> list[dict[str, Any]]:
+            last = body("", chat_api.openai_finish(event.reason))
+            return (
+                [last, {**last, "choices": [], "usage": _plain_usage(event)}] if usage else [last]
+            )
+
+        def on_token(event: TokenEvent) -> list[dict[str, Any]]:
+            return [body(event.text, None)] if event.text else []
+
+        return EventSourceResponse(_frame(events, on_token, on_finish))
     text, finish = "", None
     try:
         async for event in events:
@@ -374,43 +407,10 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
         await events.aclose()  # type: ignore[attr-defined]
     assert finish is not None
     return {
-        **body(text, "stop" if finish.reason == "stop" else "length"),
+        **body(text, chat_api.openai_finish(finish.reason)),
         "usage": _plain_usage(finish),
     }
 
 
 def _plain_usage(finish: Finish) -> dict[str, Any]:
     return {k: v for k, v in chat_api.usage(finish).items() if not k.endswith("details")}
-
-
-async def _text_sse(
-    events: AsyncIterator[Any],
-    body: Callable[[str, str | None], dict[str, Any]],
-    usage: bool,
-) -> AsyncIterator[bytes]:
-    try:
-        event = await anext(events, None)
-        while event is not None:
-            if isinstance(event, Keepalive):
-                yield b": keep-alive\n\n"
-            elif isinstance(event, TokenEvent) and event.text:
-                yield _data(
-                    json.dumps(body(event.text, None), ensure_ascii=False, separators=(",", ":"))
-                )
-            elif isinstance(event, Finish):
-                last = body("", "stop" if event.reason == "stop" else "length")
-                yield _data(json.dumps(last, separators=(",", ":")))
-                if usage:
-                    yield _data(
-                        json.dumps(
-                            {**last, "choices": [], "usage": _plain_usage(event)},
-                            separators=(",", ":"),
-                        )
-                    )
-                break
-            event = await anext(events, None)
-    except Exception as exc:
-        yield _data(bytes(error_response(exc).body).decode())
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-    yield b"data: [DONE]\n\n"

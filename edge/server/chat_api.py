@@ -5,7 +5,6 @@ Pure translation, no I/O: the routes feed engine events in and send out what thi
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -207,9 +206,7 @@ class ChunkWriter:
 
     def finish_reason(self, reason: str) -> str:
         """OpenAI's finish reason for the engine's."""
-        if self.calls:
-            return "tool_calls"
-        return "stop" if reason == "stop" else "length"
+        return "tool_calls" if self.calls else openai_finish(reason)
 
 
 def usage(finish: Finish) -> dict[str, Any]:
@@ -239,13 +236,19 @@ def timings(finish: Finish) -> dict[str, float]:
     }
 
 
-def chunk(job: ChatJob, model: str, delta: dict[str, Any], finish_reason: str | None = None) -> str:
-    """One `chat.completion.chunk` as compact JSON."""
-    body = {
+def chunk(
+    job: ChatJob, model: str, delta: dict[str, Any], finish_reason: str | None = None
+) -> dict[str, Any]:
+    """One `chat.completion.chunk`."""
+    return {
         "id": job.id,
         "object": "chat.completion.chunk",
         "created": job.created,
         "model": model,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def openai_finish(reason: str) -> str:
+    """OpenAI's finish reason for the engine's ("cancelled" and "length" both cut the text)."""
+    return "stop" if reason == "stop" else "length"
