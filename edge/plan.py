@@ -140,9 +140,13 @@ def make_plan(
             "A q8_0 KV cache needs flash attention in llama.cpp.",
             "Drop --no-flash-attn or use --kv f16.",
         )
+    # On CPU llama.cpp repacks K-quant weights into an interleaved copy; with the file
+    # mapped, the mapped pages stay resident too (0.6b Q4_K_M, ctx 4096: peak RSS 1160 vs
+    # 959 MiB). Reading the file instead keeps one copy, loads faster, decodes the same.
+    mmap = bool(n_gpu_layers)
     return Plan(
         n_ctx=ctx, n_threads=n, n_threads_batch=max(n, os.cpu_count() or n), n_batch=512,
-        n_gpu_layers=n_gpu_layers or 0, kv_type=kv, flash_attn=fa, use_mmap=True, use_mlock=mlock,
+        n_gpu_layers=n_gpu_layers or 0, kv_type=kv, flash_attn=fa, use_mmap=mmap, use_mlock=mlock,
         kv_bytes=int(info.kv_bytes_per_token(kv) * ctx), weights_bytes=info.weights_bytes,
         notes=tuple(notes),
     )  # fmt: skip

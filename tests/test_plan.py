@@ -29,6 +29,12 @@ def test_defaults_and_overrides() -> None:
     assert make_plan(QWEN3_06B, threads=3, gpu_offload=False).n_threads == 3
 
 
+def test_cpu_plans_read_the_file_gpu_plans_map_it() -> None:
+    # On CPU a mapped file plus llama.cpp's repacked copy would hold the weights twice.
+    assert make_plan(QWEN3_06B, gpu_offload=False).use_mmap is False
+    assert make_plan(QWEN3_06B, n_gpu_layers=99, gpu_offload=True).use_mmap is True
+
+
 def test_describe_is_one_line() -> None:
     line = make_plan(QWEN3_06B, threads=2, gpu_offload=False).describe(QWEN3_06B)
     assert (
