@@ -473,6 +473,60 @@ def serve(
 
 
 @command
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A smaller run (minutes) that still makes every figure")
+    ] = False,
+    quant: Annotated[
+        list[str] | None,
+        typer.Option(help="Quantization of the synthetic model (repeatable; default Q4_K_M, Q8_0)"),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Benchmark this GGUF instead")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for results.json, plots, summary.md")] = Path(
+        "bench-results"
+    ),
+    markdown: Annotated[
+        Path | None, typer.Option(help="Also put the tables into this Markdown file")
+    ] = None,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            "--reference/--no-reference", help="Compare with upstream llama.cpp (built once)"
+        ),
+    ] = True,
+    ctx: Annotated[int, typer.Option(help="Context every contender is given")] = 4096,
+    threads: ThreadsOpt = None,
+    flash_attn: FlashOpt = None,
+) -> None:
+    """Measure edge-qwen beside upstream llama-bench, llama-server and llama-cpp-python.
+
+    Same model, threads, context and flash-attention setting for every contender; writes
+    every raw number to OUT/results.json with PNG plots and a Markdown summary.
+    """
+    try:
+        import httpx  # noqa: F401
+        import matplotlib  # noqa: F401
+        import sse_starlette  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(
+            f"The benchmark needs {exc.name}, which is not installed.",
+            'pip install "edge-qwen[bench]"',
+        ) from None
+    from edge.bench.run import BenchOptions, run
+
+    if model is not None and not model.is_file():
+        raise UsageError(f"No GGUF file at {model}.", "Give the path of a .gguf file.")
+    settings = _settings()
+    opts = BenchOptions(out=out, quick=quick, quants=tuple(quant or ()), model=model,
+                        threads=threads or settings.threads, ctx=ctx, flash_attn=flash_attn,
+                        reference=reference, markdown=markdown, cache=settings.home / "bench")  # fmt: skip
+    run(opts, _say)
+    typer.echo((out / "summary.md").read_text(encoding="utf-8"))
+
+
+@command
 def doctor(
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,

@@ -1,0 +1,149 @@
+"""Figure 1, the raw engine: prompt tokens/s (pp) and decode tokens/s (tg), measured the
+way llama-bench measures them, for llama-bench, edge-qwen's Engine and plain
+`llama_cpp.Llama`.
+
+Each measurement is a fresh process (as llama-bench is), so no contender inherits another's
+warm caches. Like llama-bench: one warm-up, then pp = N prompt tokens into an empty KV cache
+of N tokens, tg = N single-token decodes starting from an empty cache of about N tokens
+(decode slows as the cache grows: 0.6b Q4_K_M, no flash attention, 2 threads: 57.9 tok/s
+with 256 cells, 54.7 with 4,096). Ours and the plain library also sample greedily after
+each decode, which llama-bench does not; that is their real cost. One more row runs our
+engine with the servers' context, to show what that context alone costs.
+
+    python -m edge.bench.raw engine|llama MODEL THREADS CTX FLASH(0/1) PP TG   # one JSON line
+    (CTX 0: size the cache as llama-bench does)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.bench import BenchError
+
+ENGINE = "edge-qwen engine"
+PLAIN = "llama-cpp-python Llama"
+LLAMA_BENCH = "llama-bench"
+PROMPT_TOKEN = 9707  # "Hello": tg starts from a one-token prompt, as near empty as a sampler allows
+
+
+@dataclass(frozen=True)
+class RawSettings:
+    """What every contender is given alike."""
+
+    threads: int
+    ctx: int
+    flash_attn: bool
+    pp: int
+    tg: int
+
+
+def at_ctx(ctx: int) -> str:
+    """The name of the row that runs our engine with the servers' context."""
+    return f"{ENGINE}, ctx {ctx}"
+
+
+def measure(contender: str, model: Path, s: RawSettings, bin_path: Path | None = None) -> dict:
+    """One round for one contender: {"pp_tps": float, "tg_tps": float}."""
+    if contender == LLAMA_BENCH:
+        assert bin_path is not None
+        return _llama_bench(bin_path, model, s)
+    kind = "llama" if contender == PLAIN else "engine"
+    ctx = s.ctx if contender == at_ctx(s.ctx) else 0
+    argv = [sys.executable, "-m", "edge.bench.raw", kind, str(model), str(s.threads),
+            str(ctx), str(int(s.flash_attn)), str(s.pp), str(s.tg)]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    if out.returncode != 0:
+        raise BenchError(f"{contender} failed: {out.stderr.strip()[-2000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _llama_bench(binary: Path, model: Path, s: RawSettings) -> dict:
+    argv = [str(binary), "-m", str(model), "-t", str(s.threads), "-fa", str(int(s.flash_attn)),
+            "-p", str(s.pp), "-n", str(s.tg), "-r", "1", "-ngl", "0", "-o", "json"]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    if out.returncode != 0:
+        raise BenchError(f"llama-bench failed: {out.stderr.strip()[-2000:]}")
+    rows = json.loads(out.stdout)
+    pp = next(r for r in rows if r["n_prompt"] == s.pp and r["n_gen"] == 0)
+    tg = next(r for r in rows if r["n_gen"] == s.tg and r["n_prompt"] == 0)
+    return {"pp_tps": float(pp["avg_ts"]), "tg_tps": float(tg["avg_ts"])}
+
+
+def _prompt(pp: int) -> list[int]:
+    # Fixed, varied ordinary tokens (llama-bench uses random ones); content does not change cost.
+    return [1000 + (i * 7919) % 100_000 for i in range(pp)]
+
+
+def _engine(model: Path, s: RawSettings) -> dict:
+    from edge.engine import Engine, Finish, SamplingParams, ThinkingControl, TokenEvent
+    from edge.plan import make_plan, read_model_info
+
+    info = read_model_info(model)
+
+    def load(ctx: int) -> Engine:
+        plan = make_plan(info, n_ctx=max(64, s.ctx or ctx), threads=s.threads,
+                         flash_attn=s.flash_attn)  # fmt: skip
+        engine = Engine(model, plan, info)
+        list(engine.generate([PROMPT_TOKEN] * 8, SamplingParams(temperature=0, max_tokens=1)))
+        engine.forget()  # after a warm-up, as llama-bench does
+        return engine
+
+    engine = load(s.pp + 1)
+    prompt = engine.generate(_prompt(s.pp), SamplingParams(temperature=0, max_tokens=1))
+    finish = [e for e in prompt if isinstance(e, Finish)][0]
+    engine.close()
+    engine = load(s.tg + 2)
+    # Random weights repeat themselves; the loop guard would end the run early.
+    decode = engine.generate([PROMPT_TOKEN], SamplingParams(temperature=0, max_tokens=s.tg + 1),
+                             thinking=ThinkingControl(loop_guard=False))  # fmt: skip
+    stamps = [e.elapsed for e in decode if isinstance(e, TokenEvent)]
+    if len(stamps) != s.tg + 1:
+        raise BenchError(f"the engine stopped after {len(stamps)} of {s.tg + 1} tokens")
+    return {"pp_tps": s.pp / finish.ttft, "tg_tps": s.tg / (stamps[-1] - stamps[0])}
+
+
+def _plain(model: Path, s: RawSettings) -> dict:
+    from llama_cpp import Llama
+
+    def load(ctx: int) -> Llama:
+        llm = Llama(str(model), n_ctx=s.ctx or ctx, n_batch=512, n_threads=s.threads,
+                    n_threads_batch=s.threads, flash_attn=s.flash_attn, verbose=False)  # fmt: skip
+        llm.eval([PROMPT_TOKEN] * 8)  # warm-up
+        llm.reset()
+        return llm
+
+    llm = load(s.pp)
+    start = time.perf_counter()
+    llm.eval(_prompt(s.pp))
+    pp_tps = s.pp / (time.perf_counter() - start)
+    llm.close()
+    llm = load(s.tg + 2)
+    stamps = []
+    chunks: Any = llm.create_completion(
+        [PROMPT_TOKEN], max_tokens=s.tg + 1, temperature=0, stream=True
+    )  # an iterator when stream=True, whatever its annotation says
+    for chunk in chunks:
+        if chunk["choices"][0]["text"]:  # the last chunk only carries finish_reason
+            stamps.append(time.perf_counter())
+    if len(stamps) != s.tg + 1:
+        raise BenchError(f"Llama stopped after {len(stamps)} of {s.tg + 1} tokens")
+    return {"pp_tps": pp_tps, "tg_tps": s.tg / (stamps[-1] - stamps[0])}
+
+
+def _main(argv: list[str]) -> int:
+    kind, model = argv[0], Path(argv[1])
+    threads, ctx, fa, pp, tg = (int(a) for a in argv[2:7])
+    s = RawSettings(threads, ctx, bool(fa), pp, tg)
+    result = _engine(model, s) if kind == "engine" else _plain(model, s)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,605 @@
+"""Turn a benchmark results dict into a summary, target verdicts and Markdown tables
+(the PNG plots are edge.bench.plots).
+
+Pure functions over the dict the measuring code writes; nothing here runs a model. Any
+contender or section may be missing (no reference built, a section skipped): tables then
+show "–", targets carry `None`, and nothing raises. Contender names are free strings; only
+the three the targets compare are named here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.errors import UsageError
+from edge.fileio import atomic_output
+
+OURS = "edge-qwen serve"
+LLAMA_BENCH = "llama-bench"
+LLAMA_SERVER = "llama-server"
+
+BEGIN_MARKER = "<!-- bench:begin -->"
+END_MARKER = "<!-- bench:end -->"
+DASH = "–"
+MIB = 2**20
+RSS_SLACK_BYTES = 200 * MIB  # room for the Python/HTTP process around weights and KV cache
+
+DECODE_LIMIT = 0.97
+TTFT_LIMIT = 1.05
+TURN_LIMIT = 1.2
+RSS_LIMIT = 1.0
+MAX_STRIP_POINTS = 50
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target verdict for one model quant; `value`/`met` are None when not measured."""
+
+    name: str
+    quant: str
+    value: float | None
+    limit: float | None
+    met: bool | None
+    detail: str
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The q-th percentile (0–100) by linear interpolation between closest ranks.
+
+    This is numpy's default ("type 7"): position (n − 1)·q/100 in the sorted values,
+    interpolated between its neighbours. One value gives that value; none gives None.
+    """
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def median(values: Iterable[float]) -> float | None:
+    """The median (the mean of the middle two for an even count); None when empty."""
+    return percentile(values, 50)
+
+
+def p95(values: Iterable[float]) -> float | None:
+    """The 95th percentile by linear interpolation (see `percentile`); None when empty."""
+    return percentile(values, 95)
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or den == 0:
+        return None
+    return num / den
+
+
+def _floats(values: Iterable[Any]) -> list[float]:
+    # A failed round may leave a None; it is not a measurement, so it is skipped.
+    return [float(v) for v in values if v is not None]
+
+
+def _stats(values: Iterable[Any]) -> dict[str, Any]:
+    vals = _floats(values)
+    return {
+        "n": len(vals),
+        "median": median(vals),
+        "p95": p95(vals),
+        "min": min(vals) if vals else None,
+        "max": max(vals) if vals else None,
+    }
+
+
+def _field(rounds: Sequence[dict[str, Any]], key: str) -> list[float]:
+    return _floats(r.get(key) for r in rounds)
+
+
+def _section(model: dict[str, Any], name: str) -> dict[str, Any]:
+    return model.get(name) or {}
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """Statistics per figure, JSON-serialisable: `{"meta", "models": [...], "targets": [...]}`.
+
+    Each model entry has `quant`, `path`, `file_bytes`, `kv_bytes` and one dict per section
+    keyed by contender: `raw`, `stream`, `nonstream`, `multiturn`, `concurrency`, `memory`.
+    Series become `{"n", "median", "p95", "min", "max"}` (seconds or tokens/s, as measured).
+    """
+    models = [_summarize_model(m) for m in results.get("models") or []]
+    return {
+        "meta": results.get("meta") or {},
+        "models": models,
+        "targets": [asdict(t) for m in models for t in _model_targets(m)],
+    }
+
+
+def _settings(results: dict[str, Any]) -> dict[str, Any]:
+    return (results.get("meta") or {}).get("settings") or {}
+
+
+def _summarize_model(model: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "quant": model.get("quant", "?"),
+        "path": model.get("path"),
+        "file_bytes": model.get("file_bytes"),
+        "kv_bytes": model.get("kv_bytes"),
+        "raw": _raw_summary(_section(model, "raw")),
+        "stream": _stream_summary(_section(model, "stream")),
+        "nonstream": _nonstream_summary(_section(model, "nonstream")),
+        "multiturn": _multiturn_summary(_section(model, "multiturn")),
+        "concurrency": _concurrency_summary(_section(model, "concurrency")),
+        "memory": _memory_summary(_section(model, "memory"), model),
+    }
+
+
+def _raw_summary(raw: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, dict[str, Any]] = {
+        name: {"pp_tps": _stats(r.get("pp_tps") or []), "tg_tps": _stats(r.get("tg_tps") or [])}
+        for name, r in raw.items()
+    }
+    bench_tg = out.get(LLAMA_BENCH, {}).get("tg_tps", {}).get("median")
+    for entry in out.values():
+        entry["tg_vs_llama_bench"] = _ratio(entry["tg_tps"]["median"], bench_tg)
+    return out
+
+
+def _stream_summary(stream: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, rounds in stream.items():
+        rounds = rounds or []
+        out[name] = {
+            "rounds": len(rounds),
+            "ttft_s": _stats(_field(rounds, "ttft_s")),
+            # Inter-token gaps are pooled across rounds: the tail is what a reader notices.
+            "itl_s": _stats(v for r in rounds for v in r.get("itl_s") or []),
+            "decode_tps": _stats(_field(rounds, "decode_tps")),
+            "total_s": _stats(_field(rounds, "total_s")),
+            "tokens": median(_field(rounds, "tokens")),
+        }
+    return out
+
+
+def _nonstream_summary(nonstream: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {
+            "rounds": len(rounds or []),
+            "first_visible_s": _stats(_field(rounds or [], "first_visible_s")),
+            "total_s": _stats(_field(rounds or [], "total_s")),
+            "tokens": median(_field(rounds or [], "tokens")),
+        }
+        for name, rounds in nonstream.items()
+    }
+
+
+def _multiturn_summary(multiturn: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, repeats in multiturn.items():
+        # A failed turn stays a None in its place so later turns keep their numbers.
+        repeats = [list(r) for r in repeats or [] if r]
+        turns = max((len(r) for r in repeats), default=0)
+        per_turn = [median(_floats(r[i] for r in repeats if len(r) > i)) for i in range(turns)]
+        # Paired per repeat, so a slow repeat does not skew turn N against another's turn 1.
+        ratios = [r[-1] / r[0] for r in repeats if len(r) > 1 and r[0] and r[-1] is not None]
+        out[name] = {
+            "repeats": len(repeats),
+            "turn_ttft_s": per_turn,
+            "last_over_first": median(ratios),
+        }
+    return out
+
+
+def _concurrency_summary(concurrency: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, by_clients in concurrency.items():
+        rows = {}
+        for clients in sorted(by_clients or {}, key=int):
+            run = by_clients[clients] or {}
+            ttft = _floats(run.get("ttft_s") or [])
+            rows[str(clients)] = {
+                "clients": int(clients),
+                "aggregate_tps": run.get("aggregate_tps"),
+                "ttft_p50_s": median(ttft),
+                "ttft_p95_s": p95(ttft),
+                "errors": run.get("errors"),
+                "requests": run.get("requests"),
+                "tokens": run.get("tokens"),
+                "wall_s": run.get("wall_s"),
+            }
+        out[name] = rows
+    return out
+
+
+def _rss_bound(model: dict[str, Any]) -> int | None:
+    file_bytes, kv_bytes = model.get("file_bytes"), model.get("kv_bytes")
+    if file_bytes is None or kv_bytes is None:
+        return None
+    return int(file_bytes) + int(kv_bytes) + RSS_SLACK_BYTES
+
+
+def _memory_summary(memory: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    bound = _rss_bound(model)
+    out = {}
+    for name, entry in memory.items():
+        rss = (entry or {}).get("peak_rss_bytes")
+        within = None if rss is None or bound is None else rss <= bound
+        out[name] = {"peak_rss_bytes": rss, "bound_bytes": bound, "within_bound": within}
+    return out
+
+
+# ---------------------------------------------------------------------------- targets
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    """The four target verdicts for every model quant, in the order the models were run."""
+    models = [_summarize_model(m) for m in results.get("models") or []]
+    return [t for m in models for t in _model_targets(m)]
+
+
+def _model_targets(summary: dict[str, Any]) -> list[Target]:
+    return [
+        _decode_target(summary),
+        _ttft_target(summary),
+        _turn_target(summary),
+        _rss_target(summary),
+    ]
+
+
+def _verdict(
+    name: str, quant: str, value: float | None, limit: float, at_least: bool, detail: str
+) -> Target:
+    if value is None:
+        return Target(name, quant, None, limit, None, f"not measured: {detail}")
+    met = value >= limit if at_least else value <= limit
+    return Target(name, quant, value, limit, met, detail)
+
+
+def _get(summary: dict[str, Any], *keys: str) -> Any:
+    node: Any = summary
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _decode_target(s: dict[str, Any]) -> Target:
+    ours = _get(s, "stream", OURS, "decode_tps", "median")
+    ref = _get(s, "raw", LLAMA_BENCH, "tg_tps", "median")
+    detail = f"{_fmt(ours, '.1f')} tok/s ({OURS}, streamed) vs {_fmt(ref, '.1f')} tok/s ({LLAMA_BENCH} tg)"
+    name = f"decode through server ≥ {DECODE_LIMIT} × llama-bench tg"
+    return _verdict(name, s["quant"], _ratio(ours, ref), DECODE_LIMIT, True, detail)
+
+
+def _ttft_target(s: dict[str, Any]) -> Target:
+    ours = _get(s, "stream", OURS, "ttft_s", "median")
+    ref = _get(s, "stream", LLAMA_SERVER, "ttft_s", "median")
+    detail = f"median TTFT {_ms(ours)} ms vs {_ms(ref)} ms ({LLAMA_SERVER})"
+    name = f"TTFT ≤ {TTFT_LIMIT} × llama-server"
+    return _verdict(name, s["quant"], _ratio(ours, ref), TTFT_LIMIT, False, detail)
+
+
+def _turn_target(s: dict[str, Any]) -> Target:
+    entry = _get(s, "multiturn", OURS) or {}
+    per_turn = entry.get("turn_ttft_s") or []
+    first = _ms(per_turn[0]) if per_turn else DASH
+    last = _ms(per_turn[-1]) if per_turn else DASH
+    detail = (
+        f"median over {entry.get('repeats', 0)} repeats of turn-N/turn-1 TTFT; "
+        f"per-turn medians {first} ms → {last} ms"
+    )
+    name = f"turn-N TTFT ≤ {TURN_LIMIT} × turn-1"
+    return _verdict(name, s["quant"], entry.get("last_over_first"), TURN_LIMIT, False, detail)
+
+
+def _rss_target(s: dict[str, Any]) -> Target:
+    rss = _get(s, "memory", OURS, "peak_rss_bytes")
+    bound = _get(s, "memory", OURS, "bound_bytes") or _rss_bound(s)
+    detail = (
+        f"peak RSS {_mib(rss)} MiB vs bound {_mib(bound)} MiB "
+        f"(GGUF {_mib(s.get('file_bytes'))} + KV {_mib(s.get('kv_bytes'))} + 200)"
+    )
+    name = "peak RSS ≤ GGUF + KV + 200 MiB"
+    return _verdict(name, s["quant"], _ratio(rss, bound), RSS_LIMIT, False, detail)
+
+
+# ---------------------------------------------------------------------------- Markdown
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return DASH if value is None else format(value, spec)
+
+
+def _ms(seconds: float | None) -> str:
+    return _fmt(None if seconds is None else seconds * 1000, ".1f")
+
+
+def _count(value: Any) -> str:
+    return DASH if value is None else str(value)
+
+
+def _mib(n_bytes: float | None) -> str:
+    return _fmt(None if n_bytes is None else n_bytes / MIB, ".0f")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _names(*sections: dict[str, Any]) -> list[str]:
+    """Contender names across sections, in first-seen order."""
+    return list(dict.fromkeys(name for section in sections for name in section))
+
+
+def markdown(results: dict[str, Any], plots: dict[str, str] | None = None) -> str:
+    """The full Markdown section: run header, tables per model quant, targets, plot links.
+
+    `plots` maps a plot name to the image path relative to the Markdown file.
+    """
+    summary = summarize(results)
+    settings = _settings(results)
+    parts = [_header(summary["meta"])]
+    if not summary["models"]:
+        parts.append("No models were measured.")
+    parts += [_model_block(m, settings) for m in summary["models"]]
+    parts.append(_targets_block([t for m in summary["models"] for t in _model_targets(m)]))
+    if plots:
+        parts.append(_plots_block(plots))
+    return "\n\n".join(parts) + "\n"
+
+
+def _header(meta: dict[str, Any]) -> str:
+    machine = meta.get("machine") or {}
+    versions = meta.get("versions") or {}
+    settings = meta.get("settings") or {}
+    machine_text = ", ".join(
+        [
+            str(machine.get("cpu", DASH)),
+            f"{machine.get('cores', DASH)} cores",
+            f"{machine.get('ram_gib', DASH)} GiB RAM",
+            str(machine.get("os", DASH)),
+        ]
+    )
+    lines = [
+        f"## Results — {meta.get('date', DASH)}",
+        "",
+        f"- **Command:** `{meta.get('command', DASH)}`"
+        + (" (quick run: fewer rounds, numbers are indicative)" if meta.get("quick") else ""),
+        f"- **Machine:** {machine_text}",
+        "- **Versions:** " + (", ".join(f"{k} {v}" for k, v in versions.items()) or DASH),
+        "- **Settings:** " + (", ".join(f"{k}={v}" for k, v in settings.items()) or DASH),
+    ]
+    return "\n".join(lines)
+
+
+def _model_block(s: dict[str, Any], settings: dict[str, Any]) -> str:
+    name = Path(s["path"]).name if s.get("path") else s["quant"]
+    title = (
+        f"### {s['quant']} — `{name}` (GGUF {_mib(s.get('file_bytes'))} MiB, "
+        f"KV {_mib(s.get('kv_bytes'))} MiB at ctx {settings.get('ctx', DASH)})"
+    )
+    blocks = [
+        title,
+        _sub("1. Raw engine", _raw_table(s, settings)),
+        _sub("2. Streamed request", _stream_table(s)),
+        _sub("3. Streaming vs non-streaming", _visible_table(s)),
+        _sub("4. Multi-turn", _multiturn_table(s, settings)),
+        _sub("5. Concurrency", _concurrency_table(s)),
+        _sub("6. Memory", _memory_table(s)),
+    ]
+    return "\n\n".join(blocks)
+
+
+def _sub(title: str, table: str | None) -> str:
+    return f"#### {title}\n\n{table or '_not measured_'}"
+
+
+def _raw_table(s: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    raw = s["raw"]
+    if not raw:
+        return None
+    pp, tg = settings.get("pp_tokens", DASH), settings.get("tg_tokens", DASH)
+    headers = [
+        "contender",
+        f"prompt tok/s (pp {pp}) median",
+        "p95",
+        f"decode tok/s (tg {tg}) median",
+        "p95",
+        "decode vs llama-bench",
+    ]
+    rows = [
+        [
+            name,
+            _fmt(e["pp_tps"]["median"], ".1f"),
+            _fmt(e["pp_tps"]["p95"], ".1f"),
+            _fmt(e["tg_tps"]["median"], ".1f"),
+            _fmt(e["tg_tps"]["p95"], ".1f"),
+            _fmt(e["tg_vs_llama_bench"], ".2f"),
+        ]
+        for name, e in raw.items()
+    ]
+    return _table(headers, rows)
+
+
+def _stream_table(s: dict[str, Any]) -> str | None:
+    if not s["stream"]:
+        return None
+    headers = [
+        "server",
+        "TTFT ms median",
+        "TTFT ms p95",
+        "inter-token ms p50",
+        "inter-token ms p95",
+        "decode tok/s median",
+        "total s median",
+        "tokens",
+    ]
+    rows = [
+        [
+            name,
+            _ms(e["ttft_s"]["median"]),
+            _ms(e["ttft_s"]["p95"]),
+            _ms(e["itl_s"]["median"]),
+            _ms(e["itl_s"]["p95"]),
+            _fmt(e["decode_tps"]["median"], ".1f"),
+            _fmt(e["total_s"]["median"], ".2f"),
+            _fmt(e["tokens"], ".0f"),
+        ]
+        for name, e in s["stream"].items()
+    ]
+    return _table(headers, rows)
+
+
+def _visible_table(s: dict[str, Any]) -> str | None:
+    names = _names(s["stream"], s["nonstream"])
+    if not names:
+        return None
+    headers = [
+        "server",
+        "first visible token, streamed (ms)",
+        "first visible, non-streamed (ms)",
+        "full answer, streamed (s)",
+        "full answer, non-streamed (s)",
+        "peak RSS MiB",
+    ]
+    rows = [
+        [
+            name,
+            _ms(_get(s, "stream", name, "ttft_s", "median")),
+            _ms(_get(s, "nonstream", name, "first_visible_s", "median")),
+            _fmt(_get(s, "stream", name, "total_s", "median"), ".2f"),
+            _fmt(_get(s, "nonstream", name, "total_s", "median"), ".2f"),
+            _mib(_get(s, "memory", name, "peak_rss_bytes")),
+        ]
+        for name in names
+    ]
+    return _table(headers, rows)
+
+
+def _multiturn_table(s: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    multiturn = s["multiturn"]
+    if not multiturn:
+        return None
+    measured = max((len(e["turn_ttft_s"]) for e in multiturn.values()), default=0)
+    turns = int(settings.get("turns") or measured) or 1
+    headers = ["server"] + [f"turn {i + 1} ms" for i in range(turns)] + [f"turn {turns} / turn 1"]
+    rows = []
+    for name, e in multiturn.items():
+        per_turn = list(e["turn_ttft_s"]) + [None] * turns
+        cells = [_ms(v) for v in per_turn[:turns]]
+        rows.append([name, *cells, _fmt(e["last_over_first"], ".2f")])
+    return _table(headers, rows)
+
+
+def _concurrency_table(s: dict[str, Any]) -> str | None:
+    if not s["concurrency"]:
+        return None
+    headers = [
+        "server",
+        "clients",
+        "aggregate tok/s",
+        "TTFT p50 ms",
+        "TTFT p95 ms",
+        "errors/requests",
+    ]
+    rows = [
+        [
+            name,
+            str(row["clients"]),
+            _fmt(row["aggregate_tps"], ".1f"),
+            _ms(row["ttft_p50_s"]),
+            _ms(row["ttft_p95_s"]),
+            f"{_count(row['errors'])}/{_count(row['requests'])}",
+        ]
+        for name, by_clients in s["concurrency"].items()
+        for row in by_clients.values()
+    ]
+    return _table(headers, rows)
+
+
+def _yes_no(flag: bool | None) -> str:
+    return DASH if flag is None else ("yes" if flag else "no")
+
+
+def _memory_table(s: dict[str, Any]) -> str | None:
+    if not s["memory"]:
+        return None
+    headers = ["server", "peak RSS MiB", "GGUF MiB", "KV MiB", "bound MiB", "within bound"]
+    rows = [
+        [
+            name,
+            _mib(e["peak_rss_bytes"]),
+            _mib(s.get("file_bytes")),
+            _mib(s.get("kv_bytes")),
+            _mib(e["bound_bytes"]),
+            _yes_no(e["within_bound"]),
+        ]
+        for name, e in s["memory"].items()
+    ]
+    return _table(headers, rows)
+
+
+def _targets_block(verdicts: list[Target]) -> str:
+    if not verdicts:
+        return "### Targets\n\n_not measured_"
+    headers = ["quant", "target", "value", "limit", "met", "detail"]
+    rows = [
+        [t.quant, t.name, _fmt(t.value, ".3f"), _fmt(t.limit, ".2f"), _yes_no(t.met), t.detail]
+        for t in verdicts
+    ]
+    return "### Targets\n\n" + _table(headers, rows)
+
+
+PLOT_TITLES = {
+    "ttft": "Streamed time to first token per server",
+    "itl": "Inter-token latency per server",
+    "throughput": "Aggregate decode throughput vs concurrent clients",
+}
+
+
+def _plots_block(plots: dict[str, str]) -> str:
+    links = [f"![{PLOT_TITLES.get(name, name)}]({path})" for name, path in plots.items()]
+    return "### Plots\n\n" + "\n\n".join(links)
+
+
+# ---------------------------------------------------------------------------- file update
+
+
+def update_markdown_file(path: Path, section: str) -> None:
+    """Put `section` between the bench markers in `path`, keeping everything outside them.
+
+    A missing file is created with a `# Benchmarks` title; a file without markers gets the
+    marked section appended. The file is replaced atomically, never left half-written.
+    """
+    text = path.read_text(encoding="utf-8") if path.exists() else None
+    new_text = _splice(text, section)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        tmp.write_text(new_text, encoding="utf-8")
+
+
+def _splice(text: str | None, section: str) -> str:
+    block = f"{BEGIN_MARKER}\n{section.strip()}\n{END_MARKER}"
+    if text is None:
+        return f"# Benchmarks\n\n{block}\n"
+    begin = text.find(BEGIN_MARKER)
+    end = text.find(END_MARKER, begin + len(BEGIN_MARKER)) if begin >= 0 else -1
+    if begin < 0 and END_MARKER not in text:
+        return (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
+    if begin < 0 or end < 0:
+        # Guessing where a lone marker's partner should be could delete hand-written text.
+        raise UsageError(
+            "The benchmark markers in the Markdown file are unbalanced.",
+            f"Keep one {BEGIN_MARKER} followed by one {END_MARKER}, or remove both.",
+        )
+    return text[:begin] + block + text[end + len(END_MARKER) :]

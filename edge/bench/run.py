@@ -1,0 +1,270 @@
+"""`edge-qwen bench`: every figure of BENCHMARKS.md, measured side by side in one run.
+
+For each quantization: the raw engine (figure 1), then the three servers, all started
+together so their requests can interleave (figures 2–4), then 1..N concurrent clients
+(figure 5; llama-server restarted with --parallel equal to the client count), and each
+server's peak memory (figure 6). Writes results.json (every raw number), PNG plots and a
+Markdown section.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.bench import raw, servers
+from edge.bench.servers import LLAMA_SERVER, OURS, PY_SERVER, Server, ServerSettings
+from edge.errors import UsageError
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of each figure to measure."""
+
+    pp_tokens: int
+    tg_tokens: int
+    rounds: int  # raw-engine rounds
+    stream_tokens: int
+    stream_rounds: int
+    nonstream_rounds: int
+    turns: int
+    turn_tokens: int
+    turn_repeats: int
+    clients: tuple[int, ...]
+    client_tokens: int
+
+
+FULL = Sizes(512, 128, 5, 128, 5, 3, 6, 32, 3, (1, 2, 4, 8), 64)
+QUICK = Sizes(128, 32, 1, 32, 2, 1, 3, 8, 1, (1, 2), 16)
+
+
+@dataclass
+class BenchOptions:
+    """One benchmark run."""
+
+    out: Path
+    quick: bool = False
+    quants: tuple[str, ...] = ()
+    model: Path | None = None  # a GGUF of the user's; default: the synthetic checkpoint
+    threads: int | None = None
+    ctx: int = 4096
+    flash_attn: bool | None = None
+    reference: bool = True
+    reference_dir: Path | None = None
+    cache: Path | None = None
+    markdown: Path | None = None
+    command: str = field(default_factory=lambda: _invocation(sys.argv))
+
+    @property
+    def sizes(self) -> Sizes:
+        return QUICK if self.quick else FULL
+
+
+def _invocation(argv: list[str]) -> str:
+    """The command line to print beside the results, as the person typed it."""
+    if argv[0].endswith("bench.py"):
+        return shlex.join(["python", "scripts/bench.py", *argv[1:]])
+    return shlex.join(["edge-qwen", *argv[1:]])
+
+
+def run(opts: BenchOptions, log: Log) -> dict[str, Any]:
+    """Measure everything, write results.json, plots and Markdown; return the results."""
+    from edge.bench import reference, report
+    from edge.bench.plots import plot
+    from edge.plan import make_plan, physical_cores, read_model_info
+    from edge.quantize import quant_type
+
+    if opts.model is not None and opts.quants:
+        raise UsageError("--quant picks the synthetic model's type; it cannot apply to --model.",
+                         "Give one of them.")  # fmt: skip
+    # Names checked and normalized now: a typo fails at once, not after minutes of building.
+    opts.quants = tuple(quant_type(q).name for q in opts.quants)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    ref = reference.ensure(opts.reference_dir, log) if opts.reference else None
+    threads = opts.threads or physical_cores()
+    models = _models(opts, log)
+    fa = opts.flash_attn
+    if fa is None:  # what edge-qwen's plan would pick for this machine, given to everyone
+        fa = make_plan(read_model_info(models[0]), n_ctx=opts.ctx, threads=threads).flash_attn
+    results: dict[str, Any] = {"meta": _meta(opts, threads, fa, ref), "models": []}
+    for path in models:
+        info = read_model_info(path)
+        entry: dict[str, Any] = {
+            "quant": info.file_type, "path": str(path), "file_bytes": path.stat().st_size,
+            "kv_bytes": int(info.kv_bytes_per_token("f16") * opts.ctx),
+        }  # fmt: skip
+        results["models"].append(entry)
+        log(f"— {path.name}: raw engine")
+        entry["raw"] = _raw(path, threads, opts, fa, ref, log)
+        settings = ServerSettings(path, threads, opts.ctx, fa)
+        entry.update(_served(settings, opts, ref.llama_server if ref else None, log))
+        _write_json(opts.out / "results.json", results)  # partial results survive a crash
+    plots = plot(results, opts.out)
+    base = opts.markdown.parent if opts.markdown else opts.out
+    rel = {k: os.path.relpath(v, base) for k, v in plots.items()}
+    section = report.markdown(results, rel)
+    (opts.out / "summary.md").write_text(section, encoding="utf-8")
+    if opts.markdown:
+        report.update_markdown_file(opts.markdown, section)
+    return results
+
+
+def _models(opts: BenchOptions, log: Log) -> list[Path]:
+    if opts.model is not None:
+        return [opts.model]
+    from edge.bench.models import bench_model
+    from edge.config import Settings
+
+    cache = opts.cache or Settings().home / "bench"
+    quants = opts.quants or (("Q4_K_M",) if opts.quick else ("Q4_K_M", "Q8_0"))
+    return [bench_model(cache, q, log) for q in quants]
+
+
+def _raw(path: Path, threads: int, opts: BenchOptions, fa: bool, ref: Any, log: Log) -> dict:
+    z = opts.sizes
+    s = raw.RawSettings(threads, opts.ctx, fa, z.pp_tokens, z.tg_tokens)
+    names = ([raw.LLAMA_BENCH] if ref else []) + [raw.ENGINE, raw.PLAIN, raw.at_ctx(opts.ctx)]
+    out: dict[str, dict[str, list[float]]] = {n: {"pp_tps": [], "tg_tps": []} for n in names}
+    for r in range(z.rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            got = raw.measure(name, path, s, ref.llama_bench if ref else None)
+            log(f"  {name}: pp {got['pp_tps']:.1f} tok/s, tg {got['tg_tps']:.2f} tok/s")
+            for key in ("pp_tps", "tg_tps"):
+                out[name][key].append(got[key])
+    return out
+
+
+def _served(s: ServerSettings, opts: BenchOptions, llama_server: Path | None, log: Log) -> dict:
+    z = opts.sizes
+    names = [OURS] + ([LLAMA_SERVER] if llama_server else []) + [PY_SERVER]
+    running: list[Server] = []
+    peaks: dict[str, int] = {}
+    try:
+        for name in names:
+            log(f"  starting {name}")
+            running.append(servers.start(name, s, _logs(opts), llama_server))
+        out = _single_client(running, z, log)
+        out["concurrency"] = _concurrency(running, s, opts, llama_server, peaks, log)
+    finally:
+        for server in running:
+            _note_peak(server, peaks)
+            server.stop()
+    out["memory"] = {name: {"peak_rss_bytes": peaks.get(name)} for name in names}
+    return out
+
+
+def _single_client(running: list[Server], z: Sizes, log: Log) -> dict:
+    log("  streamed requests")
+    stream = servers.interleaved(running, z.stream_rounds, lambda sv, r: _strip(
+        servers.stream_chat(sv, servers.user(f"s{r}"), z.stream_tokens)))  # fmt: skip
+    log("  non-streamed requests")
+    plain = servers.interleaved(running, z.nonstream_rounds, lambda sv, r: servers.plain_chat(
+        sv, servers.user(f"n{r}"), z.stream_tokens))  # fmt: skip
+    log("  multi-turn conversations")
+    turns = servers.interleaved(running, z.turn_repeats, lambda sv, r: servers.multiturn(
+        sv, f"m{r}", z.turns, z.turn_tokens))  # fmt: skip
+    return {"stream": stream, "nonstream": plain, "multiturn": turns}
+
+
+def _concurrency(running: list[Server], s: ServerSettings, opts: BenchOptions,
+                 llama_server: Path | None, peaks: dict[str, int], log: Log) -> dict:  # fmt: skip
+    z = opts.sizes
+    out: dict[str, dict[str, Any]] = {sv.name: {} for sv in running}
+    for i, n in enumerate(z.clients):
+        for j, sv in enumerate(running):
+            if sv.name == LLAMA_SERVER and n > 1:  # its slots are fixed at start: --parallel n
+                _note_peak(sv, peaks)
+                sv.stop()
+                running[j] = servers.start(LLAMA_SERVER, s, _logs(opts), llama_server, parallel=n)
+        k = i % len(running)
+        for sv in running[k:] + running[:k]:
+            got = servers.concurrent(sv, f"c{n}", n, z.client_tokens)
+            log(
+                f"  {sv.name}, {n} clients: {got['aggregate_tps']:.1f} tok/s, {got['errors']} errors"
+            )
+            out[sv.name][str(n)] = got
+    return out
+
+
+def _logs(opts: BenchOptions) -> Path:
+    """Each server's own log, for when one misbehaves."""
+    folder = opts.out / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _note_peak(server: Server, peaks: dict[str, int]) -> None:
+    peak = server.peak_rss()
+    if peak is not None:
+        peaks[server.name] = max(peak, peaks.get(server.name, 0))
+
+
+def _strip(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "text"}
+
+
+def _meta(opts: BenchOptions, threads: int, fa: bool, ref: Any) -> dict[str, Any]:
+    import llama_cpp
+
+    from edge import __version__
+
+    z = opts.sizes
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": opts.command,
+        "quick": opts.quick,
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "ram_gib": _ram_gib(),
+            "os": platform.platform(),
+        },  # fmt: skip
+        "versions": {
+            "edge_qwen": __version__,
+            "llama_cpp_python": llama_cpp.__version__,
+            "python": platform.python_version(),
+            "reference": f"llama.cpp vendored in llama-cpp-python {ref.version}" if ref else None,
+        },  # fmt: skip
+        "settings": {
+            "threads": threads,
+            "ctx": opts.ctx,
+            "flash_attn": fa,
+            "kv_type": "f16",
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(z).items()},
+        },  # fmt: skip
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _ram_gib() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
