@@ -101,28 +101,20 @@ Event = TokenEvent | Finish
 CLOSE_THINK = "\n</think>\n\n"
 
 
-class Engine:
-    """A loaded model with its context; not thread-safe: one generation at a time."""
+class TokenText:
+    """Text <-> tokens for a loaded model (`self._model`, a llama-cpp-python LlamaModel),
+    shared by the single-sequence Engine and the batching one."""
 
-    def __init__(self, path: Path, plan: Plan | None = None, info: ModelInfo | None = None) -> None:
-        self.info = info or read_model_info(Path(path))
-        self.plan = plan or make_plan(self.info)
-        self._llm = _load(Path(path), self.plan)
-        self._vocab = self._llm._model.vocab
-        self.think_open = self._single_token("<think>")
-        self.think_close = self._single_token("</think>")
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        """Free the model and context."""
-        self._llm.close()
-
-    # -- text <-> tokens ---------------------------------------------------------------
+    _model: Any
+    _vocab: Any
+    plan: Plan
+    think_open: int | None
+    think_close: int | None
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of `text`, special tokens parsed, NFC-normalized as HF's Qwen2 tokenizer does."""
         data = unicodedata.normalize("NFC", text).encode("utf-8")
-        return list(self._llm.tokenize(data, add_bos=False, special=True))
+        return list(self._model.tokenize(data, add_bos=False, special=True))
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
         """The bytes of one token (llama-cpp-python's detokenize drops tokens over 32 bytes)."""
@@ -146,6 +138,37 @@ class Engine:
 
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
+    def check_prompt(self, prompt: list[int], max_tokens: int | None = None) -> None:
+        """Raise a clear error for an empty prompt, or one that leaves no room for the answer
+        (with `max_tokens`, room for that many tokens)."""
+        if not prompt:
+            raise UsageError("The prompt is empty.", "Give some text to complete.")
+        need = len(prompt) + (max_tokens or 1)
+        if need > self.plan.n_ctx:
+            asked = f" plus max_tokens {max_tokens}" if max_tokens else ""
+            raise ContextOverflowError(
+                f"The prompt is {len(prompt)} tokens{asked} but the context holds {self.plan.n_ctx}.",
+                "Shorten the conversation (/reset in chat), ask for fewer tokens, or use a larger --ctx.",
+            )
+
+
+class Engine(TokenText):
+    """A loaded model with its context; not thread-safe: one generation at a time."""
+
+    def __init__(self, path: Path, plan: Plan | None = None, info: ModelInfo | None = None) -> None:
+        self.info = info or read_model_info(Path(path))
+        self.plan = plan or make_plan(self.info)
+        self._llm = _load(Path(path), self.plan)
+        self._model = self._llm._model
+        self._vocab = self._model.vocab
+        self.think_open = self._single_token("<think>")
+        self.think_close = self._single_token("</think>")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Free the model and context."""
+        self._llm.close()
+
     # -- generation --------------------------------------------------------------------
 
     def generate(
@@ -163,19 +186,6 @@ class Engine:
             yield from _Run(
                 self, prompt, params, cancel, thinking or ThinkingControl(), in_think
             ).events()
-
-    def check_prompt(self, prompt: list[int], max_tokens: int | None = None) -> None:
-        """Raise a clear error for an empty prompt, or one that leaves no room for the answer
-        (with `max_tokens`, room for that many tokens)."""
-        if not prompt:
-            raise UsageError("The prompt is empty.", "Give some text to complete.")
-        need = len(prompt) + (max_tokens or 1)
-        if need > self.plan.n_ctx:
-            asked = f" plus max_tokens {max_tokens}" if max_tokens else ""
-            raise ContextOverflowError(
-                f"The prompt is {len(prompt)} tokens{asked} but the context holds {self.plan.n_ctx}.",
-                "Shorten the conversation (/reset in chat), ask for fewer tokens, or use a larger --ctx.",
-            )
 
     def _prefill(self, prompt: list[int], cancel: threading.Event | None = None) -> int:
         """Evaluate what is new in `prompt`, reusing the KV cache's common prefix; returns cached.
@@ -212,89 +222,50 @@ class Engine:
         return int(self._llm.n_tokens)
 
     def _sampler(self, params: SamplingParams) -> Any:
-        return _build_sampler(self._llm, params)
+        return build_sampler(self._model, params)
 
 
-class _Run:
-    """The state of one generation (kept out of Engine so the loop reads as its steps)."""
+class TextState:
+    """The text side of one generation, with no llama.cpp calls: sampled tokens in, events
+    out. It decodes bytes, holds back what could start a stop string, tracks the think
+    block and runs the thinking budget and loop guard. The single-sequence loop below and
+    the batching scheduler (edge.batch) both drive it."""
 
     def __init__(
-        self, engine: Engine, prompt: list[int], params: SamplingParams,
-        cancel: threading.Event | None, thinking: ThinkingControl, in_think: bool,
-    ) -> None:  # fmt: skip
-        self.e, self.prompt, self.params, self.cancel, self.thinking = (
-            engine,
-            prompt,
-            params,
-            cancel,
-            thinking,
-        )
-        self.in_think = in_think
+        self, text: TokenText, params: SamplingParams, thinking: ThinkingControl, in_think: bool
+    ) -> None:
+        self.t, self.params, self.thinking, self.in_think = text, params, thinking, in_think
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = [s for s in params.stop if s]
         self.pending = ""  # decoded text held back while it could start a stop string
         self.generated: list[int] = []
-        self.section: list[
-            int
-        ] = []  # tokens of the current think block or answer, for the loop guard
+        self.section: list[int] = []  # the current think block or answer, for the loop guard
         self.reasoning = 0
         self.notes: list[str] = []
         self.start = time.perf_counter()
         self.first: float | None = None
 
-    def events(self) -> Iterator[Event]:
-        cached = self.e._prefill(self.prompt, self.cancel)
-        sampler = self.e._sampler(self.params)
-        limit = self.params.max_tokens if self.params.max_tokens is not None else self.e.plan.n_ctx
-        reason = "length"
-        while len(self.generated) < limit:
-            if self.cancel is not None and self.cancel.is_set():
-                reason = "cancelled"
-                break
-            if self.e.n_past >= self.e.plan.n_ctx:
-                self.notes.append("context full")
-                break
-            token = sampler.sample(self.e._llm._ctx, -1)
-            if self.e.is_eog(token):
-                reason = "stop"
-                break
-            event, stopped = self._emit(token)
-            yield event
-            if stopped:
-                reason = "stop"
-                break
-            self.e._eval([token])
-            forced = self._guard()
-            if forced == "end":
-                reason = "length"
-                break
-            if forced:
-                yield from self._force_close()
-        tail = self._flush()
-        if tail:
-            yield TokenEvent(tail, -1, self.in_think, self._elapsed())
-        yield self._finish(reason, cached)
-
-    def _elapsed(self) -> float:
+    def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def _emit(self, token: int) -> tuple[TokenEvent, bool]:
+    def emit(self, token: int) -> tuple[TokenEvent, bool]:
+        """The event for a sampled token, and whether a stop string ended the answer."""
         if self.first is None:
-            self.first = self._elapsed()
+            self.first = self.elapsed()
         self.generated.append(token)
         self.section.append(token)
-        if token == self.e.think_open:
+        if token == self.t.think_open:
             self.in_think, self.section = True, [token]
         counted_in_think = self.in_think
-        if token == self.e.think_close:
+        if token == self.t.think_close:
             self.in_think, self.section = False, []
         if counted_in_think:
             self.reasoning += 1
-        text = self.pending + self.decoder.decode(self.e.token_bytes(token))
+        text = self.pending + self.decoder.decode(self.t.token_bytes(token))
         out, self.pending, stopped = _cut_stop(text, self.stops)
-        return TokenEvent(out, token, counted_in_think, self._elapsed()), stopped
+        return TokenEvent(out, token, counted_in_think, self.elapsed()), stopped
 
-    def _guard(self) -> str | None:
+    def guard(self) -> str | None:
         """'close' to end a runaway think block, 'end' to end a looping answer, None to go on."""
         t = self.thinking
         if self.in_think and t.budget is not None and self.reasoning >= t.budget:
@@ -308,26 +279,69 @@ class _Run:
             return "end"
         return None
 
-    def _force_close(self) -> Iterator[TokenEvent]:
-        """Close the think block ourselves so the model goes on to answer."""
-        tokens = self.e.tokenize(CLOSE_THINK)
-        self.e._eval(tokens)
+    def force_close(self) -> tuple[list[int], TokenEvent]:
+        """Close the think block ourselves: the tokens to evaluate, and the event to show."""
         self.in_think, self.section = False, []
         text = self.pending + self.decoder.decode(CLOSE_THINK.encode())
         self.pending = ""
-        yield TokenEvent(text, -1, False, self._elapsed())
+        return self.t.tokenize(CLOSE_THINK), TokenEvent(text, -1, False, self.elapsed())
 
-    def _flush(self) -> str:
-        rest = self.pending + self.decoder.decode(b"", final=True)
+    def finish(self, reason: str, prompt_tokens: int, cached: int) -> list[Event]:
+        """The held-back tail (if any) and the Finish event."""
+        out: list[Event] = []
+        tail = self.pending + self.decoder.decode(b"", final=True)
         self.pending = ""
-        return rest
+        if tail:
+            out.append(TokenEvent(tail, -1, self.in_think, self.elapsed()))
+        usage = Usage(prompt_tokens, cached, len(self.generated), self.reasoning)
+        total = self.elapsed()
+        first = self.first if self.first is not None else total
+        out.append(Finish(reason, usage, first, total, tuple(self.notes)))
+        return out
 
-    def _finish(self, reason: str, cached: int) -> Finish:
-        usage = Usage(len(self.prompt), cached, len(self.generated), self.reasoning)
-        total = self._elapsed()
-        return Finish(
-            reason, usage, self.first if self.first is not None else total, total, tuple(self.notes)
-        )
+
+class _Run:
+    """One generation on the single-sequence Engine: prefill, then sample and evaluate."""
+
+    def __init__(
+        self, engine: Engine, prompt: list[int], params: SamplingParams,
+        cancel: threading.Event | None, thinking: ThinkingControl, in_think: bool,
+    ) -> None:  # fmt: skip
+        self.e, self.prompt, self.params, self.cancel = engine, prompt, params, cancel
+        self.text = TextState(engine, params, thinking, in_think)
+
+    def events(self) -> Iterator[Event]:
+        cached = self.e._prefill(self.prompt, self.cancel)
+        sampler = self.e._sampler(self.params)
+        limit = self.params.max_tokens if self.params.max_tokens is not None else self.e.plan.n_ctx
+        text = self.text
+        reason = "length"
+        while len(text.generated) < limit:
+            if self.cancel is not None and self.cancel.is_set():
+                reason = "cancelled"
+                break
+            if self.e.n_past >= self.e.plan.n_ctx:
+                text.notes.append("context full")
+                break
+            token = sampler.sample(self.e._llm._ctx, -1)
+            if self.e.is_eog(token):
+                reason = "stop"
+                break
+            event, stopped = text.emit(token)
+            yield event
+            if stopped:
+                reason = "stop"
+                break
+            self.e._eval([token])
+            forced = text.guard()
+            if forced == "end":
+                reason = "length"
+                break
+            if forced:
+                tokens, event = text.force_close()
+                self.e._eval(tokens)
+                yield event
+        yield from text.finish(reason, len(self.prompt), cached)
 
 
 def _cut_stop(text: str, stops: list[str]) -> tuple[str, str, bool]:
@@ -393,23 +407,24 @@ def _load(path: Path, plan: Plan) -> Any:
             ) from None
 
 
-def _build_sampler(llm: Any, p: SamplingParams) -> Any:
-    """llama.cpp's own sampler chain, in llama-server's order; greedy when temperature is 0."""
+def build_sampler(model: Any, p: SamplingParams) -> Any:
+    """llama.cpp's own sampler chain, in llama-server's order; greedy when temperature is 0.
+    `model` is llama-cpp-python's LlamaModel."""
     from llama_cpp import LlamaGrammar
     from llama_cpp._internals import LlamaSampler
 
     s = LlamaSampler()
     if p.logit_bias:
-        s.add_logit_bias(llm.n_vocab(), p.logit_bias)
+        s.add_logit_bias(model.n_vocab(), p.logit_bias)
     if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
         s.add_penalties(
-            llm.n_vocab(), 64, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
+            model.n_vocab(), 64, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
         )
     grammar = p.grammar
     if grammar is None and p.json_schema is not None:
         grammar = _schema_grammar(p.json_schema)
     if grammar is not None:
-        s.add_grammar(llm._model, LlamaGrammar.from_string(grammar, verbose=False))
+        s.add_grammar(model, LlamaGrammar.from_string(grammar, verbose=False))
     if p.temperature <= 0:
         s.add_greedy()
         return s
@@ -437,6 +452,8 @@ __all__ = [
     "ContextOverflowError",
     "EdgeError",
     "Engine",
+    "TextState",
+    "TokenText",
     "Event",
     "Finish",
     "SamplingParams",
