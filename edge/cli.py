@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from edge.errors import EdgeError, UsageError
+from edge.plan import DEFAULT_PARALLEL
 
 if TYPE_CHECKING:
     from edge.config import Settings
@@ -419,6 +420,9 @@ def serve(
         bool, typer.Option("--no-auth", help="Serve off loopback without a key (unsafe)")
     ] = False,
     max_queue: Annotated[int, typer.Option(help="Requests that may wait; more get 429")] = 16,
+    parallel: Annotated[
+        int, typer.Option(help="Requests decoded together in one batch (the rest wait)")
+    ] = DEFAULT_PARALLEL,
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="Allow this browser origin (repeatable)")
     ] = None,
@@ -438,8 +442,8 @@ def serve(
     """
     import uvicorn
 
+    from edge.batch import BatchEngine
     from edge.chat import ChatTemplate
-    from edge.engine import Engine
     from edge.pipeline import ensure_model
     from edge.plan import make_plan, read_model_info
     from edge.server import ServerOptions, create_app
@@ -457,13 +461,13 @@ def serve(
     path = ensure_model(model, settings, report=_say)
     info = read_model_info(path)
     plan = make_plan(info, n_ctx=ctx, threads=threads or settings.threads, kv_type=kv,
-                     flash_attn=flash_attn, n_gpu_layers=gpu_layers)  # fmt: skip
+                     flash_attn=flash_attn, n_gpu_layers=gpu_layers, parallel=parallel)  # fmt: skip
     _say(plan.describe(info))
     model_id = path.parent.name if path.name == "model.gguf" else path.stem
     options = ServerOptions(api_key=key, max_queue=max_queue, reasoning_format=reasoning_format,
                             cors_origins=tuple(cor for cor in cors_origin or ()))  # fmt: skip
     app = create_app(
-        model_id, lambda: (Engine(path, plan, info), ChatTemplate.from_gguf(path)), options
+        model_id, lambda: (BatchEngine(path, plan, info), ChatTemplate.from_gguf(path)), options
     )
     for address in addresses(bind):
         _say(

@@ -15,6 +15,11 @@ from edge.errors import UsageError
 
 KV_TYPES = {"f16": (1, 2.0), "q8_0": (8, 34 / 32), "f32": (0, 4.0)}  # ggml type id, bytes/element
 DEFAULT_CTX = 8192
+# The server's batching engine: sequences decoded together. Its KV cache is unified (the
+# sequences share the context's cells), so a slot costs no KV memory, only its share of
+# each step; 4 is llama-server's own default.
+DEFAULT_PARALLEL = 4
+MAX_PARALLEL = 64
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class Plan:
     kv_bytes: int
     weights_bytes: int
     notes: tuple[str, ...] = ()
+    n_parallel: int = 1  # sequences decoded together (the server's batching engine)
 
     def describe(self, info: ModelInfo) -> str:
         """One line, e.g. `Qwen3-0.6B Q8_0 · CPU, 2 threads · ctx 8192 · KV f16 (896 MiB) · 610 MiB`."""
@@ -62,6 +68,7 @@ class Plan:
         return (
             f"{info.name} {info.file_type} · {where}, {self.n_threads} threads · ctx {self.n_ctx}"
             f" · KV {self.kv_type} ({self.kv_bytes / 2**20:.0f} MiB)"
+            f"{f' shared by {self.n_parallel} sequences' if self.n_parallel > 1 else ''}"
             f"{' · flash attn' if self.flash_attn else ''} · weights {self.weights_bytes / 2**20:.0f} MiB"
         ) + "".join(f" ({note})" for note in self.notes)
 
@@ -112,6 +119,7 @@ def make_plan(
     flash_attn: bool | None = None,
     mlock: bool = False,
     gpu_offload: bool | None = None,
+    parallel: int | None = None,
 ) -> Plan:
     """The CPU plan (GPU fitting comes with the CUDA planner); explicit arguments win.
 
@@ -130,6 +138,10 @@ def make_plan(
     if ctx < 64 or ctx > info.ctx_train:
         raise UsageError(f"Context {ctx} is outside 64..{info.ctx_train} for this model.",
                          f"Pass --ctx between 64 and {info.ctx_train}.")  # fmt: skip
+    n_parallel = parallel or 1
+    if not 1 <= n_parallel <= MAX_PARALLEL:
+        raise UsageError(f"--parallel {n_parallel} is outside 1..{MAX_PARALLEL}.",
+                         "4 suits a home server; more only helps with more users at once.")  # fmt: skip
     n = threads or physical_cores()
     # On CPU, llama.cpp's flash-attention path prefills faster but decodes slower once the
     # context passes a few hundred tokens (0.6b Q4_K_M, 2 threads: 28.8 vs 34.4 tok/s at
@@ -148,7 +160,7 @@ def make_plan(
         n_ctx=ctx, n_threads=n, n_threads_batch=max(n, os.cpu_count() or n), n_batch=512,
         n_gpu_layers=n_gpu_layers or 0, kv_type=kv, flash_attn=fa, use_mmap=mmap, use_mlock=mlock,
         kv_bytes=int(info.kv_bytes_per_token(kv) * ctx), weights_bytes=info.weights_bytes,
-        notes=tuple(notes),
+        notes=tuple(notes), n_parallel=n_parallel,
     )  # fmt: skip
 
 

@@ -6,9 +6,11 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from edge.batch import BatchEngine
 from edge.chat import ChatTemplate
 from edge.conversation import Conversation, TurnOptions
 from edge.engine import (
@@ -32,16 +34,24 @@ def open_engine(path: Path, **plan_args: object) -> Engine:
     return Engine(path, make_plan(info, **plan_args), info)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def scripted(gguf_of: Callable[[str, str], Path]) -> Iterator[Engine]:
-    engine = open_engine(gguf_of("scripted", "Q8_0"), n_ctx=512)
+def open_any(kind: str, path: Path, **plan_args: object) -> Any:
+    """The single-sequence Engine (chat, run) or the server's BatchEngine: one contract."""
+    if kind == "single":
+        return open_engine(path, **plan_args)
+    info = read_model_info(path)
+    return BatchEngine(path, make_plan(info, parallel=2, **plan_args), info)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module", params=["single", "batch"])
+def scripted(request: pytest.FixtureRequest, gguf_of: Callable[[str, str], Path]) -> Iterator[Any]:
+    engine = open_any(request.param, gguf_of("scripted", "Q8_0"), n_ctx=512)
     yield engine
     engine.close()
 
 
-@pytest.fixture(scope="module")
-def looping(gguf_of: Callable[[str, str], Path]) -> Iterator[Engine]:
-    engine = open_engine(gguf_of("looping", "Q8_0"), n_ctx=2048)
+@pytest.fixture(scope="module", params=["single", "batch"])
+def looping(request: pytest.FixtureRequest, gguf_of: Callable[[str, str], Path]) -> Iterator[Any]:
+    engine = open_any(request.param, gguf_of("looping", "Q8_0"), n_ctx=2048)
     yield engine
     engine.close()
 
@@ -57,7 +67,7 @@ def collect(events: Iterator[TokenEvent | Finish]) -> tuple[str, Finish]:
     return text, finish
 
 
-def test_streams_tokens_then_finish(scripted: Engine) -> None:
+def test_streams_tokens_then_finish(scripted: Any) -> None:
     events = list(scripted.generate(scripted.tokenize(PROMPT), GREEDY))
     tokens = [e for e in events if isinstance(e, TokenEvent)]
     assert [e.text for e in tokens] == [
@@ -78,7 +88,7 @@ def test_streams_tokens_then_finish(scripted: Engine) -> None:
     assert finish.ttft <= finish.total
 
 
-def test_follow_up_reuses_the_kv_prefix(scripted: Engine) -> None:
+def test_follow_up_reuses_the_kv_prefix(scripted: Any) -> None:
     first = scripted.tokenize(PROMPT)
     collect(scripted.generate(first, GREEDY))
     longer = scripted.tokenize(
@@ -92,7 +102,7 @@ def test_follow_up_reuses_the_kv_prefix(scripted: Engine) -> None:
     assert other.usage.cached_tokens == 1  # a different history shares only <|im_start|>
 
 
-def test_max_tokens_and_stop_strings(scripted: Engine) -> None:
+def test_max_tokens_and_stop_strings(scripted: Any) -> None:
     text, finish = collect(
         scripted.generate(scripted.tokenize(PROMPT), SamplingParams(temperature=0, max_tokens=3))
     )
@@ -106,7 +116,7 @@ def test_max_tokens_and_stop_strings(scripted: Engine) -> None:
     )  # the stop string itself is not emitted
 
 
-def test_thinking_budget_closes_the_block(scripted: Engine) -> None:
+def test_thinking_budget_closes_the_block(scripted: Any) -> None:
     control = ThinkingControl(budget=2)
     text, finish = collect(scripted.generate(scripted.tokenize(PROMPT), GREEDY, thinking=control))
     assert text == "<think>Let\n</think>\n\nHello world"
@@ -114,7 +124,7 @@ def test_thinking_budget_closes_the_block(scripted: Engine) -> None:
     assert "thinking budget of 2 tokens reached" in finish.notes
 
 
-def test_loop_guard_ends_runaway_thinking_and_answers(looping: Engine) -> None:
+def test_loop_guard_ends_runaway_thinking_and_answers(looping: Any) -> None:
     text, finish = collect(looping.generate(looping.tokenize(PROMPT), GREEDY))
     reasoning, _, answer = text.partition("</think>")
     assert reasoning.startswith("<think>Let meLet me") and reasoning.endswith("\n")
@@ -127,7 +137,7 @@ def test_loop_guard_ends_runaway_thinking_and_answers(looping: Engine) -> None:
     assert finish.usage.completion_tokens < 400  # both loops cut after ~64 repeated tokens
 
 
-def test_loop_guard_can_be_turned_off(looping: Engine) -> None:
+def test_loop_guard_can_be_turned_off(looping: Any) -> None:
     params = SamplingParams(temperature=0, max_tokens=300)
     text, finish = collect(
         looping.generate(
@@ -138,7 +148,7 @@ def test_loop_guard_can_be_turned_off(looping: Engine) -> None:
     assert "</think>" not in text and finish.usage.completion_tokens == 300
 
 
-def test_cancel_from_another_thread(looping: Engine) -> None:
+def test_cancel_from_another_thread(looping: Any) -> None:
     cancel = threading.Event()
     seen = 0
     finish = None
@@ -176,7 +186,7 @@ def test_json_schema_constrains_output(gguf_of: Callable[[str, str], Path]) -> N
     assert isinstance(json.loads(text)["ok"], bool)
 
 
-def test_logit_bias_bans_a_token(scripted: Engine) -> None:
+def test_logit_bias_bans_a_token(scripted: Any) -> None:
     hello = scripted.tokenize("Hello")[0]
     params = SamplingParams(temperature=0, logit_bias={hello: float("-inf")}, max_tokens=8)
     text, _ = collect(
@@ -185,7 +195,7 @@ def test_logit_bias_bans_a_token(scripted: Engine) -> None:
     assert "Hello" not in text
 
 
-def test_prompt_longer_than_context(scripted: Engine) -> None:
+def test_prompt_longer_than_context(scripted: Any) -> None:
     with pytest.raises(ContextOverflowError, match="holds 512"):
         collect(scripted.generate(scripted.tokenize("word " * 600), GREEDY))
     with pytest.raises(UsageError, match="empty"):
@@ -193,7 +203,7 @@ def test_prompt_longer_than_context(scripted: Engine) -> None:
 
 
 def test_conversation_splits_reasoning_and_keeps_history(
-    scripted: Engine, gguf_of: Callable[[str, str], Path]
+    scripted: Any, gguf_of: Callable[[str, str], Path]
 ) -> None:
     conv = Conversation(scripted, ChatTemplate.from_gguf(gguf_of("scripted", "Q8_0")))
     deltas = [e for e in conv.send("Hi", TurnOptions(temperature=0)) if isinstance(e, Delta)]
@@ -214,7 +224,7 @@ def test_conversation_splits_reasoning_and_keeps_history(
 
 
 def test_a_message_over_the_context_leaves_the_conversation_usable(
-    scripted: Engine, gguf_of: Callable[[str, str], Path]
+    scripted: Any, gguf_of: Callable[[str, str], Path]
 ) -> None:
     conv = Conversation(scripted, ChatTemplate.from_gguf(gguf_of("scripted", "Q8_0")))
     with pytest.raises(ContextOverflowError, match="context holds 512"):

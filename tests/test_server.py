@@ -20,6 +20,7 @@ import openai
 import pytest
 import uvicorn
 
+from edge.batch import BatchEngine
 from edge.chat import ChatTemplate
 from edge.engine import Engine
 from edge.plan import make_plan, read_model_info
@@ -51,13 +52,15 @@ def wait_ready(url: str, alive: Callable[[], bool] = lambda: True) -> None:
 
 @contextmanager
 def serving(
-    gguf: Path, options: ServerOptions | None = None, n_ctx: int = 2048
+    gguf: Path, options: ServerOptions | None = None, n_ctx: int = 2048, parallel: int = 1
 ) -> Iterator[tuple[str, Any]]:
-    """A real uvicorn server in a thread; yields (base URL, app)."""
+    """A real uvicorn server in a thread, on the batching engine `edge-qwen serve` uses;
+    yields (base URL, app)."""
     info = read_model_info(gguf)
 
-    def load() -> tuple[Engine, ChatTemplate]:
-        return Engine(gguf, make_plan(info, n_ctx=n_ctx), info), ChatTemplate.from_gguf(gguf)
+    def load() -> tuple[BatchEngine, ChatTemplate]:
+        plan = make_plan(info, n_ctx=n_ctx, parallel=parallel)
+        return BatchEngine(gguf, plan, info), ChatTemplate.from_gguf(gguf)
 
     app = create_app("qwen3-test", load, options)
     port = free_port()

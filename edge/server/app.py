@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from edge.batch import BatchEngine
 from edge.chat import ChatTemplate
 from edge.engine import ContextOverflowError, Engine, Finish, TokenEvent
 from edge.errors import EdgeError, UsageError
@@ -112,7 +113,7 @@ class Runtime:
 
 def create_app(
     model_id: str,
-    load: Callable[[], tuple[Engine, ChatTemplate]],
+    load: Callable[[], tuple[Engine | BatchEngine, ChatTemplate]],
     options: ServerOptions | None = None,
 ) -> FastAPI:
     """The API around a model that `load()` opens (in the background, at startup)."""

@@ -1,10 +1,10 @@
-"""One engine, one generation at a time, a bounded FIFO of waiting requests.
+"""Up to `engine.parallel` generations at once, a bounded FIFO of waiting requests.
 
-Generation runs in a worker thread; events cross into the event loop through an asyncio
-queue. When the consumer goes away (client disconnect, error), the generation is
-cancelled and the engine is handed to the next request as soon as the thread lets go.
-The boundary is `stream(prompt, params, control)`, so a batching scheduler can replace
-this class later without touching the routes.
+Each generation runs in a worker thread; events cross into the event loop through an
+asyncio queue. With a batching engine (edge.batch) the threads only carry events: the
+engine's scheduler decodes all running generations together. When the consumer goes
+away (client disconnect, error), the generation is cancelled and its slot is handed to
+the next request as soon as the thread lets go.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+from edge.batch import BatchEngine
 from edge.engine import Engine, Event, Finish, SamplingParams, ThinkingControl, TokenEvent
 from edge.errors import EdgeError
 from edge.server.metrics import Metrics
@@ -33,11 +34,12 @@ END = object()  # the worker thread's last item
 
 
 class EngineWorker:
-    """Serializes generations on one engine; counts what /metrics reports."""
+    """Admits generations to one engine, `engine.parallel` at a time (1 for an Engine);
+    counts what /metrics reports."""
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | BatchEngine,
         max_queue: int = 16,
         metrics: Metrics | None = None,
         keepalive_after: float = KEEPALIVE_AFTER,
@@ -49,8 +51,9 @@ class EngineWorker:
         self.waiting = 0
         self.in_flight = 0
         self.generated_tokens = 0  # every token sampled, for /metrics and the disconnect test
-        self._lock = asyncio.Lock()  # FIFO: asyncio wakes waiters in arrival order
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-engine")
+        self.parallel = int(getattr(engine, "parallel", 1))
+        self._slots = asyncio.Semaphore(self.parallel)  # FIFO: waiters wake in arrival order
+        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="edge-engine")
 
     def admit(self, prompt: list[int], params: SamplingParams) -> None:
         """Refuse now what cannot run: a prompt that does not fit, or a full queue.
@@ -58,7 +61,7 @@ class EngineWorker:
         Called before a streamed response starts, so these get a proper HTTP status.
         """
         self.engine.check_prompt(prompt, params.max_tokens)
-        if self._lock.locked() and self.waiting >= self.max_queue:
+        if self._slots.locked() and self.waiting >= self.max_queue:
             raise QueueFullError(
                 f"The server is busy: {self.waiting} requests are already waiting.",
                 "Retry in a few seconds.",
@@ -71,7 +74,7 @@ class EngineWorker:
         self.admit(prompt, params)
         self.waiting += 1
         try:
-            await self._lock.acquire()
+            await self._slots.acquire()
         finally:
             self.waiting -= 1
         loop = asyncio.get_running_loop()
@@ -105,7 +108,7 @@ class EngineWorker:
 
     def _release(self) -> None:
         self.in_flight -= 1
-        self._lock.release()
+        self._slots.release()
 
     def close(self) -> None:
         """Stop the worker thread (after the current generation)."""

@@ -1,0 +1,279 @@
+"""The batching engine through the real llama.cpp: outputs equal to decoding alone, joins and
+leaves mid-flight, cancellation within a step, prefix reuse, a full cache, and 8 clients
+through the real server. (The single-sequence contract tests in test_engine.py also run
+against BatchEngine.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from edge.batch import BatchEngine, ContextFullError
+from edge.engine import Engine, Finish, SamplingParams, ThinkingControl, TokenEvent
+from edge.plan import make_plan, read_model_info
+from tests.test_server import serving
+
+NO_GUARD = ThinkingControl(loop_guard=False)
+TIMEOUT = 120.0
+
+
+def open_batch(path: Path, parallel: int, n_ctx: int = 2048) -> BatchEngine:
+    info = read_model_info(path)
+    return BatchEngine(path, make_plan(info, n_ctx=n_ctx, parallel=parallel), info)
+
+
+def chat(i: int, words: int) -> str:
+    filler = " ".join(f"w{k}" for k in range(words))
+    return f"<|im_start|>user\n({i}) {filler}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def tokens_of(events: Iterator[Any]) -> tuple[list[int], Finish]:
+    ids, finish = [], None
+    for e in events:
+        if isinstance(e, TokenEvent) and e.token_id >= 0:
+            ids.append(e.token_id)
+        elif isinstance(e, Finish):
+            finish = e
+    assert finish is not None
+    return ids, finish
+
+
+def run_together(engine: BatchEngine, jobs: list[tuple[list[int], SamplingParams, float]],
+                 cancel_after: dict[int, int] | None = None) -> list[tuple[list[int], Finish]]:  # fmt: skip
+    """Start job i after its delay; job k in `cancel_after` leaves after that many tokens."""
+    results: list[Any] = [None] * len(jobs)
+
+    def one(i: int) -> None:
+        prompt, params, delay = jobs[i]
+        time.sleep(delay)
+        cancel = threading.Event()
+        ids: list[int] = []
+        finish = None
+        for e in engine.generate(prompt, params, cancel=cancel, thinking=NO_GUARD):
+            if isinstance(e, TokenEvent) and e.token_id >= 0:
+                ids.append(e.token_id)
+                if cancel_after and len(ids) == cancel_after.get(i, -1):
+                    cancel.set()
+            elif isinstance(e, Finish):
+                finish = e
+        results[i] = (ids, finish)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=TIMEOUT)
+    assert all(r is not None for r in results), "a generation did not finish"
+    return results
+
+
+@pytest.mark.parametrize(("which", "qtype"), [("tiny", "Q4_K_M"), ("scripted", "Q8_0")])
+def test_batched_output_equals_alone(
+    which: str, qtype: str, gguf_of: Callable[[str, str], Path]
+) -> None:
+    path = gguf_of(which, qtype)
+    engine = open_batch(path, parallel=4)
+    # Mixed lengths, one prompt longer than a step's 512 tokens (read in chunks), six
+    # requests for four slots (two wait), staggered joins, and one that leaves early.
+    prompts = [engine.tokenize(chat(i, words)) for i, words in enumerate([3, 40, 160, 8, 120, 1])]
+    assert len(prompts[2]) > 512  # more than one step's worth
+    params = [SamplingParams(temperature=0, max_tokens=n) for n in (48, 30, 40, 60, 20, 64)]
+    try:
+        alone = [
+            tokens_of(engine.generate(p, s, thinking=NO_GUARD))[0]
+            for p, s in zip(prompts, params, strict=True)
+        ]
+        jobs = [(p, s, 0.02 * i) for i, (p, s) in enumerate(zip(prompts, params, strict=True))]
+        together = run_together(engine, jobs, cancel_after={3: 5})
+    finally:
+        engine.close()
+    for i, (ids, finish) in enumerate(together):
+        if i == 3:  # left after 5 tokens: what it got is the start of its answer alone
+            assert finish.reason == "cancelled" and ids == alone[3][: len(ids)]
+            assert len(ids) <= 6  # freed within one step of leaving
+            continue
+        assert ids == alone[i], f"request {i} differs when batched"
+        assert finish.usage.completion_tokens == len(ids)
+    single = open_any_single(path)
+    try:
+        for i in (0, 2, 5):  # and alone on the batching engine = the chat CLI's engine
+            single.forget()
+            ids, _ = tokens_of(single.generate(prompts[i], params[i], thinking=NO_GUARD))
+            assert ids == alone[i]
+    finally:
+        single.close()
+
+
+def open_any_single(path: Path) -> Engine:
+    info = read_model_info(path)
+    return Engine(path, make_plan(info, n_ctx=2048), info)
+
+
+def test_a_waiting_request_starts_when_a_slot_is_cancelled(
+    gguf_of: Callable[[str, str], Path],
+) -> None:
+    engine = open_batch(gguf_of("looping", "Q8_0"), parallel=1, n_ctx=4096)
+    prompt = engine.tokenize(chat(0, 2))
+    second: list[Any] = []
+
+    def waiter() -> None:
+        short = SamplingParams(temperature=0, max_tokens=5)
+        second.append(tokens_of(engine.generate(prompt, short, thinking=NO_GUARD)))
+
+    cancel = threading.Event()
+    t = threading.Thread(target=waiter)
+    finish = None
+    try:
+        for e in engine.generate(prompt, SamplingParams(temperature=0, max_tokens=3000),
+                                 cancel=cancel, thinking=NO_GUARD):  # fmt: skip
+            if isinstance(e, TokenEvent) and not t.is_alive() and not cancel.is_set():
+                t.start()  # queued behind this generation: the only slot is taken
+                deadline = time.monotonic() + 10
+                while engine.waiting == 0 and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                assert engine.waiting == 1
+                cancel.set()
+            elif isinstance(e, Finish):
+                finish = e
+        t.join(TIMEOUT)
+    finally:
+        engine.close()
+    assert finish is not None and finish.reason == "cancelled"
+    assert finish.usage.completion_tokens < 300  # stopped at once, not at 3000
+    ids, done = second[0]
+    assert len(ids) == 5 and done.reason == "length"  # the waiting request got the slot
+
+
+def test_a_prefix_is_shared_with_a_live_sequence(gguf_of: Callable[[str, str], Path]) -> None:
+    path = gguf_of("tiny", "Q8_0")
+    system = "<|im_start|>system\n" + " ".join(f"rule{k}" for k in range(150)) + "<|im_end|>\n"
+    params = SamplingParams(temperature=0, max_tokens=40)
+    first = open_batch(path, parallel=2)
+    try:
+        a = first.tokenize(system + chat(1, 5))
+        b = first.tokenize(system + chat(2, 5))
+        shared = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+        b_alone = tokens_of(first.generate(b, params, thinking=NO_GUARD))[0]
+        assert first.cached_sequences == 1
+    finally:
+        first.close()
+    engine = open_batch(path, parallel=2)  # nothing cached: b can only borrow from a, live
+    try:
+        jobs = [(a, SamplingParams(temperature=0, max_tokens=400), 0.0), (b, params, 0.3)]
+        (_, fa), (b_ids, fb) = run_together(engine, jobs)
+    finally:
+        engine.close()
+    assert fa.usage.cached_tokens == 0 and fa.usage.completion_tokens == 400
+    assert fb.usage.cached_tokens >= shared  # the system prompt was not read again
+    assert b_ids == b_alone
+
+
+def test_finished_sequences_are_kept_up_to_the_slot_count(
+    gguf_of: Callable[[str, str], Path],
+) -> None:
+    engine = open_batch(gguf_of("scripted", "Q8_0"), parallel=2)
+    params = SamplingParams(temperature=0, max_tokens=4)
+    try:
+        for i in range(5):
+            tokens_of(engine.generate(engine.tokenize(chat(i, 20)), params))
+        assert engine.cached_sequences == 2  # least recently used ones made room
+        again = tokens_of(engine.generate(engine.tokenize(chat(4, 20)), params))[1]
+        assert again.usage.cached_tokens > 20  # the most recent one was still there
+    finally:
+        engine.close()
+
+
+def test_a_full_cache_fails_the_newest_and_serves_the_rest(
+    gguf_of: Callable[[str, str], Path],
+) -> None:
+    engine = open_batch(gguf_of("looping", "Q8_0"), parallel=3, n_ctx=256)
+    params = SamplingParams(temperature=0, max_tokens=200)
+    prompt = engine.tokenize(chat(0, 2))
+    errors: list[BaseException] = []
+    done: list[int] = []
+
+    def one(i: int) -> None:
+        time.sleep(0.05 * i)
+        try:
+            done.append(len(tokens_of(engine.generate(prompt + [i], params, thinking=NO_GUARD))[0]))
+        except ContextFullError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        assert errors and "context is full" in errors[0].args[0]
+        assert 200 in done  # the oldest ran to the end
+        ids, finish = tokens_of(
+            engine.generate(prompt, SamplingParams(temperature=0, max_tokens=3))
+        )
+        assert len(ids) == 3  # and the engine still serves
+    finally:
+        engine.close()
+
+
+@pytest.mark.slow
+def test_eight_clients_at_once_through_the_server(gguf_of: Callable[[str, str], Path]) -> None:
+    tokens = 24
+    stamps: list[list[float]] = [[] for _ in range(8)]
+    failures: list[str] = []
+
+    def client(url: str, i: int, barrier: threading.Barrier) -> None:
+        body = {"model": "m", "stream": True, "max_tokens": tokens, "temperature": 0,
+                "loop_guard": False, "enable_thinking": False,
+                "messages": [{"role": "user", "content": f"client {i}"}]}  # fmt: skip
+        barrier.wait(TIMEOUT)
+        try:
+            with httpx.stream(
+                "POST", f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT
+            ) as r:
+                if r.status_code != 200:
+                    failures.append(f"{i}: HTTP {r.status_code}")
+                for line in r.iter_lines():
+                    if (
+                        line.startswith("data: {")
+                        and '"content":"' in line
+                        and '"role"' not in line
+                    ):
+                        stamps[i].append(time.perf_counter())
+        except httpx.HTTPError as exc:
+            failures.append(f"{i}: {exc}")
+
+    with serving(gguf_of("looping", "Q8_0"), n_ctx=4096, parallel=4) as (url, _):
+        barrier = threading.Barrier(8)
+        threads = [threading.Thread(target=client, args=(url, i, barrier)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+    assert not failures, failures
+    assert [len(s) for s in stamps] == [tokens] * 8  # everyone got a full answer
+    # Decoded together: four streams are live at once, so their token times interleave.
+    firsts = sorted(s[0] for s in stamps)
+    lasts = sorted(s[-1] for s in stamps)
+    assert firsts[3] < lasts[0], "the first four streams did not overlap"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")
+@pytest.mark.parametrize("kind", ["single", "batch"])
+def test_cpu_engines_read_the_model_instead_of_mapping_it(
+    kind: str, gguf_of: Callable[[str, str], Path]
+) -> None:
+    path = gguf_of("tiny", "Q4_K_M")
+    info = read_model_info(path)
+    plan = make_plan(info, n_ctx=256)
+    engine: Any = Engine(path, plan, info) if kind == "single" else BatchEngine(path, plan, info)
+    try:
+        maps = Path("/proc/self/maps").read_text(encoding="utf-8")
+    finally:
+        engine.close()
+    assert str(path) not in maps  # one copy of the weights, not a mapping beside llama.cpp's
