@@ -68,7 +68,7 @@ def test_quick_bench_makes_every_figure(
     assert all(level["errors"] == 0 for level in ours.values()), ours
 
     verdicts = targets(results)
-    assert len(verdicts) == 4 and all(t.value is not None for t in verdicts), verdicts
+    assert len(verdicts) == 8 and all(t.value is not None for t in verdicts), verdicts
     assert summarize(results)["models"][0]["raw"]["llama-bench"]
     for png in ("ttft.png", "itl.png", "throughput.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG"), png

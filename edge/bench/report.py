@@ -31,6 +31,11 @@ DECODE_LIMIT = 0.97
 TTFT_LIMIT = 1.05
 TURN_LIMIT = 1.2
 RSS_LIMIT = 1.0
+AGG_LIMIT = 1.0
+PY_LIMIT = 2.5
+TTFT95_LIMIT = 1.5
+FAIR_LIMIT = 2.0
+PY_SERVER = "llama_cpp.server"
 MAX_STRIP_POINTS = 50
 
 
@@ -213,6 +218,8 @@ def _concurrency_summary(concurrency: dict[str, Any]) -> dict[str, Any]:
                 "requests": run.get("requests"),
                 "tokens": run.get("tokens"),
                 "wall_s": run.get("wall_s"),
+                "client_tps_min": min(_floats(run.get("client_tps") or []), default=None),
+                "client_tps_max": max(_floats(run.get("client_tps") or []), default=None),
             }
         out[name] = rows
     return out
@@ -250,7 +257,30 @@ def _model_targets(summary: dict[str, Any]) -> list[Target]:
         _ttft_target(summary),
         _turn_target(summary),
         _rss_target(summary),
+        *_concurrency_targets(summary),
     ]
+
+
+def _concurrency_targets(s: dict[str, Any]) -> list[Target]:
+    """Several users at once: 4 clients against llama-server --parallel 4 and against
+    llama-cpp-python's server; 8 clients with no errors and no client starved."""
+    at4 = {name: rows.get("4") or {} for name, rows in (s.get("concurrency") or {}).items()}
+    ours, ref, py = at4.get(OURS, {}), at4.get(LLAMA_SERVER, {}), at4.get(PY_SERVER, {})
+    q = s["quant"]
+    agg = [r.get("aggregate_tps") for r in (ours, ref, py)]
+    tput = _verdict(f"4 clients: aggregate ≥ {AGG_LIMIT} × llama-server", q, _ratio(agg[0], agg[1]),
+                    AGG_LIMIT, True, f"{_fmt(agg[0], '.1f')} vs {_fmt(agg[1], '.1f')} tok/s")  # fmt: skip
+    vs_py = _verdict(f"4 clients: aggregate ≥ {PY_LIMIT} × llama_cpp.server", q, _ratio(agg[0], agg[2]),
+                     PY_LIMIT, True, f"{_fmt(agg[0], '.1f')} vs {_fmt(agg[2], '.1f')} tok/s")  # fmt: skip
+    t95 = [r.get("ttft_p95_s") for r in (ours, ref)]
+    ttft = _verdict(f"4 clients: TTFT p95 ≤ {TTFT95_LIMIT} × llama-server", q, _ratio(t95[0], t95[1]),
+                    TTFT95_LIMIT, False, f"{_ms(t95[0])} vs {_ms(t95[1])} ms")  # fmt: skip
+    at8 = _get(s, "concurrency", OURS, "8") or {}
+    lo, hi, errors = at8.get("client_tps_min"), at8.get("client_tps_max"), at8.get("errors")
+    spread = _ratio(hi, lo) if errors == 0 else None
+    fair = _verdict(f"8 clients: no errors, client tok/s within {FAIR_LIMIT}×", q, spread, FAIR_LIMIT,
+                    False, f"{_count(errors)} errors; client tok/s {_fmt(lo, '.1f')}–{_fmt(hi, '.1f')}")  # fmt: skip
+    return [tput, vs_py, ttft, fair]
 
 
 def _verdict(
@@ -510,6 +540,7 @@ def _concurrency_table(s: dict[str, Any]) -> str | None:
         "aggregate tok/s",
         "TTFT p50 ms",
         "TTFT p95 ms",
+        "client tok/s min–max",
         "errors/requests",
     ]
     rows = [
@@ -519,12 +550,17 @@ def _concurrency_table(s: dict[str, Any]) -> str | None:
             _fmt(row["aggregate_tps"], ".1f"),
             _ms(row["ttft_p50_s"]),
             _ms(row["ttft_p95_s"]),
+            _span(row.get("client_tps_min"), row.get("client_tps_max")),
             f"{_count(row['errors'])}/{_count(row['requests'])}",
         ]
         for name, by_clients in s["concurrency"].items()
         for row in by_clients.values()
     ]
     return _table(headers, rows)
+
+
+def _span(lo: float | None, hi: float | None) -> str:
+    return DASH if lo is None or hi is None else f"{lo:.1f}–{hi:.1f}"
 
 
 def _yes_no(flag: bool | None) -> str:

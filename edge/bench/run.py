@@ -2,7 +2,7 @@
 
 For each quantization: the raw engine (figure 1), then the three servers, all started
 together so their requests can interleave (figures 2–4), then 1..N concurrent clients
-(figure 5; llama-server restarted with --parallel equal to the client count), and each
+(figure 5; llama-server and edge-qwen restarted with --parallel equal to the client count), and each
 server's peak memory (figure 6). Writes results.json (every raw number), PNG plots and a
 Markdown section.
 """
@@ -45,7 +45,7 @@ class Sizes:
 
 
 FULL = Sizes(512, 128, 5, 128, 5, 3, 6, 32, 3, (1, 2, 4, 8), 64)
-QUICK = Sizes(128, 32, 1, 32, 2, 1, 3, 8, 1, (1, 2), 16)
+QUICK = Sizes(128, 32, 1, 32, 2, 1, 3, 8, 1, (1, 2, 4, 8), 16)
 
 
 @dataclass
@@ -183,10 +183,10 @@ def _concurrency(running: list[Server], s: ServerSettings, opts: BenchOptions,
     out: dict[str, dict[str, Any]] = {sv.name: {} for sv in running}
     for i, n in enumerate(z.clients):
         for j, sv in enumerate(running):
-            if sv.name == LLAMA_SERVER and n > 1:  # its slots are fixed at start: --parallel n
+            if sv.name in (OURS, LLAMA_SERVER) and n > 1:  # slots are fixed at start: --parallel n
                 _note_peak(sv, peaks)
                 sv.stop()
-                running[j] = servers.start(LLAMA_SERVER, s, _logs(opts), llama_server, parallel=n)
+                running[j] = servers.start(sv.name, s, _logs(opts), llama_server, parallel=n)
         k = i % len(running)
         for sv in running[k:] + running[:k]:
             got = servers.concurrent(sv, f"c{n}", n, z.client_tokens)

@@ -101,7 +101,8 @@ def command(name: str, s: ServerSettings, port: int, llama_server: Path | None,
     t, c = str(s.threads), str(s.ctx)
     if name == OURS:
         return [sys.executable, "-m", "edge.cli", "serve", "-m", str(s.model), "--port", str(port),
-                "--ctx", c, "--threads", t, "--flash-attn" if s.flash_attn else "--no-flash-attn"]  # fmt: skip
+                "--ctx", c, "--threads", t, "--flash-attn" if s.flash_attn else "--no-flash-attn",
+                "--parallel", str(parallel)]  # fmt: skip
     if name == LLAMA_SERVER:
         assert llama_server is not None
         return [str(llama_server), "-m", str(s.model), "--host", "127.0.0.1", "--port", str(port),
@@ -242,7 +243,9 @@ def concurrent(server: Server, tag: str, clients: int, max_tokens: int) -> dict:
     wall = time.perf_counter() - start
     done = [r for r in results if r is not None]
     tokens = sum(r["tokens"] for r in done)
-    return {"aggregate_tps": tokens / wall, "ttft_s": [r["ttft_s"] for r in done],
+    # Each client's own rate, request sent to last token: a client kept waiting shows here.
+    rates = [r["tokens"] / r["total_s"] for r in done if r["total_s"] > 0]
+    return {"aggregate_tps": tokens / wall, "ttft_s": [r["ttft_s"] for r in done], "client_tps": rates,
             "errors": clients - len(done), "requests": clients, "wall_s": wall, "tokens": tokens,
             "error_messages": errors[:3]}  # fmt: skip
 
