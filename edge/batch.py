@@ -29,7 +29,6 @@ from typing import Any
 
 from edge.engine import (
     Event,
-    Finish,
     SamplingParams,
     TextState,
     ThinkingControl,
@@ -43,15 +42,19 @@ _DONE = object()
 
 
 class ContextFullError(EdgeError):
-    """The shared KV cache has no room left for a running generation."""
+    """The shared KV cache has no room left for a running generation (HTTP 503)."""
+
+
+class EngineClosedError(EdgeError):
+    """The engine is shutting down or its scheduler has stopped (HTTP 503)."""
 
 
 @dataclass
 class _Request:
     prompt: list[int]
     params: SamplingParams
-    thinking: ThinkingControl
-    in_think: bool
+    state: TextState
+    sampler: Any
     cancel: threading.Event
     out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
 
@@ -107,15 +110,27 @@ class BatchEngine(TokenText):
     ) -> Iterator[Event]:
         """Stream the completion of `prompt` (TokenEvents, then one Finish), decoded in a
         batch with whatever else is running. Closing the iterator cancels it."""
+        if self._closing:  # checked again below, under the lock, before queueing
+            raise EngineClosedError("The server is shutting down.", "Retry when it is back.")
         self.check_prompt(prompt)
-        req = _Request(prompt, params, thinking or ThinkingControl(), in_think,
+        # Built here, on the caller's thread: a bad grammar or schema fails this request
+        # with its own error, and compiling one never stalls the other streams.
+        state = TextState(self, params, thinking or ThinkingControl(), in_think)
+        req = _Request(prompt, params, state, build_sampler(self._model, params),
                        cancel or threading.Event())  # fmt: skip
         with self._wake:
+            if self._closing:
+                raise EngineClosedError("The server is shutting down.", "Retry when it is back.")
             self._waiting.append(req)
             self._wake.notify()
         try:
             while True:
-                item = req.out.get()
+                try:
+                    item = req.out.get(timeout=1.0)
+                except queue.Empty:
+                    if not self._thread.is_alive():  # never wait on a scheduler that is gone
+                        raise EngineClosedError("The batch scheduler stopped.", None) from None
+                    continue
                 if item is _DONE:
                     return
                 if isinstance(item, BaseException):
@@ -130,6 +145,11 @@ class BatchEngine(TokenText):
             self._closing = True
             self._wake.notify()
         self._thread.join(timeout=60)
+        if self._thread.is_alive():  # still inside a decode: freeing now would pull the
+            return  # context from under it; the process is ending anyway
+        import llama_cpp
+
+        llama_cpp.llama_batch_free(self._batch.raw)
         self._ctx.close()
         self._model.close()
 
@@ -155,12 +175,18 @@ class BatchEngine(TokenText):
                 self._admit()
             try:
                 self._step()
-            except Exception as exc:  # handed to every live consumer; their KV is unknown now
-                for slot in self._active():
+            except Exception as exc:  # llama.cpp failed the step: every live sequence's KV
+                for slot in self._active():  # is in doubt, so each fails and is forgotten
                     self._forget(slot)
                     self._retire(slot, exc)
+        closing = EngineClosedError("The server is shutting down.", "Retry when it is back.")
         for slot in self._active():
-            self._retire(slot, EdgeError("The server is shutting down.", "Retry when it is back."))
+            self._retire(slot, closing)
+        with self._wake:
+            while self._waiting:
+                req = self._waiting.popleft()
+                req.out.put(closing)
+                req.out.put(_DONE)
 
     def _active(self) -> list[_Slot]:
         return [s for s in self._slots if s.busy]
@@ -173,10 +199,16 @@ class BatchEngine(TokenText):
                 return
             req = self._waiting.popleft()
             if req.cancel.is_set():
-                req.out.put(_finish_now(req, "cancelled"))
+                for event in req.state.finish("cancelled", len(req.prompt), 0):
+                    req.out.put(event)
                 req.out.put(_DONE)
                 continue
-            self._start(self._place(req, free), req)
+            slot = self._place(req, free)
+            try:
+                self._start(slot, req)
+            except Exception as exc:  # this request fails; the slot is emptied for others
+                self._forget(slot)
+                self._retire(slot, exc)
 
     def _place(self, req: _Request, free: list[_Slot]) -> _Slot:
         """A slot whose cached sequence is mostly a prefix of the prompt (the next turn of
@@ -209,8 +241,7 @@ class BatchEngine(TokenText):
             self._admissions,
         )
         slot.feed, slot.want_logits = list(req.prompt[keep:]), True
-        slot.state = TextState(self, req.params, req.thinking, req.in_think)
-        slot.sampler = build_sampler(self._model, req.params)
+        slot.state, slot.sampler = req.state, req.sampler
 
     def _step(self) -> None:
         for slot in self._active():
@@ -219,28 +250,44 @@ class BatchEngine(TokenText):
         live = self._active()
         if not live:
             return
-        plan = self._fill(live)
+        plan = self._fill(live, prompts=True)
         try:
             self._decode()
-        except ContextFullError as exc:  # the newest sequence gives way; the rest go on
-            victim = max(live, key=lambda s: s.admitted)
-            self._forget(victim)
-            self._retire(victim, exc)
-            return
+        except ContextFullError as exc:
+            # No room: first leave the prompt chunks for a later step and decode only the
+            # generating sequences; if even that does not fit, the newest one gives way.
+            plan = self._fill(live, prompts=False)
+            try:
+                if not plan:
+                    raise exc
+                self._decode()
+            except ContextFullError as again:
+                victim = max(live, key=lambda s: s.admitted)
+                self._forget(victim)
+                self._retire(victim, again)
+                return
         for slot, taken, _ in plan:  # evaluated: the KV cache now holds these tokens
             slot.tokens.extend(taken)
             del slot.feed[: len(taken)]
         for slot, _, output in plan:
-            if output is not None:
+            if output is None:
+                continue
+            try:
                 self._sample(slot, output)
+            except Exception as exc:  # one sequence's failure is not the others'
+                self._forget(slot)
+                self._retire(slot, exc)
 
-    def _fill(self, live: list[_Slot]) -> list[tuple[_Slot, list[int], int | None]]:
-        """Fill the batch: generating sequences first (one token each), then prompt chunks
-        in the room left, oldest first. Returns (slot, tokens taken, logits index or None)."""
+    def _fill(self, live: list[_Slot], prompts: bool) -> list[tuple[_Slot, list[int], int | None]]:
+        """Fill the batch: generating sequences first (one token each), then, with
+        `prompts`, prompt chunks in the room left, oldest first.
+        Returns (slot, tokens taken, logits index or None)."""
         batch, budget = self._batch, self.plan.n_batch
         batch.clear()
         plan: list[tuple[_Slot, list[int], int | None]] = []
         for slot in sorted(live, key=lambda s: (len(s.feed) > 1, s.admitted)):
+            if len(slot.feed) > 1 and not prompts:
+                break
             take = slot.feed[:budget]
             if not take:
                 continue
@@ -277,8 +324,8 @@ class BatchEngine(TokenText):
         slot.tokens = []
 
     def _sample(self, slot: _Slot, index: int) -> None:
-        """One turn of the single-sequence loop in edge.engine, in the same order, so a
-        sequence's events are the same batched or alone."""
+        """One turn of the single-sequence loop in edge.engine, with its checks in the same
+        order, so a sequence's events follow the same rules batched or alone."""
         req, state = slot.req, slot.state
         assert req is not None and state is not None
         limit = req.params.max_tokens if req.params.max_tokens is not None else self.plan.n_ctx
@@ -305,6 +352,10 @@ class BatchEngine(TokenText):
         slot.feed = [token]
         if forced:
             close, event = state.force_close()
+            if len(slot.tokens) + 1 + len(close) > self.plan.n_ctx:
+                state.notes.append("context full")
+                self._retire(slot, "length")
+                return
             slot.feed.extend(close)
             req.out.put(event)
 
@@ -360,12 +411,6 @@ def _common(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
-
-
-def _finish_now(req: _Request, reason: str) -> Finish:
-    from edge.engine import Usage
-
-    return Finish(reason, Usage(len(req.prompt), 0, 0, 0), 0.0, 0.0)
 
 
 def _load(path: Path, plan: Plan) -> tuple[Any, Any]:

@@ -157,7 +157,9 @@ def make_plan(
     # 959 MiB). Reading the file instead keeps one copy, loads faster, decodes the same.
     mmap = bool(n_gpu_layers)
     return Plan(
-        n_ctx=ctx, n_threads=n, n_threads_batch=max(n, os.cpu_count() or n), n_batch=512,
+        # Asked for N threads, llama.cpp gets N for everything; by default prompts also
+        # use the hyper-threads, which help batches of many tokens.
+        n_ctx=ctx, n_threads=n, n_threads_batch=n if threads else max(n, os.cpu_count() or n), n_batch=512,
         n_gpu_layers=n_gpu_layers or 0, kv_type=kv, flash_attn=fa, use_mmap=mmap, use_mlock=mlock,
         kv_bytes=int(info.kv_bytes_per_token(kv) * ctx), weights_bytes=info.weights_bytes,
         notes=tuple(notes), n_parallel=n_parallel,

@@ -15,20 +15,13 @@ import statistics
 import sys
 from pathlib import Path
 
+from edge.bench.servers import TURNS
 from edge.chat import ChatTemplate
 from edge.conversation import Conversation, TurnOptions
 from edge.engine import Engine, Finish
 from edge.plan import make_plan, read_model_info
 
-QUESTIONS = [
-    "I am planning a small vegetable garden on a balcony that gets about five hours of sun. "
-    "Which vegetables would you start with, and how deep should the containers be?",
-    "Good. How often should I water them in summer, and does the kind of pot change that?",
-    "What about fertiliser: organic or mineral, and how much for containers this size?",
-    "Some leaves are turning yellow at the edges. What are the likely causes?",
-    "How do I keep aphids away without spraying anything toxic near the kitchen?",
-    "Finally, which of these plants can stay outside over a mild winter?",
-]
+QUESTIONS = TURNS  # the same conversation the benchmark sends to the servers
 
 
 def one_conversation(

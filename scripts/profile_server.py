@@ -68,6 +68,8 @@ def main() -> int:
         rec.send_signal(2)  # SIGINT: py-spy writes its file and exits
         rec.wait(timeout=60)
     finally:
+        if "rec" in locals() and rec.poll() is None:
+            rec.kill()
         server.stop()
     report(raw, tps)
     return 0

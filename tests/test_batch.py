@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edge.batch import BatchEngine, ContextFullError
+from edge.batch import BatchEngine, ContextFullError, EngineClosedError
 from edge.engine import Engine, Finish, SamplingParams, ThinkingControl, TokenEvent
 from edge.plan import make_plan, read_model_info
 from tests.test_server import serving
@@ -277,3 +277,24 @@ def test_cpu_engines_read_the_model_instead_of_mapping_it(
     finally:
         engine.close()
     assert str(path) not in maps  # one copy of the weights, not a mapping beside llama.cpp's
+
+
+def test_a_bad_schema_fails_its_request_and_the_engine_goes_on(
+    gguf_of: Callable[[str, str], Path],
+) -> None:
+    from edge.errors import UsageError
+
+    engine = open_batch(gguf_of("scripted", "Q8_0"), parallel=2)
+    prompt = engine.tokenize(chat(0, 2))
+    try:
+        bad = SamplingParams(temperature=0, json_schema={"type": "no-such-type"})
+        with pytest.raises(UsageError, match="JSON schema"):
+            tokens_of(engine.generate(prompt, bad))
+        ids, finish = tokens_of(
+            engine.generate(prompt, SamplingParams(temperature=0, max_tokens=3))
+        )
+        assert len(ids) == 3 and finish.reason == "length"
+    finally:
+        engine.close()
+    with pytest.raises(EngineClosedError):
+        tokens_of(engine.generate(prompt, SamplingParams(temperature=0, max_tokens=3)))

@@ -228,10 +228,10 @@ def concurrent(server: Server, tag: str, clients: int, max_tokens: int) -> dict:
     barrier = threading.Barrier(clients)
 
     def one(i: int) -> None:
-        barrier.wait(timeout=60)
         try:
+            barrier.wait(timeout=60)
             results[i] = stream_chat(server, user(f"{tag}-{i}"), max_tokens)
-        except (httpx.HTTPError, BenchError) as exc:
+        except (httpx.HTTPError, BenchError, threading.BrokenBarrierError) as exc:
             errors.append(str(exc))
 
     threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(clients)]

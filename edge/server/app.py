@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge.batch import BatchEngine
+from edge.batch import BatchEngine, ContextFullError, EngineClosedError
 from edge.chat import ChatTemplate
 from edge.engine import ContextOverflowError, Engine, Finish, TokenEvent
 from edge.errors import EdgeError, UsageError
@@ -71,6 +71,8 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (TooLarge, 413, "invalid_request_error"),
     (QueueFullError, 429, "rate_limit_error"),
     (Loading, 503, "server_error"),
+    (ContextFullError, 503, "server_error"),
+    (EngineClosedError, 503, "server_error"),
     (EdgeError, 500, "server_error"),
 ]
 
@@ -89,7 +91,7 @@ def error_response(exc: Exception) -> JSONResponse:
             assert isinstance(exc, EdgeError)
             message = exc.message + (f" {exc.hint}" if exc.hint else "")
             code = "context_length_exceeded" if isinstance(exc, ContextOverflowError) else None
-            headers = {"Retry-After": "2"} if status == 429 else None
+            headers = {"Retry-After": "2"} if status in (429, 503) else None
             param = getattr(exc, "param", None)
             return JSONResponse(error_body(message, etype, param, code), status, headers=headers)
     log.exception("unexpected error", exc_info=exc)
