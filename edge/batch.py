@@ -34,8 +34,10 @@ from edge.engine import (
     ThinkingControl,
     TokenText,
     build_sampler,
+    common_prefix,
+    loading,
 )
-from edge.errors import EdgeError, InvalidModelError
+from edge.errors import EdgeError
 from edge.plan import KV_TYPES, ModelInfo, Plan, make_plan, read_model_info
 
 _DONE = object()
@@ -215,15 +217,18 @@ class BatchEngine(TokenText):
         its conversation, or the same prompt again) goes on in place; otherwise the least
         recently used slot, an empty one first, so that other cached conversations survive.
         Any shared prefix is then copied from whichever slot holds the longest one."""
-        best = max(free, key=lambda s: _common(s.tokens, req.prompt))
-        if best.tokens and 2 * _common(best.tokens, req.prompt) >= len(best.tokens):
+        shared = {s.seq: common_prefix(s.tokens, req.prompt) for s in free}
+        best = max(free, key=lambda s: shared[s.seq])
+        if best.tokens and 2 * shared[best.seq] >= len(best.tokens):
             return best
         return min(free, key=lambda s: (bool(s.tokens), s.last_used))
 
     def _start(self, slot: _Slot, req: _Request) -> None:
-        keep = min(_common(slot.tokens, req.prompt), len(req.prompt) - 1)
-        donor = max(self._slots, key=lambda s: _common(s.tokens, req.prompt))
-        shared = min(_common(donor.tokens, req.prompt), len(req.prompt) - 1)
+        common = {s.seq: common_prefix(s.tokens, req.prompt) for s in self._slots}
+        donor = max(self._slots, key=lambda s: common[s.seq])
+        # The last prompt token must be evaluated for its logits.
+        keep = min(common[slot.seq], len(req.prompt) - 1)
+        shared = min(common[donor.seq], len(req.prompt) - 1)
         mem = self._memory()
         import llama_cpp
 
@@ -404,21 +409,10 @@ class _Batch:
         self.raw.n_tokens = self.n
 
 
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _load(path: Path, plan: Plan) -> tuple[Any, Any]:
     """The model and a context with one sequence id per slot and a unified KV cache."""
     import llama_cpp
     from llama_cpp._internals import LlamaContext, LlamaModel
-
-    from edge.llama_log import captured_llama_log, last_error
 
     mp = llama_cpp.llama_model_default_params()
     mp.n_gpu_layers = plan.n_gpu_layers
@@ -436,12 +430,6 @@ def _load(path: Path, plan: Plan) -> tuple[Any, Any]:
     cp.flash_attn_type = 1 if plan.flash_attn else 0
     cp.type_k = cp.type_v = KV_TYPES[plan.kv_type][0]
     cp.no_perf = True
-    with captured_llama_log() as lines:
-        try:
-            model = LlamaModel(path_model=str(path), params=mp, verbose=False)
-            return model, LlamaContext(model=model, params=cp, verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            raise InvalidModelError(
-                f"llama.cpp could not load {path}: {last_error(lines) or exc}",
-                "The file may be damaged: `edge-qwen models --verify`, then re-pull it.",
-            ) from None
+    with loading(path):
+        model = LlamaModel(path_model=str(path), params=mp, verbose=False)
+        return model, LlamaContext(model=model, params=cp, verbose=False)

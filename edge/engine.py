@@ -9,6 +9,7 @@ stays behind this module: the rest of edge-qwen sees only the small types below.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import threading
 import time
@@ -194,12 +195,7 @@ class Engine(TokenText):
         abandoned part way (what was evaluated stays cached).
         """
         llm = self._llm
-        old = llm.input_ids[: llm.n_tokens].tolist()
-        keep = 0
-        for a, b in zip(old, prompt, strict=False):
-            if a != b:
-                break
-            keep += 1
+        keep = common_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt)
         keep = min(keep, len(prompt) - 1)  # the last prompt token must be evaluated for its logits
         llm.n_tokens = keep
         step = self.plan.n_batch
@@ -376,35 +372,52 @@ def _loops(tokens: list[int], max_ngram: int, min_span: int) -> bool:
     return False
 
 
-def _load(path: Path, plan: Plan) -> Any:
-    """Open the model with every setting chosen by the plan, not llama-cpp-python's defaults."""
-    from llama_cpp import Llama
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
+
+@contextlib.contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """llama.cpp's load failures as one InvalidModelError quoting llama.cpp's own reason."""
     from edge.llama_log import captured_llama_log, last_error
 
-    type_id = KV_TYPES[plan.kv_type][0]
     with captured_llama_log() as lines:
         try:
-            return Llama(
-                str(path),
-                n_ctx=plan.n_ctx,
-                n_batch=plan.n_batch,
-                n_threads=plan.n_threads,
-                n_threads_batch=plan.n_threads_batch,
-                n_gpu_layers=plan.n_gpu_layers,
-                flash_attn=plan.flash_attn,
-                type_k=type_id,
-                type_v=type_id,
-                use_mmap=plan.use_mmap,
-                use_mlock=plan.use_mlock,
-                logits_all=False,  # its default keeps n_ctx × 151,936 floats we never read
-                verbose=False,
-            )
+            yield
         except (ValueError, RuntimeError) as exc:
             raise InvalidModelError(
                 f"llama.cpp could not load {path}: {last_error(lines) or exc}",
                 "The file may be damaged: `edge-qwen models --verify`, then re-pull it.",
             ) from None
+
+
+def _load(path: Path, plan: Plan) -> Any:
+    """Open the model with every setting chosen by the plan, not llama-cpp-python's defaults."""
+    from llama_cpp import Llama
+
+    type_id = KV_TYPES[plan.kv_type][0]
+    with loading(path):
+        return Llama(
+            str(path),
+            n_ctx=plan.n_ctx,
+            n_batch=plan.n_batch,
+            n_threads=plan.n_threads,
+            n_threads_batch=plan.n_threads_batch,
+            n_gpu_layers=plan.n_gpu_layers,
+            flash_attn=plan.flash_attn,
+            type_k=type_id,
+            type_v=type_id,
+            use_mmap=plan.use_mmap,
+            use_mlock=plan.use_mlock,
+            logits_all=False,  # its default keeps n_ctx × 151,936 floats we never read
+            verbose=False,
+        )
 
 
 def build_sampler(model: Any, p: SamplingParams) -> Any:
