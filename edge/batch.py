@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from edge.engine import (
     common_prefix,
     loading,
 )
-from edge.errors import EdgeError
+from edge.errors import EdgeError, OutOfMemoryError
 from edge.plan import KV_TYPES, ModelInfo, Plan, make_plan, read_model_info
 
 _DONE = object()
@@ -49,6 +49,11 @@ class ContextFullError(EdgeError):
 
 class EngineClosedError(EdgeError):
     """The engine is shutting down or its scheduler has stopped (HTTP 503)."""
+
+
+class EngineFailedError(EngineClosedError):
+    """llama.cpp failed a decode fatally (e.g. a GPU allocation): the context is not to be
+    trusted any more, so the engine stops for good."""
 
 
 @dataclass
@@ -94,10 +99,18 @@ class BatchEngine(TokenText):
         self._waiting: deque[_Request] = deque()
         self._wake = threading.Condition()
         self._closing = False
+        self.failed: str | None = None  # why the engine stopped on its own
+        # Called (on the scheduler thread) when it does: the server stops rather than stay
+        # up with a model that cannot decode; a restart plans from what is free then.
+        self.on_fatal: Callable[[str], None] | None = None
         self._admissions = 0
         self._batch = _Batch(self.plan.n_batch)
         self._thread = threading.Thread(target=self._loop, name="edge-batch", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of memory or a limit
+            self._free()
+            raise OutOfMemoryError(f"Could not start the scheduler thread ({exc}).") from None
 
     # -- public ------------------------------------------------------------------------
 
@@ -149,6 +162,9 @@ class BatchEngine(TokenText):
         self._thread.join(timeout=60)
         if self._thread.is_alive():  # still inside a decode: freeing now would pull the
             return  # context from under it; the process is ending anyway
+        self._free()
+
+    def _free(self) -> None:
         import llama_cpp
 
         llama_cpp.llama_batch_free(self._batch.raw)
@@ -177,6 +193,13 @@ class BatchEngine(TokenText):
                 self._admit()
             try:
                 self._step()
+            except EngineFailedError as exc:
+                self.failed = exc.message
+                with self._wake:
+                    self._closing = True
+                for slot in self._active():
+                    self._retire(slot, exc)
+                break
             except Exception as exc:  # llama.cpp failed the step: every live sequence's KV
                 for slot in self._active():  # is in doubt, so each fails and is forgotten
                     self._forget(slot)
@@ -189,6 +212,8 @@ class BatchEngine(TokenText):
                 req = self._waiting.popleft()
                 req.out.put(closing)
                 req.out.put(_DONE)
+        if self.failed is not None and self.on_fatal is not None:
+            self.on_fatal(self.failed)
 
     def _active(self) -> list[_Slot]:
         return [s for s in self._slots if s.busy]
@@ -310,6 +335,11 @@ class BatchEngine(TokenText):
             rc = llama_cpp.llama_decode(self._ctx.ctx, self._batch.raw)
             if rc == 0:
                 return
+            if rc < -1:  # fatal: what was decoded of the batch stays, half-done
+                raise EngineFailedError(
+                    f"llama.cpp failed to decode a batch (code {rc}); the engine stopped.",
+                    "Retry in a moment: the server restarts with a plan for the memory free then.",
+                )
             if rc != 1:
                 raise EdgeError(f"llama.cpp failed to decode a batch (code {rc}).")
             # No room in the KV cache (llama.cpp has undone the batch): drop a finished
@@ -426,6 +456,7 @@ def _load(path: Path, plan: Plan) -> tuple[Any, Any]:
     cp = llama_cpp.llama_context_default_params()
     cp.n_ctx, cp.n_batch, cp.n_ubatch = plan.n_ctx, plan.n_batch, plan.n_batch
     cp.n_seq_max, cp.kv_unified = plan.n_parallel, True
+    cp.n_outputs_max = plan.n_outputs_max  # logits of one token per sequence, not n_batch
     cp.n_threads, cp.n_threads_batch = plan.n_threads, plan.n_threads_batch
     cp.flash_attn_type = 1 if plan.flash_attn else 0
     cp.type_k = cp.type_v = KV_TYPES[plan.kv_type][0]

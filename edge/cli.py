@@ -276,7 +276,8 @@ ThreadsOpt = Annotated[
 ]
 KvOpt = Annotated[str | None, typer.Option("--kv", help="KV-cache type: f16 (default), q8_0, f32")]
 GpuOpt = Annotated[
-    int | None, typer.Option("--gpu-layers", help="Layers to offload to the GPU (default 0)")
+    int | None,
+    typer.Option("--gpu-layers", help="Layers to offload (default: all that fit; 0 = CPU only)"),
 ]
 FlashOpt = Annotated[
     bool | None,
@@ -300,7 +301,7 @@ def _open_conversation(model: str | None, ctx: int | None, threads: int | None, 
     """Resolve, plan and load the model; print the plan line; return a Conversation."""
     from edge.chat import ChatTemplate
     from edge.conversation import Conversation
-    from edge.engine import Engine
+    from edge.engine import Engine, open_engine
     from edge.pipeline import ensure_model
     from edge.plan import make_plan, read_model_info
 
@@ -310,7 +311,7 @@ def _open_conversation(model: str | None, ctx: int | None, threads: int | None, 
     plan = make_plan(info, n_ctx=ctx, threads=threads or settings.threads, kv_type=kv,
                      flash_attn=flash, n_gpu_layers=gpu)  # fmt: skip
     _say(plan.describe(info))
-    engine = Engine(path, plan, info)
+    engine = open_engine(Engine, path, plan, info, _say)
     return Conversation(engine, ChatTemplate.from_gguf(path), system=system, thinking=think)
 
 
@@ -444,6 +445,7 @@ def serve(
 
     from edge.batch import BatchEngine
     from edge.chat import ChatTemplate
+    from edge.engine import open_engine
     from edge.pipeline import ensure_model
     from edge.plan import make_plan, read_model_info
     from edge.server import ServerOptions, create_app
@@ -466,14 +468,24 @@ def serve(
     model_id = path.parent.name if path.name == "model.gguf" else path.stem
     options = ServerOptions(api_key=key, max_queue=max_queue, reasoning_format=reasoning_format,
                             cors_origins=tuple(cor for cor in cors_origin or ()))  # fmt: skip
-    app = create_app(
-        model_id, lambda: (BatchEngine(path, plan, info), ChatTemplate.from_gguf(path)), options
-    )
+    servers: list[uvicorn.Server] = []
+
+    def failed(reason: str) -> None:  # no model, no server: a supervisor can restart it
+        servers[0].should_exit = True
+
+    def load() -> tuple[BatchEngine, ChatTemplate]:
+        template = ChatTemplate.from_gguf(path)  # first: it is quick, and fails fast
+        return open_engine(BatchEngine, path, plan, info, _say), template
+
+    app = create_app(model_id, load, options, on_failed=failed)
+    servers.append(uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning")))
     for address in addresses(bind):
         _say(
             f"Serving {model_id} at http://{address}:{port}/v1 (web chat: http://{address}:{port}/)"
         )
-    uvicorn.run(app, host=bind, port=port, log_level="warning")
+    servers[0].run()
+    if app.state.runtime.failed:  # stopped because the model could not be loaded
+        raise EdgeError(app.state.runtime.failed)
 
 
 @command
@@ -533,34 +545,31 @@ def bench(
 @command
 def doctor(
     model: ModelOpt = None,
+    ctx: CtxOpt = None,
+    kv: KvOpt = None,
+    gpu_layers: GpuOpt = None,
+    parallel: Annotated[
+        int | None, typer.Option("--parallel", help="Plan for the server's N sequences")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
 ) -> None:
-    """Check the llama.cpp build, memory and model store, and show the plan the engine would use.
+    """Check the llama.cpp build, GPUs, memory and model store; show the plan the engine
+    would use, with its arithmetic.
 
-    Exits 1 when something needed to chat is missing (e.g. no model pulled yet).
+    Exits 1 when something needed to chat is missing (e.g. no model pulled yet, or the
+    model does not fit in the memory that is free).
     """
-    from edge.doctor import report
+    from edge.doctor import render, report
 
-    data, problems = report(_settings(), model)
+    wishes = {"n_ctx": ctx, "kv_type": kv, "n_gpu_layers": gpu_layers, "parallel": parallel}
+    data, problems, warnings = report(_settings(), model, wishes)
     if as_json:
-        typer.echo(json.dumps({**data, "problems": problems}, indent=2))
+        typer.echo(json.dumps({**data, "problems": problems, "warnings": warnings}, indent=2))
     else:
-        b = data["build"]
-        ram = data["ram_available_bytes"]
-        typer.echo(
-            f"llama-cpp-python {b['llama_cpp_python']} · GPU offload {'yes' if b['gpu_offload'] else 'no'}"
-        )
-        typer.echo(f"system: {b['system_info']}")
-        typer.echo(
-            f"CPU cores {data['cpu_cores']} · RAM available {_human(ram) if ram else 'unknown'}"
-        )
-        typer.echo(f"store: {data['store']} ({len(data['models'])} models)")
-        if "plan" in data:
-            plan = data["plan"]
-            typer.echo(f"plan: {plan['summary']}")
-            typer.echo(
-                f"  KV cache: {plan['kv_bytes_per_token'] / 1024:.0f} KiB/token × {plan['n_ctx']} tokens"
-            )
+        for line in render(data):
+            typer.echo(line)
+        for w in warnings:
+            _say(f"warning: {w}")
         for p in problems:
             _say(f"problem: {p}")
     if problems:

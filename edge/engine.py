@@ -11,16 +11,17 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from edge.errors import EdgeError, InvalidModelError, UsageError
-from edge.plan import KV_TYPES, ModelInfo, Plan, make_plan, read_model_info
+from edge.errors import EdgeError, InvalidModelError, OutOfMemoryError, UsageError
+from edge.plan import KV_TYPES, ModelInfo, Plan, detect_budget, make_plan, read_model_info, smaller
 
 
 class ContextOverflowError(UsageError):
@@ -384,17 +385,83 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 @contextlib.contextmanager
 def loading(path: Path) -> Iterator[None]:
-    """llama.cpp's load failures as one InvalidModelError quoting llama.cpp's own reason."""
+    """llama.cpp's load failures as one error quoting llama.cpp's own reason: an
+    OutOfMemoryError when a buffer could not be allocated, else an InvalidModelError."""
     from edge.llama_log import captured_llama_log, last_error
 
     with captured_llama_log() as lines:
         try:
             yield
         except (ValueError, RuntimeError) as exc:
+            short = next((line.strip() for line in lines if _OUT_OF_MEMORY.search(line)), None)
+            if short:
+                raise OutOfMemoryError(
+                    f"llama.cpp ran out of memory loading {path.name}: {short}",
+                    "Close programs that use the GPU or RAM, or ask for less: --ctx, --gpu-layers.",
+                ) from None
             raise InvalidModelError(
                 f"llama.cpp could not load {path}: {last_error(lines) or exc}",
                 "The file may be damaged: `edge-qwen models --verify`, then re-pull it.",
             ) from None
+
+
+# llama.cpp's words for a failed allocation: of a CPU or CUDA buffer, the KV cache, a
+# cudaMalloc, a model buffer ("unable to allocate CUDA0 buffer").
+_OUT_OF_MEMORY = re.compile(r"(failed|unable) to allocate|out of memory|cudaMalloc failed", re.I)
+MAX_LOAD_TRIES = 6
+
+E = TypeVar("E")  # Engine or BatchEngine: both are made from (path, plan, info)
+
+
+def open_engine(
+    kind: Callable[[Path, Plan, ModelInfo], E],
+    path: Path,
+    plan: Plan,
+    info: ModelInfo,
+    say: Callable[[str], None],
+) -> E:
+    """Load with `plan`; when llama.cpp runs out of memory (another program took the VRAM
+    or RAM since the plan was made), re-plan smaller and try again, saying so each time."""
+    for _ in range(MAX_LOAD_TRIES):
+        try:
+            return kind(path, plan, info)
+        except OutOfMemoryError as exc:
+            nxt = smaller(info, plan, detect_budget(plan.n_gpu_layers > 0))
+            if nxt is None:
+                raise
+            say(f"{exc.message}. Retrying: {nxt.describe(info)}")
+            plan = nxt
+    raise OutOfMemoryError(
+        f"{info.name} did not fit in {MAX_LOAD_TRIES} tries.", "Pass a smaller --ctx."
+    )
+
+
+@contextlib.contextmanager
+def _outputs_capped(n: int) -> Iterator[None]:
+    """Make llama-cpp-python's Llama() ask for `n` logits rows per decode.
+
+    Llama() has no parameter for n_outputs_max and fills its context parameters from
+    llama_context_default_params() inside __init__; the default reserves logits for n_batch
+    rows (280 MiB of compute buffer for Qwen3's vocabulary) where we read one.
+    """
+    import llama_cpp.llama as llama_module
+
+    defaults = llama_module.llama_cpp.llama_context_default_params
+
+    def capped() -> Any:
+        params = defaults()
+        params.n_outputs_max = n
+        return params
+
+    with _OUTPUTS_LOCK:
+        llama_module.llama_cpp.llama_context_default_params = capped
+        try:
+            yield
+        finally:
+            llama_module.llama_cpp.llama_context_default_params = defaults
+
+
+_OUTPUTS_LOCK = threading.Lock()
 
 
 def _load(path: Path, plan: Plan) -> Any:
@@ -402,7 +469,7 @@ def _load(path: Path, plan: Plan) -> Any:
     from llama_cpp import Llama
 
     type_id = KV_TYPES[plan.kv_type][0]
-    with loading(path):
+    with loading(path), _outputs_capped(plan.n_outputs_max):
         return Llama(
             str(path),
             n_ctx=plan.n_ctx,

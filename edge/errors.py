@@ -53,3 +53,7 @@ class QuantizeError(EdgeError):
 
 class StoreError(EdgeError):
     """The model store is inconsistent or cannot be written."""
+
+
+class OutOfMemoryError(EdgeError):
+    """The model does not fit in the memory (RAM or VRAM) that is free."""

@@ -67,17 +67,17 @@ class _Header:
         self.pos += size
         return self.buf[self.pos - size : self.pos]
 
-    def tensor_nbytes(self) -> int:
-        """Read one tensor-info record; return its data size in bytes."""
-        self.string()  # name
-        dims = [self.take("Q") for _ in range(self.take("I"))]
+    def tensor_info(self) -> tuple[str, tuple[int, ...], int]:
+        """Read one tensor-info record; return its name, shape and data size in bytes."""
+        name = self.string().decode("utf-8")
+        dims = tuple(self.take("Q") for _ in range(self.take("I")))
         qtype = GGMLQuantizationType(self.take("I"))
         self.take("Q")  # offset
         block, size = GGML_QUANT_SIZES[qtype]
         elements = 1
         for d in dims:
             elements *= d
-        return elements // block * size
+        return name, dims, elements // block * size
 
     def skip(self, vtype: int) -> None:
         if vtype == GGUFValueType.STRING:
@@ -103,11 +103,13 @@ class _Header:
 
 @dataclass(frozen=True)
 class GGUFHeader:
-    """The scalar and string metadata of a GGUF file (arrays skipped) and its tensors' size."""
+    """The scalar and string metadata of a GGUF file (arrays skipped) and its tensors' sizes."""
 
     metadata: dict[str, Any]
     tensor_count: int
     tensor_bytes: int
+    tensor_sizes: dict[str, int]  # bytes of each tensor's data, by name
+    tensor_shapes: dict[str, tuple[int, ...]]  # ggml order: the fastest-moving dimension first
 
 
 def read_header(path: str | Path) -> GGUFHeader:
@@ -124,7 +126,10 @@ def read_header(path: str | Path) -> GGUFHeader:
                     metadata[name] = header.take(_FIXED[GGUFValueType(vtype)])
                 else:
                     header.skip(vtype)
-            return GGUFHeader(metadata, count, sum(header.tensor_nbytes() for _ in range(count)))
+            infos = [header.tensor_info() for _ in range(count)]
+            sizes = {name: nbytes for name, _, nbytes in infos}
+            shapes = {name: dims for name, dims, _ in infos}
+            return GGUFHeader(metadata, count, sum(sizes.values()), sizes, shapes)
     except struct.error as exc:
         raise ValueError(f"GGUF header is truncated ({exc})") from None
 

@@ -16,7 +16,7 @@ import llama_cpp
 from llama_cpp import _logger as llama_logger
 
 log = logging.getLogger("edge.llama")
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entered by nested captures on one thread
 _lines: list[str] | None = None
 _ERROR = 3  # GGML_LOG_LEVEL_ERROR
 
@@ -32,9 +32,15 @@ def _capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 
 @contextmanager
 def captured_llama_log() -> Iterator[list[str]]:
-    """Collect llama.cpp's log lines (instead of printing them) for the duration."""
+    """Collect llama.cpp's log lines (instead of printing them) for the duration.
+
+    Nested on one thread, the inner block shares the outer block's list.
+    """
     global _lines
     with _lock:
+        if _lines is not None:
+            yield _lines
+            return
         _lines = []
         llama_cpp.llama_log_set(_capture, ctypes.c_void_p(0))
         try:

@@ -156,3 +156,18 @@ def greedy() -> Iterator[Callable[..., str]]:
     yield run
     for llm in loaded:
         llm.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def bench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An EDGE_QWEN_HOME for the benchmark's synthetic 0.6b models (built once, minutes)."""
+    return tmp_path_factory.mktemp("bench-home")
+
+
+@pytest.fixture(scope="session")
+def model_06b(bench_home: Path) -> Path:
+    """The 0.6b-shaped synthetic model, Q4_K_M: the size the memory figures are about.
+    Shared with the benchmark smoke test, which finds it in the same cache."""
+    from edge.bench.models import bench_model
+
+    return bench_model(bench_home / "bench", "Q4_K_M", lambda _: None)

@@ -298,3 +298,33 @@ def test_a_bad_schema_fails_its_request_and_the_engine_goes_on(
         engine.close()
     with pytest.raises(EngineClosedError):
         tokens_of(engine.generate(prompt, SamplingParams(temperature=0, max_tokens=3)))
+
+
+def test_a_fatal_decode_stops_the_server_cleanly(
+    gguf_of: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection at the C boundary: llama_decode returns a fatal code (< -1), as it
+    does when a GPU allocation fails mid-run. The request in flight gets a 503 with the
+    reason, /health turns to error, and nothing is served from a context in doubt."""
+    import llama_cpp
+
+    real = llama_cpp.llama_decode
+    calls = {"n": 0, "fail_at": 10**9}
+
+    def flaky(ctx: Any, batch: Any) -> int:
+        calls["n"] += 1
+        return -3 if calls["n"] == calls["fail_at"] else int(real(ctx, batch))
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", flaky)
+    body = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+    with serving(gguf_of("scripted", "Q8_0"), parallel=2) as (url, app):
+        assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT).is_success
+        calls["fail_at"] = calls["n"] + 2  # the second decode of the next request
+        r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT)
+        assert r.status_code == 503 and "code -3" in r.json()["error"]["message"]
+        health = httpx.get(f"{url}/health", timeout=TIMEOUT)
+        assert health.status_code == 503 and health.json()["status"] == "error"
+        assert "code -3" in health.json()["detail"]
+        again = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT)
+        assert again.status_code == 503 and calls["n"] == calls["fail_at"]  # no decode since
+        assert app.state.runtime.worker.engine.failed

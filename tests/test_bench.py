@@ -27,11 +27,6 @@ CONTENDERS_RAW = {
 SERVERS = {"edge-qwen serve", "llama-server", "llama_cpp.server"}
 
 
-@pytest.fixture(scope="session")
-def bench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("bench-home")
-
-
 @pytest.mark.slow
 def test_quick_bench_makes_every_figure(
     tmp_path: Path, cli_env: dict[str, str], bench_home: Path

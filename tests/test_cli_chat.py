@@ -171,16 +171,3 @@ def test_run_interrupted_exits_130(
     proc.send_signal(sig)
     proc.wait(timeout=30)
     assert proc.returncode == 130
-
-
-def test_doctor(gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]) -> None:
-    proc = run_cli(["doctor", "-m", str(gguf_of("scripted", "Q8_0"))], cli_env)
-    assert proc.returncode == 0, proc.stderr
-    # Tiny shape: 2 layers x 2 KV heads x 64 x (K and V) x 2 bytes = 1 KiB per token.
-    assert "KV cache: 1 KiB/token × 8192 tokens" in proc.stdout
-    assert "plan: Qwen3-scripted Q8_0 · CPU" in proc.stdout and "GPU offload" in proc.stdout
-    report = json.loads(run_cli(["doctor", "--json"], cli_env).stdout)
-    assert report["models"] == [] and "plan" not in report
-    assert any("No model pulled yet" in p for p in report["problems"])
-    missing = run_cli(["doctor"], cli_env)
-    assert missing.returncode == 1 and "problem: No model pulled yet" in missing.stderr

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from edge.errors import UsageError
-from edge.plan import ModelInfo, make_plan, read_model_info
+from edge.errors import OutOfMemoryError, UsageError
+from edge.plan import (
+    Budget,
+    ModelInfo,
+    compute_bytes,
+    footprint,
+    make_plan,
+    read_model_info,
+    smaller,
+)
 
+# Qwen3-0.6B's tensor sizes, read from the synthetic 0.6b-shaped GGUFs (`edge-qwen bench`
+# makes them): Q8_0 has 28 equal blocks; Q4_K_M gives some layers Q6_K tensors, as llama.cpp's
+# quantizer does. The lm head is tied: the embedding again (+ the 4 KiB output norm).
 QWEN3_06B = ModelInfo(Path("m.gguf"), "Qwen3-0.6B", "Q8_0", layers=28, kv_heads=8, head_dim=128,
-                      ctx_train=40960, weights_bytes=633_000_000)  # fmt: skip
+                      ctx_train=40960, weights_bytes=633_495_552, layer_bytes=(16_720_896,) * 28,
+                      embd_bytes=165_306_368, output_bytes=165_310_464)  # fmt: skip
+_BIG, _SMALL = 9_937_920, 8_856_576
+QWEN3_06B_Q4 = ModelInfo(Path("m.gguf"), "Qwen3-0.6B", "Q4_K_M", layers=28, kv_heads=8,
+                         head_dim=128, ctx_train=40960, weights_bytes=390_753_280,
+                         layer_bytes=(_BIG,) * 3 + (_SMALL, _SMALL, _BIG) * 7 + (_BIG,) * 4,
+                         embd_bytes=127_626_240, output_bytes=127_630_336)  # fmt: skip
+GiB = 1 << 30
+RAM = 16 * GiB
 
 
 def test_kv_cache_per_token_is_qwen3_0_6b_s() -> None:
@@ -32,7 +52,9 @@ def test_defaults_and_overrides() -> None:
 def test_cpu_plans_read_the_file_gpu_plans_map_it() -> None:
     # On CPU a mapped file plus llama.cpp's repacked copy would hold the weights twice.
     assert make_plan(QWEN3_06B, gpu_offload=False).use_mmap is False
+    # Fully offloaded, llama.cpp unmaps what went to the GPU; partly, the CPU layers repack.
     assert make_plan(QWEN3_06B, n_gpu_layers=99, gpu_offload=True).use_mmap is True
+    assert make_plan(QWEN3_06B, n_gpu_layers=20, gpu_offload=True).use_mmap is False
 
 
 def test_describe_is_one_line() -> None:
@@ -46,7 +68,7 @@ def test_gpu_layers_without_a_gpu_build_fall_back_and_say_so() -> None:
     plan = make_plan(QWEN3_06B, n_gpu_layers=99, gpu_offload=False)
     assert plan.n_gpu_layers == 0 and "no GPU offload" in plan.describe(QWEN3_06B)
     on_gpu = make_plan(QWEN3_06B, n_gpu_layers=99, gpu_offload=True)
-    assert "28/28 layers on GPU" in on_gpu.describe(QWEN3_06B) and on_gpu.flash_attn
+    assert "29/29 layers" in on_gpu.describe(QWEN3_06B) and on_gpu.flash_attn
 
 
 @pytest.mark.parametrize(
@@ -68,3 +90,172 @@ def test_reads_the_header_of_a_real_file(gguf_of: Callable[[str, str], Path]) ->
     assert (info.layers, info.kv_heads, info.head_dim, info.ctx_train) == (2, 2, 64, 40960)
     assert info.file_type == "Q8_0" and info.name == "Qwen3-tiny"
     assert 0 < info.weights_bytes < gguf_of("tiny", "Q8_0").stat().st_size
+
+
+# -- the fit planner on a table of cards -----------------------------------------------
+
+MiB = 1 << 20
+# (name, total VRAM, free VRAM): what a desktop or laptop leaves free with a desktop running.
+CARDS = [
+    ("2 GB laptop", 2 * GiB, int(1.6 * GiB)),
+    ("4 GB laptop", 4 * GiB, int(3.3 * GiB)),
+    ("6 GB laptop", 6 * GiB, int(5.2 * GiB)),
+    ("RTX 4060 8 GB", 8 * GiB, int(7.3 * GiB)),
+    ("12 GB", 12 * GiB, int(11.2 * GiB)),
+    ("nothing free", 8 * GiB, 100 * MiB),
+]
+CONTEXTS = [2048, 8192, 16384, 32768, 40960]
+
+
+def _card(name: str, total: int, free: int) -> Budget:
+    return Budget(name, total, free, RAM)
+
+
+@pytest.mark.parametrize("info", [QWEN3_06B, QWEN3_06B_Q4], ids=["Q8_0", "Q4_K_M"])
+@pytest.mark.parametrize("card", CARDS, ids=[c[0] for c in CARDS])
+@pytest.mark.parametrize("ctx", CONTEXTS)
+def test_every_card_and_context_gets_a_plan_that_fits(
+    info: ModelInfo, card: tuple[str, int, int], ctx: int
+) -> None:
+    budget = _card(*card)
+    plan = make_plan(info, n_ctx=ctx, gpu_offload=True, budget=budget)
+    whole = info.layers + 1
+    assert plan.n_ctx == ctx  # an asked-for context is kept: layers move to RAM instead
+    assert plan.vram_bytes <= budget.vram_budget  # never more than is free after headroom
+    fits = {kv: footprint(info, whole, ctx, kv, True).vram <= budget.vram_budget
+            for kv in ("f16", "q8_0")}  # fmt: skip
+    if fits["f16"]:
+        assert (plan.n_gpu_layers, plan.kv_type, plan.notes) == (whole, "f16", ())
+    elif fits["q8_0"]:
+        assert (plan.n_gpu_layers, plan.kv_type) == (whole, "q8_0")
+        assert any("KV cache q8_0" in n for n in plan.notes)
+    elif plan.n_gpu_layers:  # partial offload: the most layers that fit, and it says so
+        more = footprint(info, plan.n_gpu_layers + 1, ctx, plan.kv_type, True).vram
+        assert 0 < plan.n_gpu_layers < whole and more > budget.vram_budget
+        assert any(f"{plan.n_gpu_layers}/{whole} layers on the GPU" in n for n in plan.notes)
+    else:
+        assert any("running on the CPU" in n for n in plan.notes)
+    assert plan.flash_attn == bool(plan.n_gpu_layers)  # GPU: faster, no K·Q matrix in VRAM
+    assert plan.gpu == (card[0] if plan.n_gpu_layers else None)
+
+
+def test_the_table_reads_as_expected() -> None:
+    """A few rows checked by hand, so that the rule above cannot drift unnoticed."""
+
+    def where(card: int, ctx: int) -> tuple[int, str]:
+        plan = make_plan(QWEN3_06B, n_ctx=ctx, gpu_offload=True, budget=_card(*CARDS[card]))
+        return plan.n_gpu_layers, plan.kv_type
+
+    assert where(3, 40960) == (29, "f16")  # an RTX 4060 holds even the full 40k context
+    assert where(1, 32768) == (29, "q8_0")  # a 4 GB laptop: q8_0 cache to keep 32k on the GPU
+    assert where(1, 8192) == (29, "f16")
+    assert where(0, 2048) == (29, "f16")  # 2 GB: short contexts fit whole ...
+    assert 0 < where(0, 32768)[0] < 29  # ... long ones leave layers in RAM
+    assert where(5, 8192) == (0, "f16")  # nothing free: the CPU
+
+
+def test_the_seed_figure_for_an_rtx_4060() -> None:
+    # The 0.6B model on an RTX 4060 takes about 1.2 GB: Q8_0 weights (604 MiB) + a 4,096-token
+    # f16 cache (448 MiB) + a compute buffer of ~32 MiB.
+    plan = make_plan(QWEN3_06B, n_ctx=4096, gpu_offload=True, budget=_card(*CARDS[3]))
+    assert plan.n_gpu_layers == 29 and 1.0e9 < plan.vram_bytes < 1.3e9, plan.vram_bytes
+    fp = footprint(QWEN3_06B, 29, 4096, "f16", True)
+    assert fp.gpu_kv == 448 * MiB and fp.gpu_weights == 28 * 16_720_896 + 165_310_464
+    assert fp.ram_weights == 165_306_368  # the input embedding stays in RAM
+
+
+def test_without_a_context_asked_for_the_gpu_plan_shrinks_it_before_splitting() -> None:
+    # 1,100 MiB usable: 8,192 tokens do not fit whole even with q8_0 (1,114 MiB), 4,096 in
+    # f16 do (1,084 MiB).
+    budget = _card("small", 2 * GiB, 1548 * MiB)
+    assert budget.vram_budget == 1100 * MiB
+    plan = make_plan(QWEN3_06B, gpu_offload=True, budget=budget)
+    assert (plan.n_gpu_layers, plan.n_ctx) == (29, 4096), plan.notes
+    assert any("context 4096" in n for n in plan.notes)
+    asked = make_plan(QWEN3_06B, n_ctx=8192, gpu_offload=True, budget=budget)
+    assert asked.n_ctx == 8192 and asked.n_gpu_layers < 29  # asked for: kept, layers split
+
+
+def test_no_gpu_and_no_gpu_build_give_a_cpu_plan_without_fuss() -> None:
+    for plan in (
+        make_plan(QWEN3_06B, gpu_offload=True, budget=Budget(ram_available=RAM)),
+        make_plan(QWEN3_06B, gpu_offload=False, budget=Budget(ram_available=RAM)),
+    ):
+        assert (plan.n_gpu_layers, plan.n_ctx, plan.kv_type, plan.notes) == (0, 8192, "f16", ())
+        assert plan.vram_bytes == 0 and plan.ram_bytes < 2 * GiB
+
+
+def test_explicit_layers_are_kept_with_a_warning_when_they_look_too_big() -> None:
+    plan = make_plan(QWEN3_06B, n_ctx=32768, n_gpu_layers=99, gpu_offload=True,
+                     budget=_card(*CARDS[0]))  # fmt: skip
+    assert plan.n_gpu_layers == 29 and any("if loading fails" in n for n in plan.notes)
+    assert make_plan(QWEN3_06B, n_gpu_layers=0, gpu_offload=True,
+                     budget=_card(*CARDS[3])).n_gpu_layers == 0  # fmt: skip
+
+
+def test_little_ram_shrinks_the_context_and_says_so() -> None:
+    plan = make_plan(QWEN3_06B, n_ctx=32768, gpu_offload=False,
+                     budget=Budget(ram_available=2 * GiB))  # fmt: skip
+    assert plan.n_ctx < 32768 and plan.ram_bytes <= 2 * GiB
+    assert any("instead of the requested 32768" in n for n in plan.notes), plan.notes
+    with pytest.raises(OutOfMemoryError, match="needs at least .* MiB of RAM; 300 MiB"):
+        make_plan(QWEN3_06B, gpu_offload=False, budget=Budget(ram_available=300 * MiB))
+
+
+def test_after_running_out_of_memory_each_retry_is_smaller() -> None:
+    full = make_plan(QWEN3_06B, n_ctx=8192, gpu_offload=True, budget=_card(*CARDS[3]))
+    # Another program took most of the card since: a fresh plan from what is free now.
+    now = _card("RTX 4060 8 GB", 8 * GiB, 1500 * MiB)
+    fresh = smaller(QWEN3_06B, full, now)
+    assert fresh is not None and 0 < fresh.n_gpu_layers < 29 and fresh.n_ctx == 8192
+    assert fresh.vram_bytes <= now.vram_budget and "re-planned" in fresh.notes[-1]
+    # Nothing better to re-plan with: half the layers each time, then the CPU.
+    steps, plan = [], full
+    while (nxt := smaller(QWEN3_06B, plan)) is not None and len(steps) < 20:
+        steps.append((nxt.n_gpu_layers, nxt.n_ctx))
+        plan = nxt
+    assert steps == [(14, 8192), (7, 8192), (3, 8192), (1, 8192), (0, 8192), (0, 4096),
+                     (0, 2048), (0, 1024), (0, 512)]  # fmt: skip
+    assert plan.notes[-1] == "out of memory at load, so context 512"  # one note, not a pile
+
+
+def test_compute_estimate_follows_the_context_and_flash_attention() -> None:
+    # llama.cpp reported these on CPU for the 0.6b shape (n_outputs_max 1): 30.0, 58.0
+    # (flash attention) and 154.0, 1106.0 MiB (without) at 4,096 and 32,768 tokens.
+    for ctx, fa, reported in [(4096, True, 30.0), (32768, True, 58.0), (4096, False, 154.0),
+                              (32768, False, 1106.0)]:  # fmt: skip
+        estimate = compute_bytes(QWEN3_06B, ctx, fa, 1) / MiB
+        assert reported <= estimate <= reported * 1.05 + 2, (ctx, fa, estimate)
+
+
+@pytest.mark.parametrize(
+    ("kind", "ctx", "fa", "parallel"),
+    [
+        ("batch", 2048, False, 1),
+        ("batch", 16384, False, 1),
+        ("batch", 2048, True, 1),
+        ("batch", 16384, True, 4),
+        ("single", 4096, False, 1),
+    ],  # fmt: skip
+)
+def test_compute_estimate_covers_what_llama_cpp_reserves(
+    gguf_of: Callable[[str, str], Path], kind: str, ctx: int, fa: bool, parallel: int
+) -> None:
+    from edge.batch import BatchEngine
+    from edge.engine import Engine
+    from edge.llama_log import captured_llama_log
+
+    path = gguf_of("tiny", "Q8_0")
+    info = read_model_info(path)
+    plan = make_plan(info, n_ctx=ctx, flash_attn=fa, parallel=parallel, threads=1)
+    with captured_llama_log() as lines:
+        engine = (BatchEngine if kind == "batch" else Engine)(path, plan, info)
+    engine.close()
+    sizes = [float(m.group(1)) for line in lines
+             if (m := re.search(r"CPU compute buffer size = +([\d.]+) MiB", line))]  # fmt: skip
+    assert sizes, lines[-20:]
+    reported = sizes[-1] * MiB
+    estimate = compute_bytes(info, ctx, fa, plan.n_outputs_max)
+    # The estimate counts one logits row per sequence. Had an engine not capped llama.cpp's
+    # outputs, it would have reserved 512 rows of 151,936 floats: ~280 MiB over the estimate.
+    assert reported <= estimate <= reported * 1.25 + 2 * MiB, (reported / MiB, estimate / MiB)

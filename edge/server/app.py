@@ -108,7 +108,7 @@ class Runtime:
         self.failed: str | None = None
 
     def ready(self) -> tuple[EngineWorker, ChatTemplate]:
-        if self.worker is None or self.template is None:
+        if self.worker is None or self.template is None or self.failed:
             raise Loading(self.failed or "The model is still loading.", "Retry in a few seconds.")
         return self.worker, self.template
 
@@ -117,20 +117,34 @@ def create_app(
     model_id: str,
     load: Callable[[], tuple[Engine | BatchEngine, ChatTemplate]],
     options: ServerOptions | None = None,
+    on_failed: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """The API around a model that `load()` opens (in the background, at startup)."""
+    """The API around a model that `load()` opens (in the background, at startup).
+
+    When loading fails, /health and every request say why, and `on_failed(reason)` runs:
+    the CLI uses it to stop the server rather than leave it up without a model.
+    """
     opts = options or ServerOptions()
     rt = Runtime(model_id)
     metrics = Metrics()
 
+    def fail(reason: str) -> None:  # shown by /health and every request from now on
+        rt.failed = reason
+        if on_failed is not None:
+            on_failed(reason)
+        else:
+            log.error(reason)
+
     def do_load() -> None:
         try:
             engine, template = load()
-            rt.template = template
-            rt.worker = EngineWorker(engine, opts.max_queue, metrics)
-        except Exception as exc:  # shown by /health and every request
-            rt.failed = f"The model failed to load: {exc}"
-            log.error(rt.failed)
+        except Exception as exc:
+            fail(f"The model failed to load: {exc}")
+            return
+        if isinstance(engine, BatchEngine):
+            engine.on_fatal = fail
+        rt.template = template
+        rt.worker = EngineWorker(engine, opts.max_queue, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -230,7 +244,7 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        if rt.worker is None:
+        if rt.worker is None or rt.failed:
             return JSONResponse(
                 {"status": "error" if rt.failed else "loading", "detail": rt.failed}, 503
             )

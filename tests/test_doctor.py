@@ -1,0 +1,78 @@
+"""`edge-qwen doctor`: what this machine and build can do, and the plan with its arithmetic."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import run_cli
+from test_plan import QWEN3_06B, GiB
+
+from edge.doctor import plan_data, render_plan
+from edge.plan import Budget, make_plan
+
+
+def test_doctor_on_this_cpu_machine(
+    gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
+) -> None:
+    model = str(gguf_of("scripted", "Q8_0"))
+    proc = run_cli(["doctor", "-m", model], cli_env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "backends CPU · GPU offload no" in out
+    assert "GPU: none that this build can use" in out and "RAM available:" in out
+    assert "plan: Qwen3-scripted Q8_0 · CPU" in out
+    # Tiny shape: 2 layers x 2 KV heads x 64 x (K and V) x 2 bytes = 1 KiB per token.
+    assert "KV cache: 1 KiB/token × 8192 tokens = 8 MiB (f16, RAM)" in out
+    assert "RAM: " in out and "VRAM:" not in out  # nothing on a GPU to account for
+    assert "warning" not in proc.stderr  # no NVIDIA GPU here, so no wrong-build warning
+
+    report = json.loads(run_cli(["doctor", "-m", model, "--ctx", "4096", "--json"], cli_env).stdout)
+    assert report["gpus"] == [] and report["build"]["gpu_offload"] is False
+    assert "CPU" in report["build"]["backends"] and report["build"]["cpu_features"]
+    assert report["nvml"]["devices"] == [] and report["nvml"]["unavailable"]
+    plan = report["plan"]
+    assert (plan["n_ctx"], plan["n_gpu_layers"], plan["vram_bytes"]) == (4096, 0, 0)
+    a = plan["arithmetic"]
+    assert a["ram_kv"] == 4096 * 1024 and a["gpu_kv"] == 0
+    assert a["ram_bytes"] == plan["ram_bytes"] > a["ram_weights"] + a["ram_kv"]
+    assert report["problems"] == [] and report["warnings"] == []
+
+
+def test_doctor_says_why_gpu_layers_are_ignored_and_fails_without_a_model(
+    gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
+) -> None:
+    model = str(gguf_of("scripted", "Q8_0"))
+    report = json.loads(run_cli(["doctor", "-m", model, "--gpu-layers", "99", "--json"],
+                                cli_env).stdout)  # fmt: skip
+    assert report["plan"]["n_gpu_layers"] == 0
+    assert any("no GPU offload" in n for n in report["plan"]["notes"])
+    empty = json.loads(run_cli(["doctor", "--json"], cli_env).stdout)
+    assert empty["models"] == [] and "plan" not in empty
+    assert any("No model pulled yet" in p for p in empty["problems"])
+    missing = run_cli(["doctor"], cli_env)
+    assert missing.returncode == 1 and "problem: No model pulled yet" in missing.stderr
+
+
+def test_the_arithmetic_of_a_gpu_plan_reads_term_by_term() -> None:
+    budget = Budget("NVIDIA GeForce RTX 4060", 8 * GiB, 7 * GiB, 16 * GiB)
+    plan = make_plan(QWEN3_06B, n_ctx=4096, gpu_offload=True, budget=budget)
+    lines = render_plan(plan_data(Path("m.gguf"), QWEN3_06B, plan))
+    text = "\n".join(lines)
+    assert lines[0].startswith("plan: Qwen3-0.6B Q8_0 · NVIDIA GeForce RTX 4060: 29/29 layers")
+    assert "layers: 28 × 16 MiB, 28 of them on the GPU" in text
+    assert "output layer: 158 MiB on the GPU (a copy of the tied embedding)" in text
+    assert "KV cache: 112 KiB/token × 4096 tokens = 448 MiB (f16, GPU)" in text
+    # weights 604 + KV 448 + compute 32 = 1,084 MiB; headroom 8% of 8 GiB + 192 MiB = 847.
+    assert (
+        "VRAM: 604 MiB weights + 448 MiB KV + 32 MiB compute = 1,084 MiB of 6,321 MiB usable"
+        in text
+    )
+    assert "(7,168 MiB free − 847 MiB headroom)" in text
+
+    split = make_plan(QWEN3_06B, n_ctx=32768, gpu_offload=True,
+                      budget=Budget("laptop", 4 * GiB, 1500 * 2**20, 16 * GiB))  # fmt: skip
+    text = "\n".join(render_plan(plan_data(Path("m.gguf"), QWEN3_06B, split)))
+    assert f"{split.n_gpu_layers} of them on the GPU" in text and "GPU + " in text  # KV split
+    assert "output layer: the token embedding (tied) in RAM" in text
