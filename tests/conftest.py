@@ -171,3 +171,24 @@ def model_06b(bench_home: Path) -> Path:
     from edge.bench.models import bench_model
 
     return bench_model(bench_home / "bench", "Q4_K_M", lambda _: None)
+
+
+# Markup a hostile model could emit, in its thinking and in its answer; every piece is one
+# token and no token repeats with another successor (the scripted model's one rule).
+HOSTILE_THINKING = "<img src=x onerror=alert(1)>"
+HOSTILE_ANSWER = "<script>window.pwned=true</script> [x](javascript:top.close)"
+HOSTILE_SCRIPT = [["\n", "<think>", "<img", " src", "=x", " on", "error", "=", "alert", "(", "1",
+                   ")>", "</think>", "\n\n", "<script", ">window", ".p", "wn", "ed", "=true", "</",
+                   "script", ">", " [", "x", "](", "javascript", ":", "top", ".close", ")",
+                   "<|im_end|>"]]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def hostile_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scripted F16 GGUF that thinks HOSTILE_THINKING and answers HOSTILE_ANSWER."""
+    folder = write_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "Qwen3-hostile", shape="tiny", script=HOSTILE_SCRIPT
+    )
+    out = tmp_path_factory.mktemp("gguf") / "hostile-F16.gguf"
+    convert(folder, out, outtype="f16")
+    return out

@@ -83,3 +83,73 @@ def test_stop_button_ends_a_runaway_answer(
         while worker.in_flight:  # stopping in the page stopped the generation on the server
             assert time.monotonic() < deadline, "the server kept generating after Stop"
             time.sleep(0.02)
+
+
+def _watch(page: Any) -> dict[str, list[str]]:
+    """Everything that betrays running injected code: dialogs, page errors, CSP refusals."""
+    seen: dict[str, list[str]] = {"dialog": [], "pageerror": [], "csp": []}
+
+    def on_dialog(dialog: Any) -> None:
+        seen["dialog"].append(dialog.message)
+        dialog.dismiss()
+
+    def on_console(msg: Any) -> None:
+        if "Content Security Policy" in msg.text:
+            seen["csp"].append(msg.text)
+
+    page.on("dialog", on_dialog)
+    page.on("pageerror", lambda exc: seen["pageerror"].append(str(exc)))
+    page.on("console", on_console)
+    return seen
+
+
+def test_model_output_is_text_never_markup(browser: Any, hostile_gguf: Path) -> None:
+    from conftest import HOSTILE_ANSWER, HOSTILE_THINKING
+
+    typed = "<img src=y onerror=alert(4)><b>bold</b>"
+    with serving(hostile_gguf) as (url, _):
+        page = browser.new_page()
+        seen = _watch(page)
+        page.goto(url + "/", timeout=TIMEOUT_MS)
+        page.fill("#input", typed)
+        page.press("#input", "Enter")
+        page.wait_for_selector(".msg.assistant .stats", timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)  # an injected onerror fires after the failed image load
+        log = page.locator("#log")
+        assert page.locator(".msg.assistant .text").text_content() == HOSTILE_ANSWER
+        assert page.locator("details.think .reasoning").text_content() == HOSTILE_THINKING
+        assert page.locator(".msg.user .text").text_content() == typed
+        assert log.locator("img, script, a, b, iframe, svg, object").count() == 0
+        assert page.evaluate("() => window.pwned") is None
+        assert seen == {"dialog": [], "pageerror": [], "csp": []}
+        # The watch itself works: the same markup, parsed as HTML, is caught.
+        page.evaluate("(html) => { document.getElementById('log').innerHTML = html; }", typed)
+        page.wait_for_timeout(500)
+        assert seen["dialog"] or seen["csp"], "the injection detector saw nothing"
+        page.close()
+
+
+def test_csp_stops_markup_even_if_the_page_parsed_it(
+    browser: Any, gguf_of: Callable[[str, str], Path]
+) -> None:
+    with serving(gguf_of("scripted", "Q8_0")) as (url, _):
+        page = browser.new_page()
+        seen = _watch(page)
+        response = page.goto(url + "/", timeout=TIMEOUT_MS)
+        csp = response.headers["content-security-policy"]
+        for rule in ("default-src 'self'", "connect-src 'self'", "img-src 'none'",
+                     "object-src 'none'", "frame-ancestors 'none'"):  # fmt: skip
+            assert rule in csp, (rule, csp)
+        assert "*" not in csp and "http" not in csp and "unsafe-eval" not in csp
+        # The page's own script still runs (it fills in the model's name) ...
+        expect(page.locator("#title")).to_have_text("edge-qwen · qwen3-test", timeout=TIMEOUT_MS)
+        # ... but markup slipped into the DOM runs nothing: no inline handler, no javascript: URL.
+        page.evaluate(
+            "() => { document.getElementById('log').innerHTML ="
+            " '<img src=x onerror=alert(1)><a id=jl href=\"javascript:alert(2)\">x</a>'; }"
+        )
+        page.click("#jl", timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)
+        assert seen["dialog"] == [] and seen["pageerror"] == []
+        assert len(seen["csp"]) >= 2, seen  # both refusals were reported by the browser
+        page.close()

@@ -29,7 +29,10 @@ def server_key(
 
     With --lan and no key given, one is generated once, stored with mode 0600 under `home`
     and printed that one time; later starts reuse it silently.
+    Keys are trimmed (HTTP drops a header's surrounding spaces, so a padded key could never
+    match) and a blank one counts as none.
     """
+    key = _usable(key)
     if key or is_loopback(bind):
         return key
     if no_auth:
@@ -42,7 +45,7 @@ def server_key(
         )
     stored = home / "api_key"
     if stored.is_file():
-        return stored.read_text(encoding="utf-8").strip()
+        return _stored_key(stored, say)
     new = secrets.token_urlsafe(24)
     stored.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -50,6 +53,31 @@ def server_key(
         f.write(new + "\n")
     say(f"API key (stored in {stored}, shown once): {new}")
     return new
+
+
+def _usable(key: str | None) -> str | None:
+    """The key as clients can send it, None when blank; refuses what no header can carry."""
+    key = (key or "").strip()
+    if key and not (key.isascii() and key.isprintable()):
+        raise UsageError(
+            "The API key must be printable ASCII: clients send it in an HTTP header.",
+            "Choose another key, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'.",
+        )
+    return key or None
+
+
+def _stored_key(stored: Path, say: Callable[[str], None]) -> str:
+    """The key kept from an earlier --lan start; never an empty one, never left readable."""
+    key = _usable(stored.read_text(encoding="utf-8"))
+    if not key:  # an empty key would mean no auth at all: the Guard skips a falsy key
+        raise UsageError(
+            f"The stored API key file {stored} is empty, so it cannot protect the server.",
+            "Delete it to have a new key generated, or pass --api-key KEY.",
+        )
+    if stored.stat().st_mode & 0o077:
+        stored.chmod(0o600)
+        say(f"warning: {stored} was readable by other users; its mode is now 0600")
+    return key
 
 
 def addresses(bind: str) -> list[str]:
