@@ -15,10 +15,10 @@ from pathlib import Path
 
 from edge.config import Settings
 from edge.convert import Progress, convert
-from edge.errors import NotFoundError
+from edge.errors import InvalidModelError, NotFoundError
 from edge.gguf_meta import qwen3_header
 from edge.quantize import UNQUANTIZED, quant_type, quantize, type_name
-from edge.store import MODEL_FILE, Entry, Manifest, ModelStore, model_name
+from edge.store import MODEL_FILE, Entry, Manifest, ModelStore, check_name, model_name
 
 Report = Callable[[str], None]
 
@@ -65,6 +65,8 @@ def pull(
     progress: Progress | None = None,
 ) -> PullResult:
     """Get `opts.source` (hub repo, HF folder or GGUF file) into the store as one model."""
+    if opts.name is not None:
+        check_name(opts.name)  # before anything is downloaded or built
     store = ModelStore(settings.models_dir)
     local = Path(opts.source).expanduser()
     if local.is_file():
@@ -91,12 +93,12 @@ def _pull_checkpoint(
     from edge import hub
 
     q = quant_type(opts.quant or settings.quant)  # fail on a bad type before downloading
-    name = opts.name or model_name(opts.source, q.name)
+    name = check_name(opts.name or model_name(opts.source, q.name))
     report(f"Downloading {opts.source}@{opts.revision or 'main'} from {hub.endpoint()}")
     snap = hub.download_checkpoint(opts.source, opts.revision)
     source = {"kind": "hub", "repo": opts.source, "revision": snap.revision, "commit": snap.commit}
     make = _from_checkpoint(snap.path, q.name, source, opts, report, progress)
-    return _produce(store, name, q.name, source, opts, make)
+    return _produce(store, name, q.name, source, opts, make, report)
 
 
 def _import_folder(
@@ -111,7 +113,7 @@ def _import_folder(
     name = opts.name or model_name(folder.resolve().name, q.name)
     source = {"kind": "folder", "path": str(folder.resolve()), "commit": folder_fingerprint(folder)}
     make = _from_checkpoint(folder, q.name, source, opts, report, progress)
-    return _produce(store, name, q.name, source, opts, make)
+    return _produce(store, name, q.name, source, opts, make, report)
 
 
 def _from_checkpoint(
@@ -145,7 +147,7 @@ def _pull_gguf_repo(
     from edge import hub
 
     q = quant_type(opts.quant or settings.quant)
-    name = opts.name or model_name(opts.source, q.name)
+    name = check_name(opts.name or model_name(opts.source, q.name))
     report(f"Downloading the {q.name} GGUF of {opts.source} from {hub.endpoint()}")
     snap = hub.download_gguf(opts.source, q.name, opts.revision)
     source = {
@@ -155,7 +157,7 @@ def _pull_gguf_repo(
         "commit": snap.commit,
     }
     blob = snap.path.resolve()
-    return _produce(store, name, q.name, source, opts, lambda out: _link_or_copy(blob, out))
+    return _produce(store, name, q.name, source, opts, _copier(blob), report)
 
 
 def _import_gguf(path: Path, opts: PullOptions, store: ModelStore, report: Report) -> PullResult:
@@ -165,13 +167,13 @@ def _import_gguf(path: Path, opts: PullOptions, store: ModelStore, report: Repor
     name = opts.name or model_name(stem, want)
     source = {"kind": "gguf", "path": str(path.resolve()), "commit": folder_fingerprint(path)}
     if want == have:
-        return _produce(store, name, want, source, opts, lambda out: _link_or_copy(path, out))
+        return _produce(store, name, want, source, opts, _copier(path), report)
 
     def make(out: Path) -> None:
         report(f"Quantizing {path.name} ({have}) to {want}")
         quantize(path, out, want, threads=opts.threads)
 
-    return _produce(store, name, want, source, opts, make)
+    return _produce(store, name, want, source, opts, make, report)
 
 
 def _produce(
@@ -181,11 +183,19 @@ def _produce(
     source: dict[str, str],
     opts: PullOptions,
     make: Callable[[Path], None],
+    report: Report = _quiet,
 ) -> PullResult:
-    """Build a model with `make(out_path)` in a staging folder and commit it, unless stored already."""
+    """Build a model with `make(out_path)` in a staging folder and commit it, unless stored already.
+
+    A stored copy of the same source that turns out damaged is rebuilt, so the pull
+    command that the damage error suggests repairs it.
+    """
     existing = store.find(name)
     if existing and not opts.force and _same(existing, source, quant):
-        return PullResult(existing, "unchanged")
+        try:
+            return PullResult(store.ensure_intact(existing), "unchanged")
+        except InvalidModelError as exc:
+            report(f"{exc.message} Building it again.")
     with store.staging() as tmp:
         make(tmp / MODEL_FILE)
         manifest = Manifest(name=name, quant=quant, sha256="", size=0, source=source)
@@ -202,6 +212,10 @@ def _same(entry: Entry, source: dict[str, str], quant: str) -> bool:
 def _display_name(source: dict[str, str]) -> str:
     where = source.get("repo") or source.get("path") or "model"
     return where.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _copier(src: Path) -> Callable[[Path], None]:
+    return lambda out: _link_or_copy(src, out)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -243,4 +257,6 @@ def ensure_model(spec: str | None, settings: Settings, *, report: Report = _quie
         raise NotFoundError(
             f"{spec} does not exist.", "Check the path, or give a name from `edge-qwen models`."
         )
-    return store.get(spec).path
+    # Every load of a stored model goes through here (chat, run, serve, doctor): a damaged
+    # file fails with a clear message instead of crashing llama.cpp or generating garbage.
+    return store.ensure_intact(store.get(spec)).path

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import InvalidModelError, QuantizeError, UsageError
-from edge.fileio import atomic_output, disk_error, ensure_free_space
+from edge.fileio import atomic_output, ensure_free_space
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ QUANT_TYPES: dict[str, QuantType] = {
     )
 }
 UNQUANTIZED = ("F32", "F16", "BF16")
+_PROBE_BYTES = 4 * 2**20  # more than a filesystem's last partly-used block can absorb
 _UNQUANTIZED_FTYPES = {0, 1, 32}
 
 
@@ -76,6 +79,10 @@ def type_name(ftype: int | None) -> str:
     return "?" if ftype is None else f"ftype-{ftype}"
 
 
+def _bits_per_weight(ftype: int | None) -> float:
+    return next((q.bpw for q in QUANT_TYPES.values() if q.ftype == ftype), 16.0)
+
+
 def quantize(
     src: Path,
     out: Path,
@@ -98,7 +105,10 @@ def quantize(
             f"{src} is already quantized ({type_name(src_type)}); quantizing it again loses more.",
             "Quantize from an F16/BF16/F32 file, or pass --allow-requantize.",
         )
-    ensure_free_space(out.parent, int(src.stat().st_size * q.bpw / 16) + 64 * 2**20)
+    # Output ≈ input × (output bits / input bits): an F32 input shrinks twice as much as a
+    # BF16 one, so assuming 16-bit input refused jobs that fit on a nearly full disk.
+    ratio = q.bpw / _bits_per_weight(src_type)
+    ensure_free_space(out.parent, int(src.stat().st_size * ratio) + 64 * 2**20)
     with atomic_output(out) as tmp:
         _run_quantizer(src, tmp, q, threads, allow_requantize)
     return out
@@ -119,12 +129,36 @@ def _run_quantizer(
         status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
     if status != 0:
         detail = last_error(lines)
+        # Raised as OSError, so `atomic_output` reports it as a DiskFullError about `out`.
         if _looks_like_disk_full(lines):
-            raise disk_error(OSError(28, "No space left on device"), dst)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        full = _space_error(dst)
+        if full is not None:
+            raise full
         raise QuantizeError(
             f"llama.cpp could not quantize {src.name} to {q.name}: {detail}",
             "Check that the input is a valid GGUF (re-convert it) and the disk has room.",
         )
+
+
+def _space_error(dst: Path) -> OSError | None:
+    """Whether writing more to the half-written `dst` fails for lack of space.
+
+    llama.cpp writes through a std::ofstream, so a full disk or a file-size limit reaches
+    us only as "basic_ios::clear: iostream error", without the errno. Appending to the
+    file it gave up on asks the kernel again; the file is deleted afterwards anyway.
+    """
+    if not dst.is_file():
+        return None
+    try:
+        with dst.open("ab") as f:
+            f.write(b"\0" * _PROBE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return exc
+    return None
 
 
 def _looks_like_disk_full(lines: list[str]) -> bool:
