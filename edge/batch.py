@@ -135,6 +135,7 @@ class BatchEngine(TokenText):
                        cancel or threading.Event())  # fmt: skip
         with self._wake:
             if self._closing:
+                req.sampler.close()
                 raise EngineClosedError("The server is shutting down.", "Retry when it is back.")
             self._waiting.append(req)
             self._wake.notify()
@@ -210,6 +211,7 @@ class BatchEngine(TokenText):
         with self._wake:
             while self._waiting:
                 req = self._waiting.popleft()
+                req.sampler.close()
                 req.out.put(closing)
                 req.out.put(_DONE)
         if self.failed is not None and self.on_fatal is not None:
@@ -226,6 +228,7 @@ class BatchEngine(TokenText):
                 return
             req = self._waiting.popleft()
             if req.cancel.is_set():
+                req.sampler.close()
                 for event in req.state.finish("cancelled", len(req.prompt), 0):
                     req.out.put(event)
                 req.out.put(_DONE)
@@ -401,6 +404,9 @@ class BatchEngine(TokenText):
         slot.last_used = time.monotonic()
         if req is None or state is None:
             return
+        # Freed now: LlamaSampler sits in a reference cycle, so it would wait for Python's
+        # cyclic GC, holding ~1 MiB of llama.cpp buffers each (the soak saw RSS climb 18%).
+        req.sampler.close()
         if isinstance(outcome, BaseException):
             req.out.put(outcome)
         else:

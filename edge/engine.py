@@ -310,6 +310,14 @@ class _Run:
     def events(self) -> Iterator[Event]:
         cached = self.e._prefill(self.prompt, self.cancel)
         sampler = self.e._sampler(self.params)
+        try:
+            yield from self._tokens(sampler, cached)
+        finally:
+            # llama-cpp-python's sampler sits in a reference cycle: left to the garbage
+            # collector, each one's llama.cpp buffers (~1 MiB) outlive the request.
+            sampler.close()
+
+    def _tokens(self, sampler: Any, cached: int) -> Iterator[Event]:
         limit = self.params.max_tokens if self.params.max_tokens is not None else self.e.plan.n_ctx
         text = self.text
         reason = "length"

@@ -4,7 +4,8 @@ Each generation runs in a worker thread; events cross into the event loop throug
 asyncio queue. With a batching engine (edge.batch) the threads only carry events: the
 engine's scheduler decodes all running generations together. When the consumer goes
 away (client disconnect, error), the generation is cancelled and its slot is handed to
-the next request as soon as the thread lets go.
+the next request as soon as the thread lets go. On shutdown, `drain()` ends the running
+generations with a finish reason and refuses the rest (503).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
-from edge.batch import BatchEngine
+from edge.batch import BatchEngine, EngineClosedError
 from edge.engine import Engine, Event, Finish, SamplingParams, ThinkingControl, TokenEvent
 from edge.errors import EdgeError
 from edge.server.metrics import Metrics
@@ -52,6 +53,8 @@ class EngineWorker:
         self.in_flight = 0
         self.generated_tokens = 0  # every token sampled, for /metrics and the disconnect test
         self.parallel = int(getattr(engine, "parallel", 1))
+        self.draining = False  # a graceful shutdown has begun: no new generations
+        self._live: set[threading.Event] = set()  # the cancel events of running generations
         self._slots = asyncio.Semaphore(self.parallel)  # FIFO: waiters wake in arrival order
         self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="edge-engine")
 
@@ -60,6 +63,8 @@ class EngineWorker:
 
         Called before a streamed response starts, so these get a proper HTTP status.
         """
+        if self.draining:
+            raise _shutting_down()
         self.engine.check_prompt(prompt, params.max_tokens)
         if self._slots.locked() and self.waiting >= self.max_queue:
             raise QueueFullError(
@@ -77,9 +82,13 @@ class EngineWorker:
             await self._slots.acquire()
         finally:
             self.waiting -= 1
+        if self.draining:  # it waited through the start of a shutdown: it never runs
+            self._slots.release()
+            raise _shutting_down()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
+        self._live.add(cancel)  # no await since the draining check: drain() cannot miss it
 
         def produce() -> None:
             times: list[float] = []
@@ -105,14 +114,29 @@ class EngineWorker:
                 yield item
         finally:
             cancel.set()
+            self._live.discard(cancel)
 
     def _release(self) -> None:
         self.in_flight -= 1
         self._slots.release()
 
+    def drain(self) -> None:
+        """Begin a graceful shutdown (from any thread, but not inside a signal handler:
+        Event.set takes a lock). Running generations end at the engine's next step with
+        finish reason "cancelled" (OpenAI's "length": the text was cut, as by max_tokens),
+        so streams close with a final chunk and [DONE]; waiting and new requests get 503."""
+        self.draining = True
+        for cancel in list(self._live):
+            cancel.set()
+
     def close(self) -> None:
-        """Stop the worker thread (after the current generation)."""
+        """End running generations (see drain) and stop the worker threads."""
+        self.drain()
         self._pool.shutdown(wait=True)
+
+
+def _shutting_down() -> EngineClosedError:
+    return EngineClosedError("The server is shutting down.", "Retry when it is back.")
 
 
 async def drain(

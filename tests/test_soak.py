@@ -1,0 +1,75 @@
+"""The soak test (scripts/soak.py) at CI size: one real `edge-qwen serve`, mixed requests.
+
+300 requests take about a minute on 2 cores. EDGE_QWEN_SOAK_LONG=1 also runs the full
+1,000-request soak (a few minutes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from conftest import REPO_ROOT
+
+
+def _soak() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("soak", REPO_ROOT / "scripts" / "soak.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["soak"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+soak = _soak()
+
+
+def check(report: Any, requests: int) -> None:  # a soak.Report
+    print(report.to_markdown())
+    assert report.requests == requests
+    assert set(report.kinds) == set(soak.KINDS)  # every kind of request was sent
+    assert report.client_statuses == {"200": requests}, report.bad[:5]
+    assert not any(s.startswith("5") for s in report.server_statuses), report.server_statuses
+    assert report.bad == []
+    assert report.rss_growth < soak.RSS_GROWTH_LIMIT
+    # Measured once the server is idle and every client connection is closed, so nothing
+    # legitimate differs between the two readings: any growth is a leak.
+    assert all(fds <= report.at_mark.fds for _, _, fds, _ in report.trace)
+    assert report.at_end.fds <= report.at_mark.fds
+    # AnyIO's worker threads come and go with load (see soak.THREAD_SLACK); a leak grows.
+    assert all(t <= report.at_mark.threads + soak.THREAD_SLACK for *_, t in report.trace)
+    assert 0 < report.generated_tokens <= report.max_possible_tokens  # drops were cancelled
+    assert report.problems == []
+
+
+def test_soak_mixed_requests_leak_nothing(gguf_of: Callable[[str, str], Path]) -> None:
+    report = soak.run_soak(gguf_of("looping", "Q8_0"), requests=300, concurrency=6, parallel=4)
+    check(report, 300)
+
+
+@pytest.mark.skipif(
+    os.environ.get("EDGE_QWEN_SOAK_LONG") != "1", reason="the long soak: EDGE_QWEN_SOAK_LONG=1"
+)
+def test_soak_long(gguf_of: Callable[[str, str], Path]) -> None:
+    report = soak.run_soak(gguf_of("looping", "Q8_0"), requests=1000, concurrency=6, parallel=4)
+    check(report, 1000)
+
+
+def test_the_checks_can_fail() -> None:
+    """The verdict is not a rubber stamp: a leak, a 5xx and a runaway stream are caught."""
+    probe = soak.Probe(rss_kib=100_000, hwm_kib=100_000, fds=16, threads=12)
+    grown = soak.Probe(rss_kib=106_000, hwm_kib=106_000, fds=17, threads=17)
+    outcomes = [soak.Outcome("chat", 200, None), soak.Outcome("chat", 500, "HTTP 500")]
+    metrics = {'edge_requests_total{status="500"}': 1.0, "edge_generated_tokens_total": 1e6}
+    report = soak._report(outcomes, metrics, probe, grown, [], 1.0,
+                          concurrency=1, parallel=1, mark=1)  # fmt: skip
+    text = " ".join(report.problems)
+    for needle in ("5xx", "bad requests", "RSS grew", "fds grew", "threads grew", "went on"):
+        assert needle in text, (needle, text)
+    assert "FAIL" in report.to_markdown()
