@@ -6,6 +6,7 @@ only raise. The engine is loaded in the background so /health answers 503 until 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.batch import BatchEngine, ContextFullError, EngineClosedError
@@ -29,7 +31,7 @@ from edge.engine import ContextOverflowError, Engine, Finish, TokenEvent
 from edge.errors import EdgeError, UsageError
 from edge.server import chat_api
 from edge.server.metrics import Metrics
-from edge.server.schema import ChatCompletionRequest, CompletionRequest
+from edge.server.schema import ChatCompletionRequest, CompletionRequest, ErrorResponse
 from edge.server.worker import EngineWorker, Keepalive, QueueFullError
 
 log = logging.getLogger("edge.server")
@@ -47,6 +49,7 @@ class ServerOptions:
     api_key: str | None = None
     max_queue: int = 16
     max_body_bytes: int = 8 * 2**20
+    body_timeout_s: float = 60.0  # the whole body must arrive within this (slow clients)
     reasoning_format: str = "separate"
     cors_origins: tuple[str, ...] = ()
 
@@ -106,8 +109,18 @@ class Runtime:
         self.worker: EngineWorker | None = None
         self.template: ChatTemplate | None = None
         self.failed: str | None = None
+        self.draining = False
+
+    def drain(self) -> None:
+        """A graceful shutdown begins (on the event loop): running generations end now with
+        a finish reason, queued and new requests get 503."""
+        self.draining = True
+        if self.worker is not None:
+            self.worker.drain()
 
     def ready(self) -> tuple[EngineWorker, ChatTemplate]:
+        if self.draining:  # also covers a model that finishes loading during the shutdown
+            raise EngineClosedError("The server is shutting down.", "Retry when it is back.")
         if self.worker is None or self.template is None or self.failed:
             raise Loading(self.failed or "The model is still loading.", "Retry in a few seconds.")
         return self.worker, self.template
@@ -163,18 +176,24 @@ def create_app(
 
 
 def _install_guards(app: FastAPI, opts: ServerOptions, metrics: Metrics) -> None:
+    # The Guard refuses before anything reads the body. CORS, added after it, wraps it (the
+    # last added runs first): a browser's preflight never carries the key, so it must be
+    # answered before the Guard asks for one, and refusals then carry CORS headers too.
+    # CORSMiddleware never reads the body, so the size limit still comes first.
+    app.add_middleware(Guard, opts=opts, metrics=metrics)
     if opts.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"], allow_credentials=False)  # fmt: skip
-    # Added last so it runs first: refuse before anything reads the body.
-    app.add_middleware(Guard, opts=opts, metrics=metrics)
 
 
 class Guard:
-    """Body-size limit and API key, as plain ASGI.
+    """Body-size limit, body deadline and API key, as plain ASGI.
 
+    The size is checked twice: on Content-Length before anything is read, and on the bytes
+    as they arrive, for chunked bodies that announce no length. The body must also arrive
+    within `body_timeout_s`, so a client trickling bytes cannot hold a request open forever.
     (Starlette's BaseHTTPMiddleware would wrap `receive` and can make a streaming
     response look disconnected, which cancels generations that are still wanted.)
     """
@@ -196,20 +215,47 @@ class Guard:
         if problem is not None:
             await error_response(problem)(scope, receive, counting_send)
             return
-        await self.app(scope, receive, counting_send)
+        await self.app(scope, self._bounded(receive), counting_send)
 
     def _check(self, scope: dict[str, Any]) -> EdgeError | None:
         headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
         size = headers.get("content-length", "")
-        if size.isdigit() and int(size) > self.opts.max_body_bytes:
+        if size.isascii() and size.isdigit() and int(size) > self.opts.max_body_bytes:
             return TooLarge(f"The request body is over {self.opts.max_body_bytes} bytes.")
         if self.opts.api_key and str(scope.get("path", "")).startswith("/v1/"):
             given = headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, f"Bearer {self.opts.api_key}".encode()):
                 return AuthError("Missing or wrong API key.", "Send 'Authorization: Bearer <key>'.")
         return None
+
+    def _bounded(self, receive: Any) -> Callable[[], Any]:
+        """`receive`, refusing a body over the limit or late; untouched once the body is in
+        (a streaming response then waits on it for the client's disconnect)."""
+        limit, timeout = self.opts.max_body_bytes, self.opts.body_timeout_s
+        deadline = time.monotonic() + timeout
+        seen, done = 0, False
+        close = {"Connection": "close"}  # the rest of the body is never read
+
+        async def bounded() -> Any:
+            nonlocal seen, done
+            if done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"The request body did not arrive within {timeout:g} seconds.", close) from None  # fmt: skip
+            if message["type"] != "http.request":
+                done = True
+                return message
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413, f"The request body is over {limit} bytes.", close)
+            done = not message.get("more_body", False)
+            return message
+
+        return bounded
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -232,7 +278,14 @@ def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         etype = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse(error_body(str(exc.detail), etype), exc.status_code)
+        return JSONResponse(error_body(str(exc.detail), etype), exc.status_code, exc.headers)
+
+
+# What /openapi.json says errors look like (instead of FastAPI's 422 validation shape).
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "OpenAI's error object"},
+    "5XX": {"model": ErrorResponse, "description": "OpenAI's error object"},
+}
 
 
 def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Metrics) -> None:
@@ -257,16 +310,23 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
             metrics.render(waiting, busy), media_type="text/plain; version=0.0.4"
         )
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=_ERRORS)
     async def models() -> dict[str, Any]:
         card = {"id": rt.model_id, "object": "model", "created": 0, "owned_by": "edge-qwen"}
         return {"object": "list", "data": [card]}
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, responses=_ERRORS)
     async def chat_completions(req: ChatCompletionRequest) -> Any:
         worker, template = rt.ready()
-        job = chat_api.build_job(req, template, default_format=opts.reasoning_format)
-        prompt = worker.engine.tokenize(job.prompt_text)
+
+        def prepare() -> tuple[chat_api.ChatJob, list[int]]:
+            job = chat_api.build_job(req, template, default_format=opts.reasoning_format,
+                                     n_vocab=_n_vocab(worker.engine))  # fmt: skip
+            return job, worker.engine.tokenize(job.prompt_text)
+
+        # Off the event loop: a long prompt or a big schema takes a while to render and
+        # tokenize, and every other client would wait for it meanwhile.
+        job, prompt = await run_in_threadpool(prepare)
         # Checked before answering, so refusals get a status; the response then starts at
         # once, so a client that leaves during a long prompt is noticed and its work stopped.
         worker.admit(prompt, job.params)
@@ -275,7 +335,7 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
             return EventSourceResponse(_chat_sse(job, rt.model_id, events))
         return await _complete(job, rt.model_id, events)
 
-    @app.post("/v1/completions", response_model=None)
+    @app.post("/v1/completions", response_model=None, responses=_ERRORS)
     async def completions(req: CompletionRequest) -> Any:
         worker, _ = rt.ready()
         return await _text_completion(req, worker, rt.model_id)
@@ -384,14 +444,15 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
     if req.n != 1:
         raise chat_api.ParamError("n", "Only n=1 is supported.")
     prompt_text = req.prompt if isinstance(req.prompt, str) else "".join(req.prompt)
+    chat_api.check_text(prompt_text, "prompt")
     params = SamplingParams(
         temperature=0.7 if req.temperature is None else req.temperature, top_p=req.top_p or 0.8,
         top_k=20 if req.top_k is None else req.top_k, min_p=req.min_p or 0.0, seed=req.seed,
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
-        repeat_penalty=req.repeat_penalty, logit_bias=chat_api.parse_logit_bias(req.logit_bias),
+        repeat_penalty=req.repeat_penalty, logit_bias=chat_api.parse_logit_bias(req.logit_bias, _n_vocab(worker.engine)),
         max_tokens=req.max_tokens or 256, stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or []),
     )  # fmt: skip
-    prompt = worker.engine.tokenize(prompt_text)
+    prompt = await run_in_threadpool(worker.engine.tokenize, prompt_text)
     worker.admit(prompt, params)  # refusals before the response starts keep their status
     events = worker.stream(prompt, params, ThinkingControl(loop_guard=False))
     ident, created = "cmpl-" + chat_api.secrets.token_hex(12), int(time.time())
@@ -427,6 +488,17 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
         **body(text, chat_api.openai_finish(finish.reason)),
         "usage": _plain_usage(finish),
     }
+
+
+def _n_vocab(engine: Any) -> int | None:
+    """The vocabulary size, to check the token ids a request names (None if unknown)."""
+    size = getattr(engine, "n_vocab", None)
+    if callable(size):
+        size = size()
+    if isinstance(size, int):
+        return size
+    model = getattr(engine, "_model", None)  # until the engines expose it
+    return int(model.n_vocab()) if model is not None else None
 
 
 def _plain_usage(finish: Finish) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Pure translation, no I/O: the routes feed engine events in and send out what thi
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 
 from edge.chat import ChatTemplate, sampling_defaults, soft_switch
 from edge.engine import Finish, SamplingParams, ThinkingControl
+from edge.engine import _schema_grammar as engine_schema_grammar
 from edge.errors import UsageError
 from edge.reasoning import ThinkSplitter
 from edge.server.schema import ChatCompletionRequest
@@ -58,7 +60,11 @@ def thinking_wanted(req: ChatCompletionRequest, default: bool) -> bool:
 
 
 def build_job(
-    req: ChatCompletionRequest, template: ChatTemplate, *, default_format: str
+    req: ChatCompletionRequest,
+    template: ChatTemplate,
+    *,
+    default_format: str,
+    n_vocab: int | None = None,
 ) -> ChatJob:
     """Validate a request and turn it into a prompt, sampling params and output options."""
     if req.n != 1:
@@ -74,6 +80,7 @@ def build_job(
     text = template.render(
         messages, enable_thinking=thinking, tools=req.tools if use_tools else None
     )
+    check_text(text, "messages")
     base = sampling_defaults(thinking)
     params = SamplingParams(
         temperature=_pick(req.temperature, base["temperature"]),
@@ -84,7 +91,7 @@ def build_job(
         frequency_penalty=req.frequency_penalty,
         repeat_penalty=req.repeat_penalty,
         seed=req.seed,
-        logit_bias=parse_logit_bias(req.logit_bias),
+        logit_bias=parse_logit_bias(req.logit_bias, n_vocab),
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or []),
         json_schema=schema,
@@ -106,6 +113,15 @@ def build_job(
     )
 
 
+def check_text(text: str, param: str) -> None:
+    """Refuse text that is not valid Unicode: JSON's "\\ud800" escapes decode to lone
+    surrogates, which have no UTF-8 and would fail deep in the tokenizer."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ParamError(param, f"The text holds a lone surrogate (at {exc.start}): not valid Unicode.") from None  # fmt: skip
+
+
 def _pick(value: float | None, default: float) -> float:
     return default if value is None else value
 
@@ -117,14 +133,30 @@ def _message_dict(m: Any) -> dict[str, Any]:
     return d
 
 
-def parse_logit_bias(raw: dict[str, float] | None) -> dict[int, float]:
-    """OpenAI's logit_bias (string token ids) as llama.cpp wants it."""
+def parse_logit_bias(raw: dict[str, float] | None, n_vocab: int | None = None) -> dict[int, float]:
+    """OpenAI's logit_bias (string token ids, values -100…100) as llama.cpp wants it.
+
+    Ids are checked against the vocabulary: llama.cpp indexes its logits with them
+    unchecked, so an id past the end crashes the whole server.
+    """
     out = {}
     for key, value in (raw or {}).items():
-        if not key.lstrip("-").isdigit():
-            raise ParamError("logit_bias", f"logit_bias keys are token ids; '{key}' is not one.")
-        out[int(key)] = float(value)  # ±100 bans or forces a token, as with OpenAI
+        if not _TOKEN_ID.fullmatch(key):
+            raise ParamError(
+                "logit_bias", f"logit_bias keys are token ids; '{key[:40]}' is not one."
+            )
+        token = int(key)
+        if n_vocab is not None and token >= n_vocab:
+            raise ParamError(
+                "logit_bias", f"Token id {token} is not in the vocabulary (0…{n_vocab - 1})."
+            )
+        if not -100 <= value <= 100:  # also refuses NaN
+            raise ParamError("logit_bias", f"logit_bias values go from -100 to 100, not {value}.")
+        out[token] = float(value)  # ±100 bans or forces a token, as with OpenAI
     return out
+
+
+_TOKEN_ID = re.compile(r"[0-9]{1,10}")
 
 
 def _response_schema(req: ChatCompletionRequest) -> dict[str, Any] | None:
@@ -136,7 +168,49 @@ def _response_schema(req: ChatCompletionRequest) -> dict[str, Any] | None:
     schema = (rf.json_schema or {}).get("schema")
     if not isinstance(schema, dict):
         raise ParamError("response_format", "json_schema needs a 'schema' object.")
+    _check_bounds(schema)
+    if _EMPTY_RULE.search(_schema_grammar(schema)):
+        # An empty enum/anyOf/type list: no text can match, and llama.cpp's grammar
+        # sampler crashes the whole server on such a grammar instead of failing.
+        raise ParamError("response_format", "The JSON schema matches no value at all.")
     return schema
+
+
+_EMPTY_RULE = re.compile(r"::=[ \t]*$", re.MULTILINE)
+
+
+# The grammar converter spells repetitions out, so its output (time and memory) grows with
+# these bounds: {"minLength": 10**9} would take the whole server down.
+_BOUNDS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+MAX_REPEAT = 10_000
+_REPEAT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+
+
+def _check_bounds(schema: Any, depth: int = 0) -> None:
+    """Refuse repetition bounds the grammar converter could not spell out."""
+    if depth > 64:
+        raise ParamError("response_format", "The JSON schema is nested too deeply.")
+    if isinstance(schema, list):
+        for item in schema:
+            _check_bounds(item, depth + 1)
+        return
+    if not isinstance(schema, dict):
+        return
+    for key, value in schema.items():
+        if key in _BOUNDS and isinstance(value, (int, float)) and value > MAX_REPEAT:
+            raise ParamError("response_format", f"'{key}' over {MAX_REPEAT} is not supported.")
+        if key == "pattern" and isinstance(value, str):
+            for low, high in _REPEAT.findall(value):
+                if max(len(low), len(high)) > 5 or max(int(low), int(high or 0)) > MAX_REPEAT:
+                    raise ParamError("response_format", f"Repetitions over {MAX_REPEAT} are not supported in 'pattern'.")  # fmt: skip
+        _check_bounds(value, depth + 1)
+
+
+def _schema_grammar(schema: dict[str, Any]) -> str:
+    try:
+        return engine_schema_grammar(schema)
+    except UsageError as exc:
+        raise ParamError("response_format", exc.message) from None
 
 
 class ChunkWriter:

@@ -1,4 +1,8 @@
-"""OpenAI request bodies as pydantic models; unknown fields are ignored, as OpenAI does."""
+"""OpenAI request bodies as pydantic models; unknown fields are ignored, as OpenAI does.
+
+Types are strict, as OpenAI's are: `"stream": 0` or `"max_tokens": "8"` is a 400, not
+quietly read as something else (an int still passes where a number is asked for).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class StreamOptions(_Lenient):
@@ -74,3 +78,18 @@ class CompletionRequest(SamplingFields):
     """POST /v1/completions: plain text in, text out."""
 
     prompt: str | list[str]
+
+
+class ErrorDetail(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: `{"error": {...}}` (for the OpenAPI schema; built in app.py)."""
+
+    error: ErrorDetail
