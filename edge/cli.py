@@ -441,6 +441,9 @@ def serve(
     Binds 127.0.0.1:8000. --lan binds every interface and turns on an API key (generated
     and stored on first use). Point any OpenAI client at http://HOST:PORT/v1.
     """
+    import signal
+    import socket
+
     import uvicorn
 
     from edge.batch import BatchEngine
@@ -477,15 +480,34 @@ def serve(
         template = ChatTemplate.from_gguf(path)  # first: it is quick, and fails fast
         return open_engine(BatchEngine, path, plan, info, _say), template
 
-    app = create_app(model_id, load, options, on_failed=failed)
-    servers.append(uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning")))
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # On the event loop, before uvicorn waits for open responses: running streams
+            # end now with a finish reason, queued and new requests get 503.
+            api.state.runtime.drain()
+            await super().shutdown(sockets)
+
+    api = create_app(model_id, load, options, on_failed=failed)
+    # The bound is for responses drain() cannot end (a client that stopped reading).
+    config = uvicorn.Config(api, host=bind, port=port, log_level="warning",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)  # fmt: skip
+    servers.append(Server(config))
+    # uvicorn re-raises SIGTERM once it has shut down; asked to stop, we exit 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     for address in addresses(bind):
         _say(
             f"Serving {model_id} at http://{address}:{port}/v1 (web chat: http://{address}:{port}/)"
         )
     servers[0].run()
-    if app.state.runtime.failed:  # stopped because the model could not be loaded
-        raise EdgeError(app.state.runtime.failed)
+    if api.state.runtime.failed:  # stopped because the model could not be loaded
+        raise EdgeError(api.state.runtime.failed)
+
+
+GRACEFUL_SHUTDOWN_S = 5  # seconds
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @command

@@ -65,7 +65,12 @@ def report(
         "store": str(store.root),
         "models": [e.name for e in store.entries()],
     }
-    if nvidia and not build["gpu_offload"]:
+    gpu_backends = [b for b in build["backends"] if b not in ("CPU", "BLAS", "RPC")]
+    if gpu_backends and not gpus:
+        warnings.append(f"this llama.cpp build has {', '.join(gpu_backends)} but found no GPU it "
+                        "can use (no GPU, or its driver is missing or older than the toolkit the "
+                        "build used), so everything runs on the CPU")  # fmt: skip
+    elif nvidia and not build["gpu_offload"]:
         names = ", ".join(d.description for d in nvidia)
         warnings.append(f"NVIDIA GPU found ({names}) but this llama.cpp build cannot offload to "
                         f"it, so everything runs on the CPU: {CUDA_INSTALL_HINT}")  # fmt: skip

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 from test_plan import QWEN3_06B, GiB
 
@@ -76,3 +77,19 @@ def test_the_arithmetic_of_a_gpu_plan_reads_term_by_term() -> None:
     text = "\n".join(render_plan(plan_data(Path("m.gguf"), QWEN3_06B, split)))
     assert f"{split.n_gpu_layers} of them on the GPU" in text and "GPU + " in text  # KV split
     assert "output layer: the token embedding (tied) in RAM" in text
+
+
+def test_a_cuda_build_without_a_usable_gpu_is_explained(
+    gguf_of: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # What the CUDA wheel built by scripts/check_cuda_build.sh reports on this GPU-less
+    # machine (seen for real: "backends CUDA, CPU · GPU offload no"); faked here because the
+    # test environment has the CPU wheel.
+    import edge.doctor as doctor
+    from edge.config import Settings
+
+    real = doctor.build_info()
+    monkeypatch.setattr(doctor, "build_info", lambda: {**real, "backends": ["CUDA", "CPU"]})
+    data, problems, warnings = doctor.report(Settings(home=tmp_path), str(gguf_of("tiny", "Q8_0")))
+    assert problems == [] and data["plan"]["n_gpu_layers"] == 0
+    assert any("has CUDA but found no GPU" in w for w in warnings), warnings

@@ -284,11 +284,6 @@ def test_cors_allows_only_the_named_origins(keyed: str) -> None:
         assert "access-control-allow-origin" not in preflight(keyed, origin).headers, origin
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py's Guard answers the preflight (which never carries the key) with 401, "
-    "so --cors-origin is unusable with a key; see /tmp/notes/security.md",
-)
 def test_cors_preflight_of_a_named_origin_passes_with_a_key(keyed: str) -> None:
     reply = preflight(keyed, GOOD)
     assert reply.status_code == 200

@@ -6,9 +6,8 @@ deleting, overwriting or replacing the GGUF does not touch the running server.
 Shutdown: `EngineWorker.drain()` ends running generations at the engine's next step with
 finish reason "length" (a final chunk, then [DONE]: the stream is cut short, as by
 max_tokens, not broken), and refuses queued and new requests with a 503 in OpenAI's
-shape. `edge-qwen serve` calls it when SIGTERM arrives and exits 0 within seconds: that
-part needs the change to edge/cli.py and edge/server/app.py described in the soak notes
-(`Runtime.drain`); until it lands the SIGTERM test is an expected failure.
+shape. `edge-qwen serve` calls it (through Runtime.drain) when SIGTERM arrives and exits 0
+within seconds.
 """
 
 from __future__ import annotations
@@ -30,8 +29,6 @@ import httpx2 as httpx
 import pytest
 from conftest import REPO_ROOT
 from test_server import free_port, serving, wait_ready
-
-from edge.server.app import Runtime
 
 WAIT = 60.0
 HI = [{"role": "user", "content": "Hi"}]
@@ -203,11 +200,6 @@ def test_drain_ends_streams_with_a_finish_reason_and_refuses_the_rest(
         assert worker.in_flight == 0
 
 
-@pytest.mark.xfail(
-    not hasattr(Runtime, "drain"),
-    reason="needs cli.py to drain the runtime on SIGTERM (Runtime.drain; see the soak notes)",
-    strict=True,
-)
 def test_sigterm_during_streams_is_graceful(
     gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
 ) -> None:
