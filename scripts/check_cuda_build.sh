@@ -4,6 +4,7 @@
 # architecture, and it links cuBLAS and the CUDA runtime. It does not need a GPU.
 #
 #   scripts/check_cuda_build.sh [WORKDIR]        (default: ./cuda-build, kept for reruns)
+#   SKIP_BUILD=1 scripts/check_cuda_build.sh DIR  (check the wheel a previous run left in DIR)
 #
 # Environment: CUDA_HOME (default /usr/local/cuda), CUDA_ARCHS (default "75;86;89"),
 # LLAMA_CPP_PYTHON_VERSION (default: the version pyproject.toml pins).
@@ -51,11 +52,13 @@ export CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$archs -DGGML_NATIV
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 export PATH="$toolkit/bin:$PATH"
 echo "CMAKE_ARGS=$CMAKE_ARGS"
-rm -rf "$work/wheel"
 start=$(date +%s)
-# --no-cache-dir: pip would otherwise hand back a cached CPU wheel of the same version.
-pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python -w "$work/wheel" \
-    "llama-cpp-python==$version" 2>&1 | tee "$work/build.log" | grep -v '^ *\[' || true
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then  # SKIP_BUILD=1: check the wheel already in WORKDIR
+    rm -rf "$work/wheel"
+    # --no-cache-dir: pip would otherwise hand back a cached CPU wheel of the same version.
+    pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python -w "$work/wheel" \
+        "llama-cpp-python==$version" 2>&1 | tee "$work/build.log" | grep -v '^ *\[' || true
+fi
 took=$(($(date +%s) - start))
 wheel="$(ls "$work"/wheel/llama_cpp_python-*.whl 2>/dev/null | head -1)"
 [[ -n "$wheel" ]] || { echo "build failed after ${took}s; see $work/build.log" >&2; exit 1; }
@@ -66,20 +69,23 @@ rm -rf "$work/unpacked" && python3 -m zipfile -e "$wheel" "$work/unpacked"
 cudalib="$(find "$work/unpacked" -name 'libggml-cuda.so*' | head -1)"
 [[ -n "$cudalib" ]] || { echo "the wheel has no libggml-cuda: not a CUDA build" >&2; exit 1; }
 echo "CUDA backend: ${cudalib#"$work/unpacked/"}"
-elfs="$("$toolkit/bin/cuobjdump" --list-elf "$cudalib" 2>/dev/null || true)"
-if [[ -z "$elfs" ]] && command -v cuobjdump >/dev/null; then elfs="$(cuobjdump --list-elf "$cudalib")"; fi
-if [[ -n "$elfs" ]]; then
-    for arch in ${archs//;/ }; do
-        grep -q "sm_${arch}" <<<"$elfs" || { echo "no sm_$arch code in $cudalib" >&2; exit 1; }
-        echo "sm_$arch code: present"
-    done
-else
-    # No cuobjdump in a bare nvcc install: the fatbinary names its targets in plain text.
-    for arch in ${archs//;/ }; do
-        grep -aq "sm_${arch}" "$cudalib" || { echo "no sm_$arch in $cudalib" >&2; exit 1; }
-        echo "sm_$arch: named in the fatbinary"
-    done
+# The GPU code each architecture got, listed by cuobjdump (NVIDIA's nvidia-cuda-cuobjdump
+# wheel when the toolkit has none): one cubin per CUDA source file and architecture.
+cuobjdump="$(command -v cuobjdump || true)"
+[[ -x "$toolkit/bin/cuobjdump" ]] && cuobjdump="$toolkit/bin/cuobjdump"
+if [[ -z "$cuobjdump" ]]; then
+    pip download --quiet --no-deps --only-binary=:all: -d "$work/cuobjdump-wheel" \
+        "nvidia-cuda-cuobjdump>=$cuda_major,<$((cuda_major + 1))"
+    python3 -m zipfile -e "$work"/cuobjdump-wheel/nvidia_cuda_cuobjdump-*.whl "$work/cuobjdump"
+    cuobjdump="$(find "$work/cuobjdump" -name cuobjdump -type f | head -1)"
+    chmod +x "$cuobjdump"
 fi
+elfs="$("$cuobjdump" --list-elf "$cudalib")"
+for arch in ${archs//;/ }; do
+    count="$(grep -c "\.sm_${arch}\.cubin" <<<"$elfs" || true)"
+    [[ "$count" -gt 0 ]] || { echo "no sm_$arch code in $cudalib" >&2; exit 1; }
+    echo "sm_$arch: $count cubins"
+done
 needed="$(readelf -d "$cudalib" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 echo "links: $needed"
 for lib in libcublas libcudart; do
