@@ -17,11 +17,17 @@ PROMPT = ">>> "
 TIMEOUT = 60
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C as a terminal user has it. A test run started in the background
+    (`cmd &` in a script) ignores SIGINT, and children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn_chat(gguf: Path, env: dict[str, str], *args: str) -> pexpect.spawn:
     child = pexpect.spawn(
         sys.executable, ["-m", "edge.cli", "chat", "-m", str(gguf), "--ctx", "2048", *args],
         env={**env, "NO_COLOR": "1", "TERM": "dumb"}, cwd=str(REPO_ROOT), encoding="utf-8",
-        timeout=TIMEOUT, dimensions=(40, 200),
+        timeout=TIMEOUT, dimensions=(40, 200), preexec_fn=default_sigint,
     )  # fmt: skip
     child.expect_exact(PROMPT)
     return child
@@ -164,6 +170,7 @@ def test_run_interrupted_exits_130(
         [sys.executable, "-m", "edge.cli", "run", "Hi", "-m", str(gguf_of("looping", "Q8_0")),
          "--no-loop-guard", "--ctx", "4096"],
         env=cli_env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
     )  # fmt: skip
     assert proc.stderr is not None
     proc.stderr.readline()  # the plan line: the model is loaded and generating
