@@ -51,6 +51,11 @@ class EngineClosedError(EdgeError):
     """The engine is shutting down or its scheduler has stopped (HTTP 503)."""
 
 
+def shutting_down() -> EngineClosedError:
+    """What a request gets once the server has begun to stop."""
+    return EngineClosedError("The server is shutting down.", "Retry when it is back.")
+
+
 class EngineFailedError(EngineClosedError):
     """llama.cpp failed a decode fatally (e.g. a GPU allocation): the context is not to be
     trusted any more, so the engine stops for good."""
@@ -126,7 +131,7 @@ class BatchEngine(TokenText):
         """Stream the completion of `prompt` (TokenEvents, then one Finish), decoded in a
         batch with whatever else is running. Closing the iterator cancels it."""
         if self._closing:  # checked again below, under the lock, before queueing
-            raise EngineClosedError("The server is shutting down.", "Retry when it is back.")
+            raise shutting_down()
         self.check_prompt(prompt)
         # Built here, on the caller's thread: a bad grammar or schema fails this request
         # with its own error, and compiling one never stalls the other streams.
@@ -136,7 +141,7 @@ class BatchEngine(TokenText):
         with self._wake:
             if self._closing:
                 req.sampler.close()
-                raise EngineClosedError("The server is shutting down.", "Retry when it is back.")
+                raise shutting_down()
             self._waiting.append(req)
             self._wake.notify()
         try:
@@ -205,7 +210,7 @@ class BatchEngine(TokenText):
                 for slot in self._active():  # is in doubt, so each fails and is forgotten
                     self._forget(slot)
                     self._retire(slot, exc)
-        closing = EngineClosedError("The server is shutting down.", "Retry when it is back.")
+        closing = shutting_down()
         for slot in self._active():
             self._retire(slot, closing)
         with self._wake:

@@ -107,9 +107,13 @@ class GGUFHeader:
 
     metadata: dict[str, Any]
     tensor_count: int
-    tensor_bytes: int
     tensor_sizes: dict[str, int]  # bytes of each tensor's data, by name
     tensor_shapes: dict[str, tuple[int, ...]]  # ggml order: the fastest-moving dimension first
+
+    @property
+    def tensor_bytes(self) -> int:
+        """All tensor data, in bytes."""
+        return sum(self.tensor_sizes.values())
 
 
 def read_header(path: str | Path) -> GGUFHeader:
@@ -129,7 +133,7 @@ def read_header(path: str | Path) -> GGUFHeader:
             infos = [header.tensor_info() for _ in range(count)]
             sizes = {name: nbytes for name, _, nbytes in infos}
             shapes = {name: dims for name, dims, _ in infos}
-            return GGUFHeader(metadata, count, sum(sizes.values()), sizes, shapes)
+            return GGUFHeader(metadata, count, sizes, shapes)
     except struct.error as exc:
         raise ValueError(f"GGUF header is truncated ({exc})") from None
 

@@ -14,6 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from edge.errors import OutOfMemoryError, UsageError
 
@@ -431,9 +432,10 @@ def _fit_gpu(info: ModelInfo, budget: Budget, n_ctx: int | None, kv: str | None,
         return _Choice(layers, ctx, kv_type, flash, [
             f"{layers}/{whole} layers on the GPU: all of them need {full // MiB} MiB of VRAM, "
             f"{room // MiB} MiB is free after headroom"])  # fmt: skip
-    note = (f"{budget.vram_free // MiB} MiB of free VRAM is not enough for one layer "
-            f"(headroom {budget.vram_headroom // MiB} MiB): running on the CPU")  # fmt: skip
-    return _Choice(0, ctx, kv or "f16", (kv == "q8_0") if fa is None else fa, [note])
+    cpu = _fixed(info, budget, n_ctx, kv, fa, 0, parallel)
+    cpu.notes.append(f"{budget.vram_free // MiB} MiB of free VRAM is not enough for one layer "
+                     f"(headroom {budget.vram_headroom // MiB} MiB): running on the CPU")  # fmt: skip
+    return cpu
 
 
 def _fit_ram(info: ModelInfo, budget: Budget, choice: _Choice, n_ctx: int | None,
@@ -474,22 +476,31 @@ def _fit_ram(info: ModelInfo, budget: Budget, choice: _Choice, n_ctx: int | None
 def _finish(info: ModelInfo, c: _Choice, notes: list[str], threads: int | None, mlock: bool,
             parallel: int, budget: Budget, wishes: Wishes) -> Plan:  # fmt: skip
     n = threads or physical_cores()
-    fp = footprint(info, c.n_gpu_layers, c.n_ctx, c.kv, c.fa, parallel)
-    # On CPU llama.cpp repacks K-quant weights into an interleaved copy; with the file
-    # mapped, the mapped pages stay resident too (0.6b Q4_K_M, ctx 4096: peak RSS 1160 vs
-    # 959 MiB). Reading the file instead keeps one copy, loads faster, decodes the same.
-    # Fully offloaded, llama.cpp unmaps what went to the GPU, so mapping costs nothing.
-    mmap = c.n_gpu_layers > info.layers
     return Plan(
         # Asked for N threads, llama.cpp gets N for everything; by default prompts also
         # use the hyper-threads, which help batches of many tokens.
-        n_ctx=c.n_ctx, n_threads=n, n_threads_batch=n if threads else max(n, os.cpu_count() or n),
-        n_batch=N_BATCH, n_gpu_layers=c.n_gpu_layers, kv_type=c.kv, flash_attn=c.fa,
-        use_mmap=mmap, use_mlock=mlock, kv_bytes=int(info.kv_bytes_per_token(c.kv) * c.n_ctx),
-        weights_bytes=info.weights_bytes, notes=tuple(notes + c.notes), n_parallel=parallel,
-        gpu=budget.gpu if c.n_gpu_layers else None, vram_bytes=fp.vram, ram_bytes=fp.ram,
-        budget=budget, wishes=wishes,
+        n_threads=n, n_threads_batch=n if threads else max(n, os.cpu_count() or n),
+        n_batch=N_BATCH, use_mlock=mlock, weights_bytes=info.weights_bytes,
+        notes=tuple(notes + c.notes), n_parallel=parallel, wishes=wishes,
+        **_placement(info, c.n_gpu_layers, c.n_ctx, c.kv, c.fa, parallel, budget),
     )  # fmt: skip
+
+
+def _placement(info: ModelInfo, layers: int, ctx: int, kv: str, fa: bool, parallel: int,
+               budget: Budget) -> dict[str, Any]:  # fmt: skip
+    """The plan fields that follow from where the layers go and how big the cache is."""
+    fp = footprint(info, layers, ctx, kv, fa, parallel)
+    return {
+        "n_gpu_layers": layers, "n_ctx": ctx, "kv_type": kv, "flash_attn": fa,
+        # On CPU llama.cpp repacks K-quant weights into an interleaved copy; with the file
+        # mapped, the mapped pages stay resident too (0.6b Q4_K_M, ctx 4096: peak RSS 1160
+        # vs 959 MiB). Reading the file instead keeps one copy, loads faster, decodes the
+        # same. Fully offloaded, llama.cpp unmaps what went to the GPU: mapping costs nothing.
+        "use_mmap": layers > info.layers,
+        "kv_bytes": int(info.kv_bytes_per_token(kv) * ctx),
+        "vram_bytes": fp.vram, "ram_bytes": fp.ram,
+        "gpu": budget.gpu if layers else None, "budget": budget,
+    }  # fmt: skip
 
 
 def smaller(info: ModelInfo, plan: Plan, budget: Budget | None = None) -> Plan | None:
@@ -508,9 +519,7 @@ def smaller(info: ModelInfo, plan: Plan, budget: Budget | None = None) -> Plan |
             except OutOfMemoryError:
                 fresh = None
             if fresh is not None and fresh.vram_bytes < plan.vram_bytes:
-                return replace(
-                    fresh, notes=(*fresh.notes, "re-planned after running out of memory")
-                )
+                return replace(fresh, notes=(*fresh.notes, f"{RETRY_NOTE} re-planned"))
         layers = plan.n_gpu_layers // 2 if plan.n_gpu_layers > 1 else 0
         return _retry(info, plan, layers, plan.n_ctx, budget, f"{layers} layers on the GPU")
     if plan.n_ctx // 2 >= MIN_RETRY_CTX:
@@ -521,12 +530,11 @@ def smaller(info: ModelInfo, plan: Plan, budget: Budget | None = None) -> Plan |
 
 def _retry(info: ModelInfo, plan: Plan, layers: int, ctx: int, budget: Budget | None,
            what: str) -> Plan:  # fmt: skip
-    fp = footprint(info, layers, ctx, plan.kv_type, plan.flash_attn, plan.n_parallel)
     return replace(
-        plan, n_gpu_layers=layers, n_ctx=ctx, use_mmap=layers > info.layers,
-        kv_bytes=int(info.kv_bytes_per_token(plan.kv_type) * ctx), vram_bytes=fp.vram,
-        ram_bytes=fp.ram, gpu=plan.gpu if layers else None, budget=budget or plan.budget,
+        plan,
         notes=(*(n for n in plan.notes if not n.startswith(RETRY_NOTE)), f"{RETRY_NOTE} {what}"),
+        **_placement(info, layers, ctx, plan.kv_type, plan.flash_attn, plan.n_parallel,
+                     budget or plan.budget),
     )  # fmt: skip
 
 

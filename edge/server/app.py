@@ -25,7 +25,7 @@ from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge.batch import BatchEngine, ContextFullError, EngineClosedError
+from edge.batch import BatchEngine, ContextFullError, EngineClosedError, shutting_down
 from edge.chat import ChatTemplate
 from edge.engine import ContextOverflowError, Engine, Finish, TokenEvent
 from edge.errors import EdgeError, UsageError
@@ -120,7 +120,7 @@ class Runtime:
 
     def ready(self) -> tuple[EngineWorker, ChatTemplate]:
         if self.draining:  # also covers a model that finishes loading during the shutdown
-            raise EngineClosedError("The server is shutting down.", "Retry when it is back.")
+            raise shutting_down()
         if self.worker is None or self.template is None or self.failed:
             raise Loading(self.failed or "The model is still loading.", "Retry in a few seconds.")
         return self.worker, self.template

@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
-from edge.batch import BatchEngine, EngineClosedError
+from edge.batch import BatchEngine, shutting_down
 from edge.engine import Engine, Event, Finish, SamplingParams, ThinkingControl, TokenEvent
 from edge.errors import EdgeError
 from edge.server.metrics import Metrics
@@ -64,7 +64,7 @@ class EngineWorker:
         Called before a streamed response starts, so these get a proper HTTP status.
         """
         if self.draining:
-            raise _shutting_down()
+            raise shutting_down()
         self.engine.check_prompt(prompt, params.max_tokens)
         if self._slots.locked() and self.waiting >= self.max_queue:
             raise QueueFullError(
@@ -84,7 +84,7 @@ class EngineWorker:
             self.waiting -= 1
         if self.draining:  # it waited through the start of a shutdown: it never runs
             self._slots.release()
-            raise _shutting_down()
+            raise shutting_down()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
@@ -133,10 +133,6 @@ class EngineWorker:
         """End running generations (see drain) and stop the worker threads."""
         self.drain()
         self._pool.shutdown(wait=True)
-
-
-def _shutting_down() -> EngineClosedError:
-    return EngineClosedError("The server is shutting down.", "Retry when it is back.")
 
 
 async def drain(
