@@ -301,7 +301,7 @@ def _open_conversation(model: str | None, ctx: int | None, threads: int | None, 
     """Resolve, plan and load the model; print the plan line; return a Conversation."""
     from edge.chat import ChatTemplate
     from edge.conversation import Conversation
-    from edge.engine import Engine, open_engine
+    from edge.engine import open_engine
     from edge.pipeline import ensure_model
     from edge.plan import make_plan, read_model_info
 
@@ -311,8 +311,10 @@ def _open_conversation(model: str | None, ctx: int | None, threads: int | None, 
     plan = make_plan(info, n_ctx=ctx, threads=threads or settings.threads, kv_type=kv,
                      flash_attn=flash, n_gpu_layers=gpu)  # fmt: skip
     _say(plan.describe(info))
-    engine = open_engine(Engine, path, plan, info, _say)
-    return Conversation(engine, ChatTemplate.from_gguf(path), system=system, thinking=think)
+    engine = open_engine(path, plan, info, _say)
+    return Conversation(
+        engine, ChatTemplate.from_gguf(path), info.name, system=system, thinking=think
+    )
 
 
 def _read_prompt(prompt: str | None) -> str:
@@ -366,7 +368,10 @@ def run(
     conv = _open_conversation(model, ctx, threads, kv, flash_attn, gpu_layers, think, system)
     opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
                        thinking_budget=thinking_budget, loop_guard=loop_guard)  # fmt: skip
-    finish = run_once(conv, text, opts, show_thinking=show_thinking, as_json=as_json)
+    try:
+        finish = run_once(conv, text, opts, show_thinking=show_thinking, as_json=as_json)
+    finally:
+        conv.engine.close()  # the scheduler ends its step before the model is freed
     if finish.reason != "stop":
         raise typer.Exit(3)
 
@@ -401,7 +406,10 @@ def chat(
     conv = _open_conversation(model, ctx, threads, kv, flash_attn, gpu_layers, think, system)
     opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
                        thinking_budget=thinking_budget, loop_guard=loop_guard)  # fmt: skip
-    ChatLoop(conv, opts, show_thinking=show_thinking).run()
+    try:
+        ChatLoop(conv, opts, show_thinking=show_thinking).run()
+    finally:
+        conv.engine.close()
 
 
 @command
@@ -446,9 +454,8 @@ def serve(
 
     import uvicorn
 
-    from edge.batch import BatchEngine
     from edge.chat import ChatTemplate
-    from edge.engine import open_engine
+    from edge.engine import Engine, open_engine
     from edge.pipeline import ensure_model
     from edge.plan import make_plan, read_model_info
     from edge.server import ServerOptions, create_app
@@ -476,9 +483,9 @@ def serve(
     def failed(reason: str) -> None:  # no model, no server: a supervisor can restart it
         servers[0].should_exit = True
 
-    def load() -> tuple[BatchEngine, ChatTemplate]:
+    def load() -> tuple[Engine, ChatTemplate]:
         template = ChatTemplate.from_gguf(path)  # first: it is quick, and fails fast
-        return open_engine(BatchEngine, path, plan, info, _say), template
+        return open_engine(path, plan, info, _say), template
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

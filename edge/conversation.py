@@ -9,14 +9,21 @@ The reply's answer (and reasoning, for /save) joins the history, also when cut s
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge.chat import ChatTemplate, sampling_defaults, soft_switch
-from edge.engine import Engine, Finish, SamplingParams, ThinkingControl, TokenEvent
+from edge.engine import (
+    EngineAPI,
+    Finish,
+    Job,
+    SamplingParams,
+    ThinkingControl,
+    TokenEvent,
+    generate,
+)
 from edge.errors import UsageError
 from edge.reasoning import Delta, ThinkSplitter
 
@@ -39,8 +46,9 @@ class TurnOptions:
 class Conversation:
     """Messages so far plus the settings that shape the next prompt."""
 
-    engine: Engine
+    engine: EngineAPI
     template: ChatTemplate
+    model_name: str = "the model"
     system: str | None = None
     thinking: bool = True
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -57,10 +65,8 @@ class Conversation:
         system = [{"role": "system", "content": self.system}] if self.system else []
         return self.engine.tokenize(self.template.render(system + msgs, enable_thinking=thinking))
 
-    def send(
-        self, text: str, opts: TurnOptions | None = None, cancel: threading.Event | None = None
-    ) -> Iterator[Delta | Finish]:
-        """Add a user message and stream the reply.
+    def send(self, text: str, opts: TurnOptions | None = None) -> Iterator[Delta | Finish]:
+        """Add a user message and stream the reply; closing the iterator (Ctrl-C) stops it.
 
         A message that cannot be answered (empty, or over the context) raises before the
         history changes, so the conversation stays usable.
@@ -76,7 +82,7 @@ class Conversation:
         self.messages = messages
         reply = {"role": "assistant", "content": "", "reasoning_content": ""}
         try:
-            yield from self._stream(prompt, thinking, opts, cancel, reply)
+            yield from self._stream(prompt, thinking, opts, reply)
         finally:
             # Kept even when interrupted: the partial answer is part of the conversation.
             self.messages.append(reply)
@@ -86,13 +92,12 @@ class Conversation:
         prompt: list[int],
         thinking: bool,
         opts: TurnOptions,
-        cancel: threading.Event | None,
         reply: dict[str, Any],
     ) -> Iterator[Delta | Finish]:
         params = sampling_for(thinking, opts)
         control = ThinkingControl(budget=opts.thinking_budget, loop_guard=opts.loop_guard)
         splitter = ThinkSplitter()
-        for event in self.engine.generate(prompt, params, cancel=cancel, thinking=control):
+        for event in generate(self.engine, Job(prompt, params, control)):
             if isinstance(event, TokenEvent):
                 deltas = splitter.feed(event.text) if event.text else []
             else:

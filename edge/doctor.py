@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import Settings
+from edge.engine.gpu import build_info
 from edge.errors import EdgeError
 from edge.plan import Budget, MiB, ModelInfo, Plan, available_ram, footprint, physical_cores
 
@@ -22,24 +23,6 @@ CUDA_INSTALL_HINT = (
 )
 
 
-def build_info() -> dict[str, Any]:
-    """llama.cpp as built into llama-cpp-python: version, backends, CPU features."""
-    import llama_cpp
-
-    from edge.gpu import backends, cpu_features
-
-    system = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
-    return {
-        "llama_cpp_python": llama_cpp.__version__,
-        "backends": backends(),
-        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
-        "mmap": bool(llama_cpp.llama_supports_mmap()),
-        "mlock": bool(llama_cpp.llama_supports_mlock()),
-        "cpu_features": [name for name, on in cpu_features(system).items() if on],
-        "system_info": system,
-    }
-
-
 def report(
     settings: Settings, model: str | None, wishes: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -47,7 +30,7 @@ def report(
 
     `wishes` are make_plan's keyword arguments from the command line (ctx, kv, layers).
     """
-    from edge.gpu import nvml_devices, offload_devices
+    from edge.engine.gpu import nvml_devices, offload_devices
     from edge.store import ModelStore
 
     problems: list[str] = []

@@ -57,3 +57,29 @@ class StoreError(EdgeError):
 
 class OutOfMemoryError(EdgeError):
     """The model does not fit in the memory (RAM or VRAM) that is free."""
+
+
+class ContextOverflowError(UsageError):
+    """The prompt (with the answer asked for) does not fit in the context window."""
+
+
+class ContextFullError(EdgeError):
+    """The shared KV cache has no room left for a running generation (HTTP 503)."""
+
+
+class EngineClosedError(EdgeError):
+    """The engine is shutting down or its scheduler has stopped (HTTP 503)."""
+
+
+class EngineFailedError(EngineClosedError):
+    """llama.cpp failed a decode fatally (e.g. a GPU allocation): the context is not to be
+    trusted any more, so the engine stops for good."""
+
+
+def shutting_down() -> EngineClosedError:
+    """What a request gets once the server has begun to stop."""
+    return EngineClosedError("The server is shutting down.", "Retry when it is back.")
+
+
+class QueueFullError(EdgeError):
+    """Too many requests are already waiting (HTTP 429)."""

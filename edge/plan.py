@@ -251,7 +251,7 @@ def detect_budget(offload: bool) -> Budget:
     ram = available_ram()
     if not offload:
         return Budget(ram_available=ram)
-    from edge.gpu import best_gpu, offload_devices
+    from edge.engine.gpu import best_gpu, offload_devices
 
     gpu = best_gpu(offload_devices())
     if gpu is None:
@@ -539,6 +539,6 @@ def _retry(info: ModelInfo, plan: Plan, layers: int, ctx: int, budget: Budget | 
 
 
 def _build_offloads() -> bool:
-    import llama_cpp
+    from edge.engine.gpu import supports_gpu_offload
 
-    return bool(llama_cpp.llama_supports_gpu_offload())
+    return supports_gpu_offload()

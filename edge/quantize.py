@@ -119,7 +119,7 @@ def _run_quantizer(
 ) -> None:
     import llama_cpp
 
-    from edge.llama_log import captured_llama_log, last_error
+    from edge.engine.llama_log import captured_llama_log, last_error
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = q.ftype

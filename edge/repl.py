@@ -105,7 +105,7 @@ def run_once(
 def _as_dict(conv: Conversation, reasoning: str, answer: str, f: Finish) -> dict[str, object]:
     u = f.usage
     return {
-        "model": conv.engine.info.name,
+        "model": conv.model_name,
         "reasoning": reasoning,
         "answer": answer,
         "finish_reason": f.reason,
@@ -137,7 +137,7 @@ class ChatLoop:
         """Loop until /exit, Ctrl-D, or Ctrl-C at an empty prompt."""
         mode = "on" if self.conv.thinking else "off"
         print(
-            f"Chatting with {self.conv.engine.info.name} (thinking {mode}). /help for commands.",
+            f"Chatting with {self.conv.model_name} (thinking {mode}). /help for commands.",
             file=sys.stderr,
         )
         while True:

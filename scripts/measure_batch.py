@@ -15,28 +15,25 @@ import threading
 import time
 from pathlib import Path
 
-from edge.batch import BatchEngine
 from edge.config import Settings
-from edge.engine import SamplingParams, ThinkingControl, TokenEvent
+from edge.engine import Engine, SamplingParams, ThinkingControl, TokenEvent
 from edge.plan import make_plan, physical_cores, read_model_info
 
 NO_GUARD = ThinkingControl(loop_guard=False)
 
 
-def prompt(engine: BatchEngine, i: int) -> list[int]:
+def prompt(engine: Engine, i: int) -> list[int]:
     return engine.tokenize(f"<|im_start|>user\n({i}) Tell me story number {i}.<|im_end|>\n"
                            "<|im_start|>assistant\n")  # fmt: skip
 
 
-def tokens(engine: BatchEngine, p: list[int], n: int) -> list[int]:
+def tokens(engine: Engine, p: list[int], n: int) -> list[int]:
     params = SamplingParams(temperature=0, max_tokens=n)
     events = engine.generate(p, params, thinking=NO_GUARD)
-    return [e.token_id for e in events if isinstance(e, TokenEvent) and e.token_id >= 0]
+    return [e.token for e in events if isinstance(e, TokenEvent) and e.token is not None]
 
 
-def together(
-    engine: BatchEngine, prompts: list[list[int]], n: int
-) -> tuple[list[list[int]], float]:
+def together(engine: Engine, prompts: list[list[int]], n: int) -> tuple[list[list[int]], float]:
     out: list[list[int]] = [[] for _ in prompts]
 
     def one(i: int) -> None:
@@ -70,13 +67,13 @@ def main() -> int:
     )
     for n in args.slots:
         plan = make_plan(info, n_ctx=args.ctx, parallel=n)
-        engine = BatchEngine(args.model, plan, info)
+        engine = Engine(args.model, plan, info)
         try:
             prompts = [prompt(engine, i) for i in range(n)]
             alone = [tokens(engine, p, args.tokens) for p in prompts]
         finally:
             engine.close()
-        engine = BatchEngine(args.model, plan, info)  # nothing cached: it reads every prompt
+        engine = Engine(args.model, plan, info)  # nothing cached: it reads every prompt
         try:
             got, wall = together(engine, prompts, args.tokens)
         finally:
@@ -92,7 +89,7 @@ def main() -> int:
 def twins(model: Path, info: object, ctx: int, n: int) -> None:
     """Two copies of one prompt decoded together: if they part, the cause is arithmetic
     (where a row sits in the batch), not sequences mixed up."""
-    engine = BatchEngine(model, make_plan(info, n_ctx=ctx, parallel=2), info)  # type: ignore[arg-type]
+    engine = Engine(model, make_plan(info, n_ctx=ctx, parallel=2), info)  # type: ignore[arg-type]
     try:
         p = prompt(engine, 0)
         (a, b), _ = together(engine, [p, p], n)

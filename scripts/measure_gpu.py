@@ -17,12 +17,12 @@ import json
 import sys
 
 from edge.config import Settings
-from edge.engine import Engine, SamplingParams, ThinkingControl, open_engine
+from edge.engine import SamplingParams, ThinkingControl, open_engine
 from edge.plan import MiB, make_plan, read_model_info
 
 
 def gpu_free() -> int:
-    from edge.gpu import best_gpu, offload_devices
+    from edge.engine.gpu import best_gpu, offload_devices
 
     gpu = best_gpu(offload_devices())
     return gpu.free_bytes if gpu else 0
@@ -38,9 +38,9 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=256, help="tokens to decode")
     args = ap.parse_args()
 
-    import llama_cpp
+    from edge.engine.gpu import supports_gpu_offload
 
-    if not llama_cpp.llama_supports_gpu_offload() or gpu_free() == 0:
+    if not supports_gpu_offload() or gpu_free() == 0:
         print("This llama.cpp build or machine has no GPU offload.", file=sys.stderr)
         return 2
     from edge.bench.models import bench_model
@@ -50,7 +50,7 @@ def main() -> int:
     plan = make_plan(info, n_ctx=args.ctx)
     print(plan.describe(info), file=sys.stderr)
     before = gpu_free()
-    engine = open_engine(Engine, path, plan, info, lambda s: print(s, file=sys.stderr))
+    engine = open_engine(path, plan, info, lambda s: print(s, file=sys.stderr))
     loaded = gpu_free()
     words = " ".join(f"w{i}" for i in range(args.prompt))
     prompt = engine.tokenize(f"<|im_start|>user\n{words}")[: args.prompt]

@@ -28,9 +28,8 @@ def one_conversation(
     engine: Engine, template: ChatTemplate, turns: int, opts: TurnOptions, reuse: bool
 ) -> list[tuple[float, int, int]]:
     """(TTFT, prompt tokens, tokens evaluated) of each turn of one conversation."""
-    conv = Conversation(
-        engine, template, system="You are a concise gardening assistant.", thinking=False
-    )
+    conv = Conversation(engine, template, engine.info.name,
+                        system="You are a concise gardening assistant.", thinking=False)  # fmt: skip
     ttfts: list[tuple[float, int, int]] = []
     for i, q in enumerate(QUESTIONS[:turns]):
         if i == 0 or not reuse:

@@ -76,14 +76,16 @@ def main() -> int:
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) of each thread of `pid`; the main thread runs the event
-    loop, the others are the engine's worker and llama.cpp's compute threads (unnamed)."""
+    """CPU seconds (user + system) of each thread of `pid`, by name: the main thread runs
+    the event loop; the engine's scheduler names itself edge-engine (and with one thread
+    llama.cpp computes on it); llama.cpp's other compute threads and AnyIO's are unnamed."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         stat = (task / "stat").read_text(encoding="ascii")
         fields = stat[stat.rindex(")") + 2 :].split()
-        label = "main (event loop, HTTP)" if task.name == str(pid) else f"thread {task.name}"
+        comm = (task / "comm").read_text(encoding="utf-8", errors="replace").strip()
+        label = "main (event loop, HTTP)" if task.name == str(pid) else f"{comm} {task.name}"
         out[label] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
     return out
 

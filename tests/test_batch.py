@@ -1,7 +1,6 @@
 """The batching engine through the real llama.cpp: outputs equal to decoding alone, joins and
 leaves mid-flight, cancellation within a step, prefix reuse, a full cache, and 8 clients
-through the real server. (The single-sequence contract tests in test_engine.py also run
-against BatchEngine.)"""
+through the real server. (The contract tests in test_engine.py run with one slot and two.)"""
 
 from __future__ import annotations
 
@@ -14,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from edge.batch import BatchEngine, ContextFullError, EngineClosedError
-from edge.engine import Engine, Finish, SamplingParams, ThinkingControl, TokenEvent
+from edge.engine import Engine, Finish, Job, Run, SamplingParams, ThinkingControl, TokenEvent
+from edge.errors import ContextFullError, EngineClosedError
 from edge.plan import make_plan, read_model_info
 from tests.test_server import serving
 
@@ -23,9 +22,9 @@ NO_GUARD = ThinkingControl(loop_guard=False)
 TIMEOUT = 120.0
 
 
-def open_batch(path: Path, parallel: int, n_ctx: int = 2048) -> BatchEngine:
+def open_batch(path: Path, parallel: int, n_ctx: int = 2048) -> Engine:
     info = read_model_info(path)
-    return BatchEngine(path, make_plan(info, n_ctx=n_ctx, parallel=parallel), info)
+    return Engine(path, make_plan(info, n_ctx=n_ctx, parallel=parallel), info)
 
 
 def chat(i: int, words: int) -> str:
@@ -36,15 +35,15 @@ def chat(i: int, words: int) -> str:
 def tokens_of(events: Iterator[Any]) -> tuple[list[int], Finish]:
     ids, finish = [], None
     for e in events:
-        if isinstance(e, TokenEvent) and e.token_id >= 0:
-            ids.append(e.token_id)
+        if isinstance(e, TokenEvent) and e.token is not None:
+            ids.append(e.token)
         elif isinstance(e, Finish):
             finish = e
     assert finish is not None
     return ids, finish
 
 
-def run_together(engine: BatchEngine, jobs: list[tuple[list[int], SamplingParams, float]],
+def run_together(engine: Engine, jobs: list[tuple[list[int], SamplingParams, float]],
                  cancel_after: dict[int, int] | None = None) -> list[tuple[list[int], Finish]]:  # fmt: skip
     """Start job i after its delay; job k in `cancel_after` leaves after that many tokens."""
     results: list[Any] = [None] * len(jobs)
@@ -52,14 +51,14 @@ def run_together(engine: BatchEngine, jobs: list[tuple[list[int], SamplingParams
     def one(i: int) -> None:
         prompt, params, delay = jobs[i]
         time.sleep(delay)
-        cancel = threading.Event()
         ids: list[int] = []
         finish = None
-        for e in engine.generate(prompt, params, cancel=cancel, thinking=NO_GUARD):
-            if isinstance(e, TokenEvent) and e.token_id >= 0:
-                ids.append(e.token_id)
+        run = Run(engine, Job(prompt, params, NO_GUARD))
+        for e in run:
+            if isinstance(e, TokenEvent) and e.token is not None:
+                ids.append(e.token)
                 if cancel_after and len(ids) == cancel_after.get(i, -1):
-                    cancel.set()
+                    run.ticket.cancel()
             elif isinstance(e, Finish):
                 finish = e
         results[i] = (ids, finish)
@@ -102,15 +101,14 @@ def test_batched_output_equals_alone(
         assert finish.usage.completion_tokens == len(ids)
     single = open_any_single(path)
     try:
-        for i in (0, 2, 5):  # and alone on the batching engine = the chat CLI's engine
-            single.forget()
+        for i in (0, 2, 5):  # and alone on one slot, as the chat CLI runs the engine
             ids, _ = tokens_of(single.generate(prompts[i], params[i], thinking=NO_GUARD))
             assert ids == alone[i]
     finally:
         single.close()
 
 
-def open_any_single(path: Path) -> Engine:
+def open_any_single(path: Path) -> Engine:  # one slot: make_plan's default
     info = read_model_info(path)
     return Engine(path, make_plan(info, n_ctx=2048), info)
 
@@ -126,19 +124,18 @@ def test_a_waiting_request_starts_when_a_slot_is_cancelled(
         short = SamplingParams(temperature=0, max_tokens=5)
         second.append(tokens_of(engine.generate(prompt, short, thinking=NO_GUARD)))
 
-    cancel = threading.Event()
     t = threading.Thread(target=waiter)
     finish = None
     try:
-        for e in engine.generate(prompt, SamplingParams(temperature=0, max_tokens=3000),
-                                 cancel=cancel, thinking=NO_GUARD):  # fmt: skip
-            if isinstance(e, TokenEvent) and not t.is_alive() and not cancel.is_set():
+        run = Run(engine, Job(prompt, SamplingParams(temperature=0, max_tokens=3000), NO_GUARD))
+        for e in run:
+            if isinstance(e, TokenEvent) and not t.is_alive() and not run.ticket.cancelled:
                 t.start()  # queued behind this generation: the only slot is taken
                 deadline = time.monotonic() + 10
                 while engine.waiting == 0 and time.monotonic() < deadline:
                     time.sleep(0.001)
                 assert engine.waiting == 1
-                cancel.set()
+                run.ticket.cancel()
             elif isinstance(e, Finish):
                 finish = e
         t.join(TIMEOUT)
@@ -264,14 +261,13 @@ def test_eight_clients_at_once_through_the_server(gguf_of: Callable[[str, str], 
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")
-@pytest.mark.parametrize("kind", ["single", "batch"])
+@pytest.mark.parametrize("parallel", [1, 2])
 def test_cpu_engines_read_the_model_instead_of_mapping_it(
-    kind: str, gguf_of: Callable[[str, str], Path]
+    parallel: int, gguf_of: Callable[[str, str], Path]
 ) -> None:
     path = gguf_of("tiny", "Q4_K_M")
     info = read_model_info(path)
-    plan = make_plan(info, n_ctx=256)
-    engine: Any = Engine(path, plan, info) if kind == "single" else BatchEngine(path, plan, info)
+    engine = Engine(path, make_plan(info, n_ctx=256, parallel=parallel), info)
     try:
         maps = Path("/proc/self/maps").read_text(encoding="utf-8")
     finally:

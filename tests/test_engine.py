@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from edge.batch import BatchEngine
 from edge.chat import ChatTemplate
 from edge.conversation import Conversation, TurnOptions
 from edge.engine import (
     ContextOverflowError,
     Engine,
     Finish,
+    Job,
+    Run,
     SamplingParams,
     ThinkingControl,
     TokenEvent,
@@ -35,11 +36,10 @@ def open_engine(path: Path, **plan_args: object) -> Engine:
 
 
 def open_any(kind: str, path: Path, **plan_args: object) -> Any:
-    """The single-sequence Engine (chat, run) or the server's BatchEngine: one contract."""
+    """The engine with one slot (chat, run) or two (a server): one contract."""
     if kind == "single":
         return open_engine(path, **plan_args)
-    info = read_model_info(path)
-    return BatchEngine(path, make_plan(info, parallel=2, **plan_args), info)  # type: ignore[arg-type]
+    return open_engine(path, parallel=2, **plan_args)
 
 
 @pytest.fixture(scope="module", params=["single", "batch"])
@@ -149,19 +149,17 @@ def test_loop_guard_can_be_turned_off(looping: Any) -> None:
 
 
 def test_cancel_from_another_thread(looping: Any) -> None:
-    cancel = threading.Event()
     seen = 0
     finish = None
     params = SamplingParams(temperature=0, max_tokens=1500)
-    for event in looping.generate(
-        looping.tokenize(PROMPT), params, cancel=cancel, thinking=ThinkingControl(loop_guard=False)
-    ):
+    run = Run(looping, Job(looping.tokenize(PROMPT), params, ThinkingControl(loop_guard=False)))
+    for event in run:
         if isinstance(event, Finish):
             finish = event
             break
         seen += 1
         if seen == 10:
-            threading.Thread(target=cancel.set).start()
+            threading.Thread(target=run.ticket.cancel).start()
     assert finish is not None and finish.reason == "cancelled"
     assert finish.usage.completion_tokens < 100  # stopped within a few tokens of the request
 

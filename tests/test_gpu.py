@@ -11,7 +11,7 @@ from typing import Any
 import llama_cpp
 import pytest
 
-from edge.gpu import (
+from edge.engine.gpu import (
     Device,
     backends,
     best_gpu,

@@ -229,27 +229,20 @@ def test_compute_estimate_follows_the_context_and_flash_attention() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "ctx", "fa", "parallel"),
-    [
-        ("batch", 2048, False, 1),
-        ("batch", 16384, False, 1),
-        ("batch", 2048, True, 1),
-        ("batch", 16384, True, 4),
-        ("single", 4096, False, 1),
-    ],  # fmt: skip
+    ("ctx", "fa", "parallel"),
+    [(2048, False, 1), (16384, False, 1), (2048, True, 1), (16384, True, 4), (4096, False, 1)],
 )
 def test_compute_estimate_covers_what_llama_cpp_reserves(
-    gguf_of: Callable[[str, str], Path], kind: str, ctx: int, fa: bool, parallel: int
+    gguf_of: Callable[[str, str], Path], ctx: int, fa: bool, parallel: int
 ) -> None:
-    from edge.batch import BatchEngine
     from edge.engine import Engine
-    from edge.llama_log import captured_llama_log
+    from edge.engine.llama_log import captured_llama_log
 
     path = gguf_of("tiny", "Q8_0")
     info = read_model_info(path)
     plan = make_plan(info, n_ctx=ctx, flash_attn=fa, parallel=parallel, threads=1)
     with captured_llama_log() as lines:
-        engine = (BatchEngine if kind == "batch" else Engine)(path, plan, info)
+        engine = Engine(path, plan, info)
     engine.close()
     sizes = [float(m.group(1)) for line in lines
              if (m := re.search(r"CPU compute buffer size = +([\d.]+) MiB", line))]  # fmt: skip

@@ -380,15 +380,15 @@ class Collect(logging.Handler):
 def test_no_key_or_prompt_in_debug_logs(gguf_of: Callable[[str, str], Path]) -> None:
     """Even with every logger at DEBUG and uvicorn's access log on (more than `serve` ever
     configures), requests leave neither key nor prompt in a log record."""
-    from edge.batch import BatchEngine
     from edge.chat import ChatTemplate
+    from edge.engine import Engine
     from edge.plan import make_plan, read_model_info
 
     gguf = gguf_of("scripted", "Q8_0")
     info = read_model_info(gguf)
 
-    def load() -> tuple[BatchEngine, ChatTemplate]:
-        return BatchEngine(gguf, make_plan(info, n_ctx=2048), info), ChatTemplate.from_gguf(gguf)
+    def load() -> tuple[Engine, ChatTemplate]:
+        return Engine(gguf, make_plan(info, n_ctx=2048), info), ChatTemplate.from_gguf(gguf)
 
     app = create_app("qwen3-test", load, ServerOptions(api_key=KEY))
     config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="debug")

@@ -20,7 +20,6 @@ import openai
 import pytest
 import uvicorn
 
-from edge.batch import BatchEngine
 from edge.chat import ChatTemplate
 from edge.engine import Engine
 from edge.plan import make_plan, read_model_info
@@ -58,9 +57,9 @@ def serving(
     yields (base URL, app)."""
     info = read_model_info(gguf)
 
-    def load() -> tuple[BatchEngine, ChatTemplate]:
+    def load() -> tuple[Engine, ChatTemplate]:
         plan = make_plan(info, n_ctx=n_ctx, parallel=parallel)
-        return BatchEngine(gguf, plan, info), ChatTemplate.from_gguf(gguf)
+        return Engine(gguf, plan, info), ChatTemplate.from_gguf(gguf)
 
     app = create_app("qwen3-test", load, options)
     port = free_port()
@@ -428,22 +427,22 @@ def test_503_while_loading_then_ready(gguf_of: Callable[[str, str], Path]) -> No
         thread.join(timeout=WAIT)
 
 
-def test_keepalive_while_the_worker_is_silent() -> None:
-    from edge.engine import Finish, Usage
-    from edge.server.worker import END, Keepalive, drain
+def test_keepalive_while_the_engine_is_silent() -> None:
+    """A long prompt: nothing for a while, then the end. One ticker wakes the silent
+    stream with keep-alives; the engine's items, posted from its own thread, end it."""
+    from edge.engine import Finish, Job, SamplingParams, Ticket, Usage
+    from edge.server.worker import AsyncInbox, Keepalive
 
     async def run() -> list[object]:
-        queue: asyncio.Queue[object] = asyncio.Queue()
+        ended: list[Ticket] = []
+        inbox = AsyncInbox(asyncio.get_running_loop(), 0.1, lambda t, _: ended.append(t))
+        ticket = Ticket(Job([1], SamplingParams()), inbox)
         finish = Finish("stop", Usage(1, 0, 0, 0), 0.1, 0.1)
-
-        async def late() -> None:  # a long prompt: nothing for a while, then the end
-            await asyncio.sleep(0.35)
-            queue.put_nowait(finish)
-            queue.put_nowait(END)
-
-        task = asyncio.create_task(late())
-        items = [item async for item in drain(queue, keepalive_after=0.1)]
-        await task
+        timer = threading.Timer(0.35, inbox.post, [[(ticket, finish)]])
+        timer.start()
+        items = [item async for item in inbox.items(ticket)]
+        timer.join()
+        assert ended == [ticket]
         return items
 
     items = asyncio.run(run())

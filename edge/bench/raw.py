@@ -90,8 +90,10 @@ def _engine(model: Path, s: RawSettings) -> dict:
         plan = make_plan(info, n_ctx=max(64, s.ctx or ctx), threads=s.threads,
                          flash_attn=s.flash_attn)  # fmt: skip
         engine = Engine(model, plan, info)
+        # A warm-up, as llama-bench does. What it leaves cached is no prefix of what is
+        # measured next (the pp prompt starts with another token; tg's one-token prompt
+        # is always evaluated for its logits), so nothing measured is served from cache.
         list(engine.generate([PROMPT_TOKEN] * 8, SamplingParams(temperature=0, max_tokens=1)))
-        engine.forget()  # after a warm-up, as llama-bench does
         return engine
 
     engine = load(s.pp + 1)

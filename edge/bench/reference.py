@@ -53,9 +53,9 @@ def default_cache() -> Path:
 
 def installed_version() -> str:
     """The installed llama-cpp-python release."""
-    import llama_cpp
+    from edge.engine import llama_cpp_version
 
-    return str(llama_cpp.__version__)
+    return llama_cpp_version()
 
 
 def find(cache: Path | None = None) -> Reference | None:

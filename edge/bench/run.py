@@ -215,9 +215,8 @@ def _strip(result: dict) -> dict:
 
 
 def _meta(opts: BenchOptions, threads: int, fa: bool, ref: Any) -> dict[str, Any]:
-    import llama_cpp
-
     from edge import __version__
+    from edge.engine import llama_cpp_version
 
     z = opts.sizes
     return {
@@ -232,7 +231,7 @@ def _meta(opts: BenchOptions, threads: int, fa: bool, ref: Any) -> dict[str, Any
         },  # fmt: skip
         "versions": {
             "edge_qwen": __version__,
-            "llama_cpp_python": llama_cpp.__version__,
+            "llama_cpp_python": llama_cpp_version(),
             "python": platform.python_version(),
             "reference": f"llama.cpp vendored in llama-cpp-python {ref.version}" if ref else None,
         },  # fmt: skip

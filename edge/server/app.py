@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import threading
 import time
@@ -25,14 +24,21 @@ from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge.batch import BatchEngine, ContextFullError, EngineClosedError, shutting_down
 from edge.chat import ChatTemplate
-from edge.engine import ContextOverflowError, Engine, Finish, TokenEvent
-from edge.errors import EdgeError, UsageError
+from edge.engine import EngineAPI, Finish, Job, TokenEvent
+from edge.errors import (
+    ContextFullError,
+    ContextOverflowError,
+    EdgeError,
+    EngineClosedError,
+    QueueFullError,
+    UsageError,
+    shutting_down,
+)
 from edge.server import chat_api
 from edge.server.metrics import Metrics
 from edge.server.schema import ChatCompletionRequest, CompletionRequest, ErrorResponse
-from edge.server.worker import EngineWorker, Keepalive, QueueFullError
+from edge.server.worker import EngineWorker, Keepalive
 
 log = logging.getLogger("edge.server")
 # The page's own inline script and style only; nothing from elsewhere, no plugins, no framing.
@@ -128,7 +134,7 @@ class Runtime:
 
 def create_app(
     model_id: str,
-    load: Callable[[], tuple[Engine | BatchEngine, ChatTemplate]],
+    load: Callable[[], tuple[EngineAPI, ChatTemplate]],
     options: ServerOptions | None = None,
     on_failed: Callable[[str], None] | None = None,
 ) -> FastAPI:
@@ -154,8 +160,7 @@ def create_app(
         except Exception as exc:
             fail(f"The model failed to load: {exc}")
             return
-        if isinstance(engine, BatchEngine):
-            engine.on_fatal = fail
+        engine.on_fatal = fail
         rt.template = template
         rt.worker = EngineWorker(engine, opts.max_queue, metrics)
 
@@ -305,7 +310,7 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
 
     @app.get("/metrics")
     async def prometheus() -> PlainTextResponse:
-        waiting, busy = (rt.worker.waiting, rt.worker.in_flight) if rt.worker else (0, 0)
+        waiting, busy = (rt.worker.waiting, rt.worker.busy) if rt.worker else (0, 0)
         return PlainTextResponse(
             metrics.render(waiting, busy), media_type="text/plain; version=0.0.4"
         )
@@ -321,16 +326,17 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
 
         def prepare() -> tuple[chat_api.ChatJob, list[int]]:
             job = chat_api.build_job(req, template, default_format=opts.reasoning_format,
-                                     n_vocab=_n_vocab(worker.engine))  # fmt: skip
+                                     n_vocab=worker.limits.n_vocab)  # fmt: skip
             return job, worker.engine.tokenize(job.prompt_text)
 
         # Off the event loop: a long prompt or a big schema takes a while to render and
         # tokenize, and every other client would wait for it meanwhile.
         job, prompt = await run_in_threadpool(prepare)
+        work = Job(prompt, job.params, job.control)
         # Checked before answering, so refusals get a status; the response then starts at
         # once, so a client that leaves during a long prompt is noticed and its work stopped.
-        worker.admit(prompt, job.params)
-        events = worker.stream(prompt, job.params, job.control)
+        worker.admit(work)
+        events = worker.stream(work)
         if req.stream:
             return EventSourceResponse(_chat_sse(job, rt.model_id, events))
         return await _complete(job, rt.model_id, events)
@@ -343,23 +349,25 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
 
 async def _frame(
     events: AsyncIterator[Any],
-    on_token: Callable[[TokenEvent], list[dict[str, Any]]],
+    on_token: Callable[[TokenEvent], bytes],
     on_finish: Callable[[Finish], list[dict[str, Any]]],
     head: tuple[dict[str, Any], ...] = (),
 ) -> AsyncIterator[bytes]:
     """SSE framing for every stream, in one place: `data:` events, keep-alive comments while
     the prompt is read, an error sent in-band once the status line is gone, then [DONE].
+    `on_token` gives a token's SSE bytes (b"" for none): the hot path, one write a token.
     Closing this iterator (the client left) cancels the generation."""
     for payload in head:
         yield _data(payload)
     try:
         event = await anext(events, None)
         while event is not None:
-            if isinstance(event, Keepalive):
+            if isinstance(event, TokenEvent):
+                data = on_token(event)
+                if data:
+                    yield data
+            elif isinstance(event, Keepalive):
                 yield b": keep-alive\n\n"
-            elif isinstance(event, TokenEvent):
-                for payload in on_token(event):
-                    yield _data(payload)
             elif isinstance(event, Finish):
                 for payload in on_finish(event):
                     yield _data(payload)
@@ -377,11 +385,10 @@ def _chat_sse(
 ) -> AsyncIterator[bytes]:
     """Chat chunks: role, deltas, one finish chunk with timings, the optional usage chunk."""
     writer = chat_api.ChunkWriter(job, model)
+    sse = chat_api.ChunkBytes(job, model)
 
-    def on_token(event: TokenEvent) -> list[dict[str, Any]]:
-        return (
-            [chat_api.chunk(job, model, d) for d in writer.text(event.text)] if event.text else []
-        )
+    def on_token(event: TokenEvent) -> bytes:
+        return b"".join(map(sse.delta, writer.text(event.text))) if event.text else b""
 
     def on_finish(event: Finish) -> list[dict[str, Any]]:
         out = [chat_api.chunk(job, model, d) for d in writer.finish(event.reason)]
@@ -396,11 +403,7 @@ def _chat_sse(
 
 
 def _data(payload: dict[str, Any]) -> bytes:
-    return (
-        b"data: "
-        + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        + b"\n\n"
-    )
+    return b"data: " + chat_api.dumps(payload).encode() + b"\n\n"
 
 
 async def _complete(
@@ -449,12 +452,13 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
         temperature=0.7 if req.temperature is None else req.temperature, top_p=req.top_p or 0.8,
         top_k=20 if req.top_k is None else req.top_k, min_p=req.min_p or 0.0, seed=req.seed,
         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
-        repeat_penalty=req.repeat_penalty, logit_bias=chat_api.parse_logit_bias(req.logit_bias, _n_vocab(worker.engine)),
+        repeat_penalty=req.repeat_penalty, logit_bias=chat_api.parse_logit_bias(req.logit_bias, worker.limits.n_vocab),
         max_tokens=req.max_tokens or 256, stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or []),
     )  # fmt: skip
     prompt = await run_in_threadpool(worker.engine.tokenize, prompt_text)
-    worker.admit(prompt, params)  # refusals before the response starts keep their status
-    events = worker.stream(prompt, params, ThinkingControl(loop_guard=False))
+    work = Job(prompt, params, ThinkingControl(loop_guard=False))
+    worker.admit(work)  # refusals before the response starts keep their status
+    events = worker.stream(work)
     ident, created = "cmpl-" + chat_api.secrets.token_hex(12), int(time.time())
 
     def body(text: str, finish: str | None) -> dict[str, Any]:
@@ -470,8 +474,8 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
                 [last, {**last, "choices": [], "usage": _plain_usage(event)}] if usage else [last]
             )
 
-        def on_token(event: TokenEvent) -> list[dict[str, Any]]:
-            return [body(event.text, None)] if event.text else []
+        def on_token(event: TokenEvent) -> bytes:
+            return _data(body(event.text, None)) if event.text else b""
 
         return EventSourceResponse(_frame(events, on_token, on_finish))
     text, finish = "", None
@@ -488,17 +492,6 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
         **body(text, chat_api.openai_finish(finish.reason)),
         "usage": _plain_usage(finish),
     }
-
-
-def _n_vocab(engine: Any) -> int | None:
-    """The vocabulary size, to check the token ids a request names (None if unknown)."""
-    size = getattr(engine, "n_vocab", None)
-    if callable(size):
-        size = size()
-    if isinstance(size, int):
-        return size
-    model = getattr(engine, "_model", None)  # until the engines expose it
-    return int(model.n_vocab()) if model is not None else None
 
 
 def _plain_usage(finish: Finish) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Pure translation, no I/O: the routes feed engine events in and send out what thi
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -13,7 +14,7 @@ from typing import Any
 
 from edge.chat import ChatTemplate, sampling_defaults, soft_switch
 from edge.engine import Finish, SamplingParams, ThinkingControl
-from edge.engine import _schema_grammar as engine_schema_grammar
+from edge.engine import schema_grammar as engine_schema_grammar
 from edge.errors import UsageError
 from edge.reasoning import ThinkSplitter
 from edge.server.schema import ChatCompletionRequest
@@ -308,6 +309,41 @@ def timings(finish: Finish) -> dict[str, float]:
         "predicted_ms": round(gen_ms, 2),
         "predicted_per_second": round(finish.decode_tps, 2),
     }
+
+
+def dumps(payload: Any) -> str:
+    """Compact JSON, non-ASCII kept as is: the wire format of every chunk."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+_quote = json.encoder.encode_basestring  # a str as a JSON string, the way dumps writes it
+
+
+class ChunkBytes:
+    """`chat.completion.chunk` events as SSE bytes, for the per-token path: the fixed part
+    of the chunk is serialised once per request, so a token costs a string quote and a
+    join. Byte for byte what `dumps(chunk(job, model, delta))` framed as SSE gives."""
+
+    def __init__(self, job: ChatJob, model: str) -> None:
+        head = dumps(chunk(job, model, {}))
+        cut = head.index('"delta":') + len('"delta":')
+        self._prefix = b"data: " + head[:cut].encode()
+        self._suffix = head[cut + 2 :].encode() + b"\n\n"  # after the empty delta's "{}"
+
+    def delta(self, d: dict[str, Any]) -> bytes:
+        """One delta's chunk."""
+        if len(d) == 1 and "content" in d:
+            body = '{"content":' + _quote(d["content"]) + "}"
+        elif (
+            len(d) == 2
+            and "reasoning_content" in d
+            and d.get("reasoning") == d["reasoning_content"]
+        ):
+            text = _quote(d["reasoning_content"])
+            body = '{"reasoning_content":' + text + ',"reasoning":' + text + "}"
+        else:
+            body = dumps(d)
+        return self._prefix + body.encode() + self._suffix
 
 
 def chunk(

@@ -1,153 +1,226 @@
-"""Up to `engine.parallel` generations at once, a bounded FIFO of waiting requests.
+"""The server's side of the engine seam: admission, one inbox on the event loop, drain.
 
-Each generation runs in a worker thread; events cross into the event loop through an
-asyncio queue. With a batching engine (edge.batch) the threads only carry events: the
-engine's scheduler decodes all running generations together. When the consumer goes
-away (client disconnect, error), the generation is cancelled and its slot is handed to
-the next request as soon as the thread lets go. On shutdown, `drain()` ends the running
-generations with a finish reason and refuses the rest (503).
+Jobs go straight to the engine, whose scheduler decodes `limits.slots` of them together
+and queues the rest; at most `max_queue` may wait, more get 429. The engine posts each
+step's events for every stream in one call; `AsyncInbox` crosses into the event loop
+with one `call_soon_threadsafe` per step and wakes only the streams that got something.
+No thread per request, no task or timer per token: keep-alives come from one ticker that
+runs only while streams are open. On shutdown, `drain()` ends the running generations
+with a finish reason and refuses the rest (503).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 
-from edge.batch import BatchEngine, shutting_down
-from edge.engine import Engine, Event, Finish, SamplingParams, ThinkingControl, TokenEvent
-from edge.errors import EdgeError
+from edge.engine.seam import EngineAPI, Event, Item, Job, Ticket, TokenEvent
+from edge.errors import EdgeError, QueueFullError, shutting_down
 from edge.server.metrics import Metrics
 
 KEEPALIVE_AFTER = 10.0  # seconds without an event before the stream gets a comment line
-
-
-class QueueFullError(EdgeError):
-    """Too many requests are already waiting (HTTP 429)."""
 
 
 class Keepalive:
     """Marker yielded while the prompt is still being read, so proxies keep the stream open."""
 
 
-END = object()  # the worker thread's last item
+KEEPALIVE = Keepalive()
 
 
-class EngineWorker:
-    """Admits generations to one engine, `engine.parallel` at a time (1 for an Engine);
-    counts what /metrics reports."""
+class _Box:
+    """One stream's items, waiting for its consumer."""
+
+    __slots__ = ("items", "waiter", "last", "keepalive", "times")
+
+    def __init__(self, now: float) -> None:
+        self.items: deque[Item] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.last = now  # loop time of the last item or keep-alive
+        self.keepalive = False
+        self.times: list[float] = []  # when each sampled token came, for /metrics
+
+
+class AsyncInbox:
+    """Routes the engine's items to the streams of one event loop (see the module doc).
+    It sees every item, also those of a stream whose client has left, so it keeps the
+    count of sampled tokens and says when each job has ended in the engine (`ended`)."""
 
     def __init__(
         self,
-        engine: Engine | BatchEngine,
+        loop: asyncio.AbstractEventLoop,
+        keepalive_after: float,
+        ended: Callable[[Ticket, list[float]], None],
+    ) -> None:
+        self.loop, self.keepalive_after, self.ended = loop, keepalive_after, ended
+        self.tokens = 0
+        self._open: set[_Box] = set()
+        self._ticker: asyncio.TimerHandle | None = None
+
+    def post(self, items: list[tuple[Ticket, Item]]) -> None:
+        """On the engine's thread: one hop for the whole step."""
+        self.loop.call_soon_threadsafe(self._route, items)
+
+    def _route(self, items: list[tuple[Ticket, Item]]) -> None:
+        now = self.loop.time()
+        for ticket, item in items:
+            box = self.box(ticket)
+            box.items.append(item)
+            box.last = now
+            if isinstance(item, TokenEvent):
+                if item.token is not None:
+                    self.tokens += 1
+                    box.times.append(item.elapsed)
+            else:
+                self.ended(ticket, box.times)
+            waiter = box.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def box(self, ticket: Ticket) -> _Box:
+        """The job's box (made here: items may arrive before the consumer first looks)."""
+        box = ticket.mailbox
+        if box is None:
+            box = ticket.mailbox = _Box(self.loop.time())
+        return box
+
+    async def items(self, ticket: Ticket) -> AsyncIterator[Item | Keepalive]:
+        """The job's items until its last; a Keepalive after each silent spell."""
+        box = self.box(ticket)
+        self._open.add(box)
+        if self._ticker is None:
+            self._schedule_tick()
+        try:
+            while True:
+                while box.items:
+                    item = box.items.popleft()
+                    yield item
+                    if not isinstance(item, TokenEvent):
+                        return
+                box.waiter = self.loop.create_future()
+                await box.waiter
+                box.waiter = None
+                if box.keepalive:
+                    box.keepalive = False
+                    yield KEEPALIVE
+        finally:
+            self._open.discard(box)
+
+    def _schedule_tick(self) -> None:
+        period = max(0.01, self.keepalive_after / 4)
+        self._ticker = self.loop.call_later(period, self._tick)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        now = self.loop.time()
+        for box in self._open:
+            waiter = box.waiter
+            if waiter is not None and not waiter.done() and now - box.last >= self.keepalive_after:
+                box.keepalive, box.last = True, now
+                waiter.set_result(None)
+        if self._open:
+            self._schedule_tick()
+
+
+class EngineWorker:
+    """Admits jobs to one engine and streams their events; counts what /metrics reports."""
+
+    def __init__(
+        self,
+        engine: EngineAPI,
         max_queue: int = 16,
         metrics: Metrics | None = None,
         keepalive_after: float = KEEPALIVE_AFTER,
     ) -> None:
         self.engine = engine
+        self.limits = engine.limits
         self.keepalive_after = keepalive_after
         self.metrics = metrics or Metrics()
         self.max_queue = max_queue
-        self.waiting = 0
-        self.in_flight = 0
-        self.generated_tokens = 0  # every token sampled, for /metrics and the disconnect test
-        self.parallel = int(getattr(engine, "parallel", 1))
+        self.in_flight = 0  # submitted and not yet ended in the engine, running or waiting
         self.draining = False  # a graceful shutdown has begun: no new generations
-        self._live: set[threading.Event] = set()  # the cancel events of running generations
-        self._slots = asyncio.Semaphore(self.parallel)  # FIFO: waiters wake in arrival order
-        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="edge-engine")
+        self._live: set[Ticket] = set()
+        self._inbox: AsyncInbox | None = None
+        self._tokens_before = 0  # counted by inboxes of event loops that are gone
 
-    def admit(self, prompt: list[int], params: SamplingParams) -> None:
+    @property
+    def generated_tokens(self) -> int:
+        """Every token sampled, also for streams whose client left (/metrics, tests)."""
+        return self._tokens_before + (self._inbox.tokens if self._inbox else 0)
+
+    @property
+    def waiting(self) -> int:
+        """Jobs submitted but still waiting for a slot."""
+        return max(0, self.in_flight - self.limits.slots)
+
+    @property
+    def busy(self) -> int:
+        """Jobs running in a slot."""
+        return min(self.in_flight, self.limits.slots)
+
+    def admit(self, job: Job) -> None:
         """Refuse now what cannot run: a prompt that does not fit, or a full queue.
 
         Called before a streamed response starts, so these get a proper HTTP status.
         """
         if self.draining:
             raise shutting_down()
-        self.engine.check_prompt(prompt, params.max_tokens)
-        if self._slots.locked() and self.waiting >= self.max_queue:
+        self.engine.check_prompt(job.prompt, job.params.max_tokens)
+        if self.waiting >= self.max_queue and self.in_flight >= self.limits.slots:
             raise QueueFullError(
                 f"The server is busy: {self.waiting} requests are already waiting.",
                 "Retry in a few seconds.",
             )
 
-    async def stream(
-        self, prompt: list[int], params: SamplingParams, control: ThinkingControl
-    ) -> AsyncIterator[Event | Keepalive]:
-        """Events of one generation; closing the iterator cancels it (also while waiting)."""
-        self.admit(prompt, params)
-        self.waiting += 1
+    async def stream(self, job: Job) -> AsyncIterator[Event | Keepalive]:
+        """Events of one job; closing the iterator cancels it (also while it waits)."""
+        self.admit(job)
+        inbox = self._inbox_here()
+        self.in_flight += 1  # until the engine ends the job (`_ended`), whatever we do
         try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-        if self.draining:  # it waited through the start of a shutdown: it never runs
-            self._slots.release()
-            raise shutting_down()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        cancel = threading.Event()
-        self._live.add(cancel)  # no await since the draining check: drain() cannot miss it
-
-        def produce() -> None:
-            times: list[float] = []
-            try:
-                for event in self.engine.generate(prompt, params, cancel=cancel, thinking=control):
-                    if isinstance(event, TokenEvent) and event.token_id >= 0:
-                        self.generated_tokens += 1
-                        times.append(event.elapsed)
-                    loop.call_soon_threadsafe(queue.put_nowait, event)
-            except BaseException as exc:  # handed to the consumer, which raises it
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-                self.metrics.generation(len(prompt), times[0] if times else None, gaps)
-                loop.call_soon_threadsafe(queue.put_nowait, END)
-
-        self.in_flight += 1
-        done = loop.run_in_executor(self._pool, produce)
-        # The engine is free only when the thread has returned, whatever the consumer does.
-        done.add_done_callback(lambda _: self._release())
+            if job.params.grammar is not None or job.params.json_schema is not None:
+                # Compiling a grammar takes a while: not on the event loop.
+                ticket = await asyncio.to_thread(self.engine.submit, job, inbox)
+            else:
+                ticket = self.engine.submit(job, inbox)
+        except BaseException:
+            self.in_flight -= 1
+            raise
+        if self.draining:  # the shutdown began while the grammar compiled
+            ticket.cancel(shutting_down())
+        self._live.add(ticket)
         try:
-            async for item in drain(queue, self.keepalive_after):
+            async for item in inbox.items(ticket):
+                if isinstance(item, EdgeError):
+                    raise item
                 yield item
         finally:
-            cancel.set()
-            self._live.discard(cancel)
+            ticket.cancel()
+            self._live.discard(ticket)
 
-    def _release(self) -> None:
+    def _ended(self, ticket: Ticket, times: list[float]) -> None:
         self.in_flight -= 1
-        self._slots.release()
+        self._live.discard(ticket)
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        self.metrics.generation(len(ticket.job.prompt), times[0] if times else None, gaps)
+
+    def _inbox_here(self) -> AsyncInbox:
+        loop = asyncio.get_running_loop()
+        if self._inbox is None or self._inbox.loop is not loop:
+            self._tokens_before = self.generated_tokens
+            self._inbox = AsyncInbox(loop, self.keepalive_after, self._ended)
+        return self._inbox
 
     def drain(self) -> None:
-        """Begin a graceful shutdown (from any thread, but not inside a signal handler:
-        Event.set takes a lock). Running generations end at the engine's next step with
-        finish reason "cancelled" (OpenAI's "length": the text was cut, as by max_tokens),
-        so streams close with a final chunk and [DONE]; waiting and new requests get 503."""
+        """Begin a graceful shutdown (on the event loop). Running generations end at the
+        engine's next step with finish reason "cancelled" (OpenAI's "length": the text was
+        cut, as by max_tokens), so streams close with a final chunk and [DONE]; waiting and
+        new requests get 503."""
         self.draining = True
-        for cancel in list(self._live):
-            cancel.set()
+        for ticket in list(self._live):
+            ticket.cancel(shutting_down())
 
     def close(self) -> None:
-        """End running generations (see drain) and stop the worker threads."""
+        """End running generations (see drain)."""
         self.drain()
-        self._pool.shutdown(wait=True)
-
-
-async def drain(
-    queue: asyncio.Queue[object], keepalive_after: float
-) -> AsyncIterator[Event | Keepalive]:
-    """Items from the worker thread until its end marker; a Keepalive after each silent spell."""
-    while True:
-        try:
-            item = await asyncio.wait_for(queue.get(), keepalive_after)
-        except asyncio.TimeoutError:
-            yield Keepalive()
-            continue
-        if item is END:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        if isinstance(item, (TokenEvent, Finish)):
-            yield item

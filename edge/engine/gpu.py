@@ -62,7 +62,7 @@ def _ggml() -> dict[str, Any]:
     import llama_cpp
     from llama_cpp import llama_cpp as bindings
 
-    from edge.llama_log import captured_llama_log
+    from edge.engine.llama_log import captured_llama_log
 
     # The first registry call builds it (a CUDA build initialises CUDA then); in a
     # GGML_BACKEND_DL build this also dlopens the backend libraries. Either way it logs,
@@ -192,3 +192,26 @@ def cpu_features(system_info: str) -> dict[str, bool]:
         if equals and name.strip() and section == "CPU":
             features[name.strip()] = value.strip() not in ("", "0")
     return features
+
+
+def supports_gpu_offload() -> bool:
+    """Whether this llama.cpp build can offload layers at all (a CUDA, Metal… build)."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def build_info() -> dict[str, Any]:
+    """llama.cpp as built into llama-cpp-python: version, backends, CPU features."""
+    import llama_cpp
+
+    system = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
+    return {
+        "llama_cpp_python": llama_cpp.__version__,
+        "backends": backends(),
+        "gpu_offload": supports_gpu_offload(),
+        "mmap": bool(llama_cpp.llama_supports_mmap()),
+        "mlock": bool(llama_cpp.llama_supports_mlock()),
+        "cpu_features": [name for name, on in cpu_features(system).items() if on],
+        "system_info": system,
+    }

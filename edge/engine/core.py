@@ -1,0 +1,693 @@
+"""The engine: one llama.cpp model and context, decoding every running job in one batch.
+
+One scheduler thread owns the context. Each step it admits waiting jobs into free slots,
+then builds one llama_batch: the last sampled token of every generating sequence, plus
+prompt chunks of the sequences still reading their prompt (within n_batch tokens a step,
+so a long prompt never freezes the others). After the decode it samples every sequence
+whose logits came out, retires the finished and the cancelled, and hands the step's
+events to each inbox in one call. The CLI runs the same engine with one slot.
+
+The KV cache is unified: all sequences share its cells, and a cell may belong to several
+sequences. A job whose prompt shares a prefix with a live or recently finished sequence
+(the next turn of a conversation, the same system prompt) gets that prefix by `seq_cp`,
+which only tags the cells: nothing is recomputed or copied. Finished sequences stay
+cached until their slot is needed (least recently used first) or the cache is full.
+
+llama-cpp-python is used at one level, its ctypes bindings of llama.h; this package is
+the only one that imports it (edge.quantize aside).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import re
+import threading
+import time
+import unicodedata
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.engine.seam import (
+    Event,
+    Inbox,
+    Item,
+    Job,
+    Limits,
+    SamplingParams,
+    ThinkingControl,
+    Ticket,
+    generate,
+)
+from edge.engine.text import CLOSE_THINK, TextState, common_prefix
+from edge.errors import (
+    ContextFullError,
+    ContextOverflowError,
+    EdgeError,
+    EngineClosedError,
+    EngineFailedError,
+    InvalidModelError,
+    OutOfMemoryError,
+    UsageError,
+    shutting_down,
+)
+from edge.plan import KV_TYPES, ModelInfo, Plan, detect_budget, make_plan, read_model_info, smaller
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)  # what this sequence's KV cells hold
+    ticket: Ticket | None = None
+    state: TextState | None = None
+    sampler: Any = None  # a llama_sampler chain, owned while the job runs
+    feed: list[int] = field(default_factory=list)  # tokens still to evaluate
+    cached: int = 0
+    last_used: float = 0.0
+    admitted: int = 0  # admission order, for choosing whom to drop when the cache is full
+
+
+@dataclass
+class _Waiting:
+    ticket: Ticket
+    state: TextState
+    sampler: Any
+
+
+class Engine:
+    """A loaded model serving jobs through one scheduler thread (see the module docstring).
+    Implements `edge.engine.seam.EngineAPI`."""
+
+    def __init__(self, path: Path, plan: Plan | None = None, info: ModelInfo | None = None) -> None:
+        self.info = info or read_model_info(Path(path))
+        self.plan = plan or make_plan(self.info)
+        self._model, self._ctx = _load(Path(path), self.plan)
+        self.vocab = Vocab(self._model)
+        self.limits = Limits(self.vocab.n_vocab, self.plan.n_ctx, self.plan.n_parallel)
+        self._mem = _llama().llama_get_memory(self._ctx)
+        self._slots = [_Slot(seq=i) for i in range(self.plan.n_parallel)]
+        self._waiting: deque[_Waiting] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._forget_idle = False  # asked by forget(), done by the scheduler
+        self.failed: str | None = None  # why the engine stopped on its own
+        # Called (on the scheduler thread) when it does: the server stops rather than stay
+        # up with a model that cannot decode; a restart plans from what is free then.
+        self.on_fatal: Callable[[str], None] | None = None
+        self._admissions = 0
+        self._out: list[tuple[Ticket, Item]] = []  # this step's items, posted at its end
+        self._batch = _Batch(self.plan.n_batch)
+        self._thread = threading.Thread(target=self._run, name="edge-engine", daemon=True)
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of memory or a limit
+            self._free()
+            raise OutOfMemoryError(f"Could not start the scheduler thread ({exc}).") from None
+
+    # -- the seam ------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of `text`, special tokens parsed, NFC-normalized as HF's Qwen2 tokenizer does."""
+        return self.vocab.tokenize(text)
+
+    def check_prompt(self, prompt: list[int], max_tokens: int | None = None) -> None:
+        """Raise a clear error for an empty prompt, or one that leaves no room for the answer
+        (with `max_tokens`, room for that many tokens)."""
+        if not prompt:
+            raise UsageError("The prompt is empty.", "Give some text to complete.")
+        need = len(prompt) + (max_tokens or 1)
+        if need > self.plan.n_ctx:
+            asked = f" plus max_tokens {max_tokens}" if max_tokens else ""
+            raise ContextOverflowError(
+                f"The prompt is {len(prompt)} tokens{asked} but the context holds {self.plan.n_ctx}.",
+                "Shorten the conversation (/reset in chat), ask for fewer tokens, or use a larger --ctx.",
+            )
+
+    def submit(self, job: Job, inbox: Inbox) -> Ticket:
+        """Queue `job`; its events go to `inbox`. The sampler (and a grammar, which may take
+        a while to compile) is built here, on the caller's thread: a bad grammar fails this
+        job alone, and compiling one never stalls the other streams."""
+        if self._closing:  # checked again below, under the lock, before queueing
+            raise shutting_down()
+        self.check_prompt(job.prompt)
+        state = TextState(self.vocab, job)
+        waiting = _Waiting(Ticket(job, inbox), state, build_sampler(self.vocab, job.params))
+        with self._wake:
+            if self._closing:
+                _llama().llama_sampler_free(waiting.sampler)
+                raise shutting_down()
+            self._waiting.append(waiting)
+            self._wake.notify()
+        return waiting.ticket
+
+    def generate(
+        self, prompt: list[int], params: SamplingParams, *,
+        thinking: ThinkingControl | None = None, in_think: bool = False,
+    ) -> Iterator[Event]:  # fmt: skip
+        """Run one job on this thread (`edge.engine.seam.generate`)."""
+        return generate(self, Job(prompt, params, thinking or ThinkingControl(), in_think))
+
+    def close(self) -> None:
+        """Stop the scheduler (after the current step) and free the model."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join(timeout=60)
+        if self._thread.is_alive():  # still inside a decode: freeing now would pull the
+            return  # context from under it; the process is ending anyway
+        self._free()
+
+    def forget(self) -> None:
+        """Drop the finished sequences kept for prefix reuse, so that the next job reads
+        its whole prompt (measurements of a cold start use it)."""
+        with self._wake:
+            self._forget_idle = True
+            self._wake.notify()
+
+    @property
+    def waiting(self) -> int:
+        """Jobs queued for a free slot."""
+        return len(self._waiting)
+
+    @property
+    def cached_sequences(self) -> int:
+        """Slots holding a finished sequence's KV, ready for prefix reuse."""
+        return sum(1 for s in self._slots if s.ticket is None and s.tokens)
+
+    def _free(self) -> None:
+        lib = _llama()
+        lib.llama_batch_free(self._batch.raw)
+        lib.llama_free(self._ctx)
+        lib.llama_model_free(self._model)
+
+    # -- the scheduler thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        _name_os_thread("edge-engine")
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug here must not leave callers waiting for ever
+            log.exception("the engine's scheduler failed")
+            self.failed = f"The engine's scheduler failed: {exc!r}"
+        finally:
+            self._shut()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not (self._closing or self._waiting or self._forget_idle or self._active()):
+                    self._wake.wait()
+                if self._closing:
+                    return
+                if self._forget_idle:
+                    self._forget_idle = False
+                    for slot in self._slots:
+                        if slot.ticket is None and slot.tokens:
+                            self._forget(slot)
+                self._admit()
+            try:
+                self._step()
+            except EngineFailedError as exc:
+                self.failed = exc.message
+                for slot in self._active():
+                    self._retire(slot, exc)
+                return
+            except Exception as exc:  # llama.cpp failed the step: every live sequence's KV
+                for slot in self._active():  # is in doubt, so each fails and is forgotten
+                    self._forget(slot)
+                    self._retire(slot, _as_edge(exc))
+            self._flush()
+
+    def _shut(self) -> None:
+        """Fail whatever is still running or waiting, then tell the server if we failed."""
+        with self._wake:
+            self._closing = True
+            waiting, self._waiting = list(self._waiting), deque()
+        closing = shutting_down()
+        for slot in self._active():
+            self._retire(slot, EngineClosedError(self.failed, None) if self.failed else closing)
+        for w in waiting:
+            _llama().llama_sampler_free(w.sampler)
+            self._out.append((w.ticket, closing))
+        self._flush()
+        if self.failed is not None and self.on_fatal is not None:
+            self.on_fatal(self.failed)
+
+    def _flush(self) -> None:
+        """Hand this step's items over: one `post` per inbox."""
+        if not self._out:
+            return
+        out, self._out = self._out, []
+        first = out[0][0].inbox
+        if all(t.inbox is first for t, _ in out):
+            groups = [(first, out)]
+        else:
+            by: dict[int, tuple[Inbox, list[tuple[Ticket, Item]]]] = {}
+            for pair in out:
+                by.setdefault(id(pair[0].inbox), (pair[0].inbox, []))[1].append(pair)
+            groups = list(by.values())
+        for inbox, items in groups:
+            try:
+                inbox.post(items)
+            except Exception:  # a broken consumer must not stop the others
+                log.exception("an inbox refused the engine's events")
+
+    def _active(self) -> list[_Slot]:
+        return [s for s in self._slots if s.ticket is not None]
+
+    def _admit(self) -> None:
+        """Drop cancelled waiters, then move waiting jobs into free slots (caller holds the
+        condition)."""
+        if any(w.ticket.cancelled for w in self._waiting):
+            for w in [w for w in self._waiting if w.ticket.cancelled]:
+                self._waiting.remove(w)
+                self._drop(w)
+        while self._waiting:
+            free = [s for s in self._slots if s.ticket is None]
+            if not free:
+                return
+            w = self._waiting.popleft()
+            slot = self._place(w.ticket.job.prompt, free)
+            try:
+                self._start(slot, w)
+            except Exception as exc:  # this job fails; the slot is emptied for others
+                self._forget(slot)
+                self._retire(slot, _as_edge(exc))
+
+    def _drop(self, w: _Waiting) -> None:
+        """A job cancelled before it ran: its error, or an empty "cancelled" finish."""
+        _llama().llama_sampler_free(w.sampler)
+        if w.ticket.error is not None:
+            self._out.append((w.ticket, w.ticket.error))
+            return
+        for event in w.state.finish("cancelled", len(w.ticket.job.prompt), 0):
+            self._out.append((w.ticket, event))
+
+    def _place(self, prompt: list[int], free: list[_Slot]) -> _Slot:
+        """A slot whose cached sequence is mostly a prefix of the prompt (the next turn of
+        its conversation, or the same prompt again) goes on in place; otherwise the least
+        recently used slot, an empty one first, so that other cached conversations survive.
+        Any shared prefix is then copied from whichever slot holds the longest one."""
+        shared = {s.seq: common_prefix(s.tokens, prompt) for s in free}
+        best = max(free, key=lambda s: shared[s.seq])
+        if best.tokens and 2 * shared[best.seq] >= len(best.tokens):
+            return best
+        return min(free, key=lambda s: (bool(s.tokens), s.last_used))
+
+    def _start(self, slot: _Slot, w: _Waiting) -> None:
+        prompt = w.ticket.job.prompt
+        common = {s.seq: common_prefix(s.tokens, prompt) for s in self._slots}
+        donor = max(self._slots, key=lambda s: common[s.seq])
+        # The last prompt token must be evaluated for its logits.
+        keep = min(common[slot.seq], len(prompt) - 1)
+        shared = min(common[donor.seq], len(prompt) - 1)
+        lib = _llama()
+        if donor is not slot and shared > keep:
+            lib.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+            lib.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, 0, shared)
+            keep = shared
+        else:
+            lib.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
+        self._admissions += 1
+        slot.ticket, slot.state, slot.sampler = w.ticket, w.state, w.sampler
+        slot.tokens, slot.cached, slot.admitted = prompt[:keep], keep, self._admissions
+        slot.feed = list(prompt[keep:])
+
+    def _step(self) -> None:
+        for slot in self._active():
+            if slot.ticket is not None and slot.ticket.cancelled:
+                self._retire(slot, "cancelled")
+        live = self._active()
+        if not live:
+            return
+        plan = self._fill(live, prompts=True)
+        try:
+            self._decode()
+        except ContextFullError as exc:
+            # No room: first leave the prompt chunks for a later step and decode only the
+            # generating sequences; if even that does not fit, the newest one gives way.
+            plan = self._fill(live, prompts=False)
+            try:
+                if not plan:
+                    raise exc
+                self._decode()
+            except ContextFullError as again:
+                victim = max(live, key=lambda s: s.admitted)
+                self._forget(victim)
+                self._retire(victim, again)
+                return
+        for slot, taken, _ in plan:  # evaluated: the KV cache now holds these tokens
+            slot.tokens.extend(taken)
+            del slot.feed[: len(taken)]
+        for slot, _, output in plan:
+            if output is None:
+                continue
+            try:
+                self._sample(slot, output)
+            except Exception as exc:  # one sequence's failure is not the others'
+                self._forget(slot)
+                self._retire(slot, _as_edge(exc))
+
+    def _fill(self, live: list[_Slot], prompts: bool) -> list[tuple[_Slot, list[int], int | None]]:
+        """Fill the batch: generating sequences first (one token each), then, with
+        `prompts`, prompt chunks in the room left, oldest first.
+        Returns (slot, tokens taken, logits index or None)."""
+        batch, budget = self._batch, self.plan.n_batch
+        batch.clear()
+        plan: list[tuple[_Slot, list[int], int | None]] = []
+        for slot in sorted(live, key=lambda s: (len(s.feed) > 1, s.admitted)):
+            if len(slot.feed) > 1 and not prompts:
+                break
+            take = slot.feed[:budget]
+            if not take:
+                continue
+            whole = len(take) == len(slot.feed)
+            batch.add_all(take, len(slot.tokens), slot.seq, logits_last=whole)
+            plan.append((slot, take, batch.n - 1 if whole else None))
+            budget -= len(take)
+        return plan
+
+    def _decode(self) -> None:
+        lib = _llama()
+        while True:
+            rc = lib.llama_decode(self._ctx, self._batch.raw)
+            if rc == 0:
+                return
+            if rc < -1:  # fatal: what was decoded of the batch stays, half-done
+                raise EngineFailedError(
+                    f"llama.cpp failed to decode a batch (code {rc}); the engine stopped.",
+                    "Retry in a moment: the server restarts with a plan for the memory free then.",
+                )
+            if rc != 1:
+                raise EdgeError(f"llama.cpp failed to decode a batch (code {rc}).")
+            # No room in the KV cache (llama.cpp has undone the batch): drop a finished
+            # sequence kept for reuse and try again; with none left, give up.
+            idle = [s for s in self._slots if s.ticket is None and s.tokens]
+            if not idle:
+                raise ContextFullError(
+                    "The server's context is full with the conversations it is serving.",
+                    "Retry in a moment, or start the server with a larger --ctx.",
+                )
+            self._forget(min(idle, key=lambda s: s.last_used))
+
+    def _forget(self, slot: _Slot) -> None:
+        _llama().llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        slot.tokens = []
+
+    def _sample(self, slot: _Slot, index: int) -> None:
+        """Sample the slot's next token and act on it, checks in this order: the token
+        limit, the context, end of generation, a stop string, the loop guard."""
+        ticket, state = slot.ticket, slot.state
+        assert ticket is not None and state is not None
+        n_ctx = self.plan.n_ctx
+        limit = ticket.job.params.max_tokens
+        if len(state.generated) >= (n_ctx if limit is None else limit):
+            self._retire(slot, "length")
+            return
+        if len(slot.tokens) >= n_ctx:
+            state.notes.append("context full")
+            self._retire(slot, "length")
+            return
+        token = _llama().llama_sampler_sample(slot.sampler, self._ctx, index)
+        if self.vocab.is_eog(token):
+            self._retire(slot, "stop")
+            return
+        event, stopped = state.emit(token)
+        self._out.append((ticket, event))
+        if stopped:
+            self._retire(slot, "stop")
+            return
+        forced = state.guard()
+        if forced == "end":
+            self._retire(slot, "length")
+            return
+        slot.feed = [token]
+        if forced:
+            close, event = state.force_close()
+            if len(slot.tokens) + 1 + len(close) > n_ctx:
+                state.notes.append("context full")
+                self._retire(slot, "length")
+                return
+            slot.feed.extend(close)
+            self._out.append((ticket, event))
+
+    def _retire(self, slot: _Slot, outcome: str | EdgeError) -> None:
+        """End the slot's job; its KV stays cached for the next job's prefix."""
+        ticket, state, sampler = slot.ticket, slot.state, slot.sampler
+        slot.ticket, slot.state, slot.sampler, slot.feed = None, None, None, []
+        slot.last_used = time.monotonic()
+        if ticket is None or state is None:
+            return
+        _llama().llama_sampler_free(sampler)
+        if isinstance(outcome, EdgeError):
+            self._out.append((ticket, outcome))
+            return
+        for event in state.finish(outcome, len(ticket.job.prompt), slot.cached):  # type: ignore[arg-type]
+            self._out.append((ticket, event))
+
+
+def _name_os_thread(name: str) -> None:
+    """Show the scheduler as `name` in top, py-spy and /proc (Linux; elsewhere nothing)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
+def _as_edge(exc: Exception) -> EdgeError:
+    return exc if isinstance(exc, EdgeError) else EdgeError(f"The engine failed: {exc}")
+
+
+class Vocab:
+    """Text <-> tokens for a loaded model, with per-token lookups cached."""
+
+    def __init__(self, model: Any) -> None:
+        lib = _llama()
+        self._lib = lib
+        self.ptr = lib.llama_model_get_vocab(model)
+        self.n_vocab = int(lib.llama_vocab_n_tokens(self.ptr))
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
+        self.think_open = self._single("<think>")
+        self.think_close = self._single("</think>")
+        self.close_think = self.tokenize(CLOSE_THINK)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of `text`, special tokens parsed, NFC-normalized as HF's Qwen2 tokenizer does."""
+        data = unicodedata.normalize("NFC", text).encode("utf-8")
+        room = len(data) + 8
+        while True:
+            buf = (self._lib.llama_token * room)()
+            n = self._lib.llama_tokenize(self.ptr, data, len(data), buf, room, False, True)
+            if n >= 0:
+                return list(buf[:n])
+            if -n <= room:  # an error, not a short buffer
+                raise UsageError("The text could not be tokenized.")
+            room = -n
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one generated token (special tokens as empty)."""
+        got = self._pieces.get(token)
+        if got is None:
+            got = self._pieces[token] = self.token_bytes(token)
+        return got
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (llama-cpp-python's detokenize drops tokens over 32 bytes)."""
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = self._lib.llama_token_to_piece(self.ptr, token, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+
+    def is_eog(self, token: int) -> bool:
+        """End of generation (`<|im_end|>`, `<|endoftext|>`)."""
+        got = self._eog.get(token)
+        if got is None:
+            got = self._eog[token] = bool(self._lib.llama_vocab_is_eog(self.ptr, token))
+        return got
+
+    def _single(self, text: str) -> int | None:
+        ids = self.tokenize(text)
+        return ids[0] if len(ids) == 1 else None
+
+
+class _Batch:
+    """A reusable llama_batch of up to `size` tokens, one sequence id each."""
+
+    def __init__(self, size: int) -> None:
+        self.raw = _llama().llama_batch_init(size, 0, 1)
+        self.size = size
+        self.n = 0
+
+    def clear(self) -> None:
+        self.n = 0
+        self.raw.n_tokens = 0
+
+    def add_all(self, tokens: list[int], pos: int, seq: int, logits_last: bool) -> None:
+        raw, i = self.raw, self.n
+        token, position, n_seq, seq_id, logits = (
+            raw.token, raw.pos, raw.n_seq_id, raw.seq_id, raw.logits
+        )  # fmt: skip
+        last = len(tokens) - 1
+        for k, t in enumerate(tokens):
+            token[i] = t
+            position[i] = pos + k
+            n_seq[i] = 1
+            seq_id[i][0] = seq
+            logits[i] = logits_last and k == last
+            i += 1
+        self.n = i
+        raw.n_tokens = i
+
+
+def _llama() -> Any:
+    """llama-cpp-python's bindings of llama.h, imported on first use (the CLI's --help
+    stays instant)."""
+    import llama_cpp
+
+    return llama_cpp
+
+
+def llama_cpp_version() -> str:
+    """The llama-cpp-python release in use."""
+    return str(_llama().__version__)
+
+
+def _load(path: Path, plan: Plan) -> tuple[Any, Any]:
+    """The model and a context with one sequence id per slot and a unified KV cache."""
+    lib = _llama()
+    mp = lib.llama_model_default_params()
+    mp.n_gpu_layers = plan.n_gpu_layers
+    # ctypes accepts any attribute name silently, so only fields of this release are set.
+    mp.load_mode = {
+        (False, False): lib.LLAMA_LOAD_MODE_NONE,
+        (True, False): lib.LLAMA_LOAD_MODE_MMAP,
+        (False, True): lib.LLAMA_LOAD_MODE_MLOCK,
+        (True, True): lib.LLAMA_LOAD_MODE_MMAP_MLOCK,
+    }[(plan.use_mmap, plan.use_mlock)]
+    cp = lib.llama_context_default_params()
+    cp.n_ctx, cp.n_batch, cp.n_ubatch = plan.n_ctx, plan.n_batch, plan.n_batch
+    cp.n_seq_max, cp.kv_unified = plan.n_parallel, True
+    cp.n_outputs_max = plan.n_outputs_max  # logits of one token per sequence, not n_batch
+    cp.n_threads, cp.n_threads_batch = plan.n_threads, plan.n_threads_batch
+    cp.flash_attn_type = 1 if plan.flash_attn else 0
+    cp.type_k = cp.type_v = KV_TYPES[plan.kv_type][0]
+    cp.no_perf = True
+    with loading(path):
+        lib.llama_backend_init()
+        model = lib.llama_model_load_from_file(str(path).encode("utf-8"), mp)
+        if not model:
+            raise ValueError("the model could not be loaded")
+        ctx = lib.llama_init_from_model(model, cp)
+        if not ctx:
+            lib.llama_model_free(model)
+            raise ValueError("the context could not be created")
+        return model, ctx
+
+
+@contextlib.contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """llama.cpp's load failures as one error quoting llama.cpp's own reason: an
+    OutOfMemoryError when a buffer could not be allocated, else an InvalidModelError."""
+    from edge.engine.llama_log import captured_llama_log, last_error
+
+    with captured_llama_log() as lines:
+        try:
+            yield
+        except (ValueError, RuntimeError) as exc:
+            short = next((line.strip() for line in lines if _OUT_OF_MEMORY.search(line)), None)
+            if short:
+                raise OutOfMemoryError(
+                    f"llama.cpp ran out of memory loading {path.name}: {short}",
+                    "Close programs that use the GPU or RAM, or ask for less: --ctx, --gpu-layers.",
+                ) from None
+            raise InvalidModelError(
+                f"llama.cpp could not load {path}: {last_error(lines) or exc}",
+                "The file may be damaged: `edge-qwen models --verify`, then re-pull it.",
+            ) from None
+
+
+# llama.cpp's words for a failed allocation: of a CPU or CUDA buffer, the KV cache, a
+# cudaMalloc, a model buffer ("unable to allocate CUDA0 buffer").
+_OUT_OF_MEMORY = re.compile(r"(failed|unable) to allocate|out of memory|cudaMalloc failed", re.I)
+MAX_LOAD_TRIES = 6
+
+
+def open_engine(path: Path, plan: Plan, info: ModelInfo, say: Callable[[str], None]) -> Engine:
+    """Load with `plan`; when llama.cpp runs out of memory (another program took the VRAM
+    or RAM since the plan was made), re-plan smaller and try again, saying so each time."""
+    for _ in range(MAX_LOAD_TRIES):
+        try:
+            return Engine(path, plan, info)
+        except OutOfMemoryError as exc:
+            nxt = smaller(info, plan, detect_budget(plan.n_gpu_layers > 0))
+            if nxt is None:
+                raise
+            say(f"{exc.message}. Retrying: {nxt.describe(info)}")
+            plan = nxt
+    raise OutOfMemoryError(
+        f"{info.name} did not fit in {MAX_LOAD_TRIES} tries.", "Pass a smaller --ctx."
+    )
+
+
+def build_sampler(vocab: Vocab, p: SamplingParams) -> Any:
+    """llama.cpp's own sampler chain, in llama-server's order; greedy when temperature is 0.
+    The caller frees it with llama_sampler_free."""
+    lib = _llama()
+    grammar = p.grammar
+    if grammar is None and p.json_schema is not None:
+        grammar = schema_grammar(p.json_schema)
+    stages: list[Any] = []
+    if p.logit_bias:
+        biases = (lib.llama_logit_bias * len(p.logit_bias))()
+        for i, (token, bias) in enumerate(p.logit_bias.items()):
+            biases[i].token, biases[i].bias = token, bias
+        stages.append(lib.llama_sampler_init_logit_bias(vocab.n_vocab, len(biases), biases))
+    if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+        stages.append(lib.llama_sampler_init_penalties(
+            vocab.n_vocab, 64, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))  # fmt: skip
+    if grammar is not None:
+        made = lib.llama_sampler_init_grammar(vocab.ptr, grammar.encode("utf-8"), b"root")
+        if not made:
+            _free_all(stages)
+            raise UsageError("The grammar could not be parsed.")
+        stages.append(made)
+    if p.temperature <= 0:
+        stages.append(lib.llama_sampler_init_greedy())
+    else:
+        if p.top_k > 0:
+            stages.append(lib.llama_sampler_init_top_k(p.top_k))
+        stages.append(lib.llama_sampler_init_top_p(p.top_p, 1))
+        stages.append(lib.llama_sampler_init_min_p(p.min_p, 1))
+        stages.append(lib.llama_sampler_init_temp(p.temperature))
+        seed = p.seed if p.seed is not None else time.time_ns() & 0xFFFFFFFF
+        stages.append(lib.llama_sampler_init_dist(seed))
+    chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    for stage in stages:  # the chain owns its stages from here on
+        lib.llama_sampler_chain_add(chain, stage)
+    return chain
+
+
+def _free_all(samplers: list[Any]) -> None:
+    for s in samplers:
+        _llama().llama_sampler_free(s)
+
+
+def schema_grammar(schema: dict[str, Any]) -> str:
+    """The GBNF grammar that constrains output to `schema` (a UsageError when the
+    converter cannot express it)."""
+    import json
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises bare exceptions on unsupported schemas
+        raise UsageError(f"The JSON schema cannot be turned into a grammar: {exc}") from None
