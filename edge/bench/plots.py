@@ -60,8 +60,8 @@ def _plot_shape(models: list[dict[str, Any]], out_dir: Path, shape: str | None) 
             if not draw(ax, model):
                 ax.text(0.5, 0.5, "not measured", ha="center", va="center")
             label = " ".join(str(x) for x in (shape, model.get("quant", "?")) if x)
-            if model.get("threads"):
-                label += f", {model['threads']} thread(s)"
+            if n := model.get("threads"):
+                label += f", {n} thread{'' if n == 1 else 's'}"
             ax.set_title(f"{PLOT_TITLES[name]}\n{label}", fontsize=9)
         written[name] = _save(fig, out_dir / f"{plot_key(name, shape)}.png")
     return written

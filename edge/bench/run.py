@@ -148,7 +148,7 @@ def _groups(opts: BenchOptions, threads: int, log: Log) -> list[_Group]:
         shape = SHAPES[name]
         if shape.threads is not None:
             ignored = f"; --threads {opts.threads} does not apply to it" if opts.threads else ""
-            log(f"{name}: every contender runs with {shape.threads} thread(s){ignored}.")
+            log(f"{name}: every contender runs with {_threads(shape.threads)}{ignored}.")
         quants = opts.quants or (shape.quants[:1] if opts.quick else shape.quants)
         paths = [bench_model(cache, q, log, shape=name) for q in quants]
         groups.append(_Group(name, shape.threads or threads, paths))
@@ -177,7 +177,7 @@ def _measure(path: Path, group: _Group, fa: bool, opts: BenchOptions, ref: Any,
         "kv_bytes": int(info.kv_bytes_per_token("f16") * opts.ctx),
     }  # fmt: skip
     results["models"].append(entry)
-    log(f"— {path.name} ({group.threads} thread(s)): raw engine")
+    log(f"— {path.name} ({_threads(group.threads)}): raw engine")
     entry["raw"] = _raw(path, group.threads, opts, fa, ref, log)
     settings = ServerSettings(path, group.threads, opts.ctx, fa)
     entry.update(_served(settings, opts, ref.llama_server if ref else None, log))
@@ -249,6 +249,10 @@ def _concurrency(running: list[Server], s: ServerSettings, opts: BenchOptions,
             )
             out[sv.name][str(n)] = got
     return out
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread{'' if n == 1 else 's'}"
 
 
 def _logs(opts: BenchOptions) -> Path:
