@@ -524,7 +524,17 @@ def bench(
     ] = False,
     quant: Annotated[
         list[str] | None,
-        typer.Option(help="Quantization of the synthetic model (repeatable; default Q4_K_M, Q8_0)"),
+        typer.Option(
+            help="Quantization of the synthetic model (repeatable; default Q4_K_M, Q8_0 for "
+            "0.6b, Q4_K_M for gpu-proxy)"
+        ),
+    ] = None,
+    shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Shape of the synthetic model (repeatable; default 0.6b and gpu-proxy, the "
+            "GPU-regime proxy: a ~5 ms token on 1 thread, --threads does not apply)"
+        ),
     ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", "-m", help="Benchmark this GGUF instead")
@@ -548,7 +558,8 @@ def bench(
     """Measure edge-qwen beside upstream llama-bench, llama-server and llama-cpp-python.
 
     Same model, threads, context and flash-attention setting for every contender; writes
-    every raw number to OUT/results.json with PNG plots and a Markdown summary.
+    every raw number to OUT/results.json with PNG plots and a Markdown summary, one
+    section per shape.
     """
     try:
         import httpx  # noqa: F401
@@ -564,7 +575,8 @@ def bench(
     if model is not None and not model.is_file():
         raise UsageError(f"No GGUF file at {model}.", "Give the path of a .gguf file.")
     settings = _settings()
-    opts = BenchOptions(out=out, quick=quick, quants=tuple(quant or ()), model=model,
+    opts = BenchOptions(out=out, quick=quick, quants=tuple(quant or ()),
+                        shapes=tuple(shape or ()), model=model,
                         threads=threads or settings.threads, ctx=ctx, flash_attn=flash_attn,
                         reference=reference, markdown=markdown, cache=settings.home / "bench")  # fmt: skip
     run(opts, _say)

@@ -101,6 +101,20 @@ SHAPES: dict[str, dict[str, Any]] = {
         "head_dim": 64,
         "intermediate_size": 768,
     },
+    # The GPU-regime proxy for `edge-qwen bench`: on a GPU a Qwen3-0.6B token costs
+    # 2.5-4 ms, so a server's own per-token Python work decides the race. This is 0.6b at
+    # half width with 2 layers, the real vocabulary's output layer dominating, so a token
+    # costs about as much on one CPU core: measured 4.4-5.0 ms/token decode at Q4_K_M,
+    # 1 thread (2-core AMD EPYC VM, llama-cpp-python 0.3.36). Width 256 was 2.4-3.4 ms.
+    "gpu-proxy": {
+        **_QWEN3_0_6B,
+        "hidden_size": 512,
+        "num_hidden_layers": 2,
+        "max_window_layers": 2,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "intermediate_size": 1536,
+    },
 }
 """Qwen3 config.json contents by shape name; use ``config_for`` to get a private copy."""
 

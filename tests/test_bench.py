@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.bench import reference, servers
+from edge import synthetic
+from edge.bench import models, reference, run, servers
 from edge.bench.report import BEGIN_MARKER, END_MARKER, summarize, targets
 from tests.conftest import assert_clean_failure, run_cli
 
@@ -34,13 +35,16 @@ def test_quick_bench_makes_every_figure(
     cli_env["EDGE_QWEN_HOME"] = str(bench_home)
     out, md = tmp_path / "out", tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\nHand-written text stays.\n", encoding="utf-8")
-    proc = run_cli(["bench", "--quick", "--out", str(out), "--markdown", str(md)], cli_env, 1800)
+    # One shape keeps the smoke test's cost; the gpu-proxy runs the same code with 1 thread.
+    argv = ["bench", "--quick", "--shape", "0.6b", "--out", str(out), "--markdown", str(md)]
+    proc = run_cli(argv, cli_env, 1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert results["meta"]["quick"] is True
-    assert results["meta"]["settings"]["threads"] >= 1
     (model,) = results["models"]
+    assert model["shape"] == "0.6b" and model["threads"] >= 1, model
+    assert "0.6b" in results["meta"]["shapes"]
     assert model["quant"] == "Q4_K_M" and model["file_bytes"] > 300e6 and model["kv_bytes"] > 0
     s = results["meta"]["settings"]
     assert set(model["raw"]) == CONTENDERS_RAW
@@ -63,13 +67,14 @@ def test_quick_bench_makes_every_figure(
     assert all(level["errors"] == 0 for level in ours.values()), ours
 
     verdicts = targets(results)
-    assert len(verdicts) == 8 and all(t.value is not None for t in verdicts), verdicts
+    assert len(verdicts) == 10 and all(t.value is not None for t in verdicts), verdicts
     assert summarize(results)["models"][0]["raw"]["llama-bench"]
-    for png in ("ttft.png", "itl.png", "throughput.png"):
+    for png in ("ttft-0.6b.png", "itl-0.6b.png", "throughput-0.6b.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG"), png
     text = md.read_text(encoding="utf-8")
     assert "Hand-written text stays." in text and BEGIN_MARKER in text and END_MARKER in text
-    assert "llama-server" in text and "out/ttft.png" in text
+    assert "llama-server" in text and "out/ttft-0.6b.png" in text
+    assert "### Targets — `0.6b`" in text
     assert "llama-bench" in proc.stdout  # the summary is printed too
 
 
@@ -87,6 +92,54 @@ def test_bench_refuses_an_unknown_quant_before_building_anything(
     proc = run_cli(["bench", "--quant", "Q9_X", "--out", str(tmp_path / "o")], cli_env)
     assert_clean_failure(proc, 2, "Q9_X")
     assert not (Path(cli_env["EDGE_QWEN_HOME"]) / "bench").exists()
+
+
+def test_bench_refuses_an_unknown_shape_before_building_anything(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    proc = run_cli(["bench", "--shape", "7b", "--out", str(tmp_path / "o")], cli_env)
+    assert_clean_failure(proc, 2, "'7b'", "0.6b, gpu-proxy")
+    assert not (Path(cli_env["EDGE_QWEN_HOME"]) / "bench").exists()
+    assert not (tmp_path / "o").exists()
+
+
+def test_bench_refuses_a_shape_with_a_users_model(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    gguf = tmp_path / "mine.gguf"
+    gguf.write_bytes(b"GGUF")
+    argv = ["bench", "--model", str(gguf), "--shape", "gpu-proxy", "--out", str(tmp_path / "o")]
+    assert_clean_failure(run_cli(argv, cli_env), 2, "--shape", "--model")
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_gpu_proxy_runs_on_one_thread_whatever_threads_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[tuple[str, str]] = []
+
+    def fake_model(cache: Path, quant: str, log: object, shape: str = "0.6b") -> Path:
+        made.append((shape, quant))
+        return cache / f"qwen3-{shape}-{quant}.gguf"
+
+    monkeypatch.setattr("edge.bench.models.bench_model", fake_model)
+    lines: list[str] = []
+    opts = run.BenchOptions(out=tmp_path, threads=4, cache=tmp_path / "cache")
+    groups = run._groups(opts, 4, lines.append)
+    assert [(g.shape, g.threads) for g in groups] == [("0.6b", 4), ("gpu-proxy", 1)]
+    assert made == [("0.6b", "Q4_K_M"), ("0.6b", "Q8_0"), ("gpu-proxy", "Q4_K_M")]
+    assert any("gpu-proxy" in line and "--threads 4 does not apply" in line for line in lines)
+    made.clear()
+    opts = run.BenchOptions(out=tmp_path, quick=True, shapes=("gpu-proxy",), quants=("Q8_0",))
+    opts.cache = tmp_path / "cache"
+    assert [(g.shape, g.threads) for g in run._groups(opts, 2, lines.append)] == [("gpu-proxy", 1)]
+    assert made == [("gpu-proxy", "Q8_0")]  # --quant applies to the proxy too
+
+
+def test_bench_model_names_include_the_shape(tmp_path: Path) -> None:
+    for shape in ("0.6b", "gpu-proxy"):
+        name = f"qwen3-{shape}-seed0-Q4_K_M.gguf"
+        (tmp_path / name).write_bytes(b"cached")
+        assert models.bench_model(tmp_path, "Q4_K_M", lambda _: None, shape=shape).name == name
+    assert set(models.SHAPES) <= set(synthetic.SHAPES)
 
 
 def test_reference_build_without_cmake_says_how_to_go_on(

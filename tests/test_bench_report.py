@@ -28,7 +28,9 @@ from edge.bench.report import (
 )
 from edge.errors import UsageError
 
-DECODE, TTFT, TURN, RSS = range(4)  # order of the targets per quant
+# The order of the targets per model: issue 13's against llama-server, then the shared ones.
+DECODE, TTFT, AGG4, AGG8, RSS, BENCH_DECODE, TURN, VS_PY, TTFT95, FAIR = range(10)
+N_TARGETS = 10
 
 
 def _model(quant: str) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def _model(quant: str) -> dict[str, Any]:
                 },
             ],
             "llama-server": [
-                {"ttft_s": 0.2, "itl_s": [0.02], "decode_tps": 56, "total_s": 2.4, "tokens": 128},
+                {"ttft_s": 0.2, "itl_s": [0.02], "decode_tps": 54, "total_s": 2.4, "tokens": 128},
             ],
         },
         "nonstream": {
@@ -153,7 +155,8 @@ def test_summary_is_json_serialisable_and_holds_hand_computed_figures(results: d
     assert model["stream"][OURS]["itl_s"]["n"] == 5  # pooled across the three rounds
     assert list(model["concurrency"][OURS]) == ["1", "2", "10"]  # numeric, not string, order
     assert model["multiturn"][OURS]["last_over_first"] == pytest.approx(1.1)
-    assert len(summary["targets"]) == 8
+    assert len(summary["targets"]) == N_TARGETS
+    assert summary["targets"][DECODE]["margin"] == pytest.approx(1 / 0.97 - 1)
 
 
 def test_import_does_not_load_matplotlib() -> None:
@@ -182,7 +185,7 @@ def test_streamed_table_pools_inter_token_latencies(results: dict) -> None:
     rows = _rows(markdown(results), "Q4_K_M", "2. Streamed request")
     # TTFT 0.1/0.2/0.3 s; ITL pooled 10..50 ms: p50 30, p95 40 + 0.8 × 10.
     assert rows[OURS] == ["200.0", "290.0", "30.0", "48.0", "54.0", "2.50", "128"]
-    assert rows["llama-server"] == ["200.0", "200.0", "20.0", "20.0", "56.0", "2.40", "128"]
+    assert rows["llama-server"] == ["200.0", "200.0", "20.0", "20.0", "54.0", "2.40", "128"]
 
 
 def test_streaming_vs_nonstreaming_table(results: dict) -> None:
@@ -226,14 +229,24 @@ def test_plot_links_are_relative_images(results: dict) -> None:
 
 def test_all_targets_met_on_the_reference_numbers(results: dict) -> None:
     verdicts = targets(results)
-    assert [t.met for t in verdicts] == [True, True, True, True] + [None] * 4  # no 4/8 clients
-    assert verdicts[DECODE].value == pytest.approx(1.0)  # 54 / 54
+    met = [t.met for t in verdicts]
+    assert met == [True, True, None, None, True, True, True, None, None, None]  # no 4/8 clients
+    assert verdicts[DECODE].value == pytest.approx(1.0)  # 54 / 54 (llama-server, streamed)
+    assert verdicts[BENCH_DECODE].value == pytest.approx(1.0)  # 54 / 54 (llama-bench tg)
     assert verdicts[RSS].value == pytest.approx(1.0)  # exactly at the bound is within it
-    assert "54.0 tok/s" in verdicts[DECODE].detail
+    assert verdicts[DECODE].target == "≥ 0.97 × llama-server"
+    assert "54.0 vs 54.0 tok/s" in verdicts[DECODE].detail
     assert all(isinstance(t, Target) and t.quant == "Q4_K_M" for t in verdicts)
+    assert all(t.shape is None for t in verdicts)
 
 
 def _set_decode(model: dict, ours: float) -> None:
+    model["stream"]["llama-server"] = [{"decode_tps": 100.0}]
+    for r in model["stream"][OURS]:
+        r["decode_tps"] = ours
+
+
+def _set_bench_decode(model: dict, ours: float) -> None:
     model["raw"]["llama-bench"]["tg_tps"] = [100.0]
     for r in model["stream"][OURS]:
         r["decode_tps"] = ours
@@ -253,13 +266,27 @@ def _set_rss(model: dict, delta_bytes: float) -> None:
     model["memory"][OURS]["peak_rss_bytes"] = 800 * MIB + delta_bytes
 
 
+def _set_clients(n: int) -> Any:
+    def setter(model: dict, ours: float) -> None:
+        model["concurrency"][OURS][str(n)] = _level(ours, [0.1] * n)
+        model["concurrency"]["llama-server"] = {str(n): _level(100.0, [0.1] * n)}
+
+    return setter
+
+
 @pytest.mark.parametrize(
     ("index", "setter", "value", "met"),
     [
         (DECODE, _set_decode, 96.0, False),
         (DECODE, _set_decode, 98.0, True),
+        (BENCH_DECODE, _set_bench_decode, 96.0, False),
+        (BENCH_DECODE, _set_bench_decode, 98.0, True),
         (TTFT, _set_ttft, 1.04, True),
         (TTFT, _set_ttft, 1.06, False),
+        (AGG4, _set_clients(4), 99.0, False),
+        (AGG4, _set_clients(4), 100.0, True),
+        (AGG8, _set_clients(8), 99.0, False),
+        (AGG8, _set_clients(8), 100.0, True),
         (TURN, _set_turn, 1.19, True),
         (TURN, _set_turn, 1.21, False),
         (RSS, _set_rss, -MIB, True),
@@ -274,6 +301,33 @@ def test_verdict_flips_across_each_limit(
     assert verdict.met is met
 
 
+@pytest.mark.parametrize(
+    ("index", "setter", "value", "met_0_6b", "met_proxy"),
+    [
+        (DECODE, _set_decode, 99.0, True, False),  # 0.97 vs 1.0 × llama-server
+        (TTFT, _set_ttft, 1.02, True, False),  # 1.05 vs 1.0 ×
+        (AGG4, _set_clients(4), 103.0, True, False),  # 1.0 vs 1.05 ×
+        (AGG8, _set_clients(8), 106.0, True, True),
+        (AGG8, _set_clients(8), 101.0, True, False),
+    ],
+)
+def test_the_gpu_proxy_has_its_own_limits(
+    results: dict, index: int, setter: Any, value: float, met_0_6b: bool, met_proxy: bool
+) -> None:
+    model = results["models"][0]
+    setter(model, value)
+    for shape, met in (("0.6b", met_0_6b), ("gpu-proxy", met_proxy)):
+        model["shape"] = shape
+        verdict = targets(results)[index]
+        assert (verdict.met, verdict.shape) == (met, shape)
+
+
+def test_a_users_model_is_judged_like_the_0_6b(results: dict) -> None:
+    plain = [(t.target, t.limit) for t in targets(results)]
+    results["models"][0]["shape"] = "0.6b"
+    assert [(t.target, t.limit) for t in targets(results)] == plain
+
+
 def test_missing_reference_and_sections_give_none_and_dashes(results: dict) -> None:
     model = results["models"][0]
     del model["raw"]["llama-bench"]
@@ -281,8 +335,9 @@ def test_missing_reference_and_sections_give_none_and_dashes(results: dict) -> N
     del model["multiturn"]
     model["memory"] = {}
     verdicts = targets(results)
-    assert [t.met for t in verdicts] == [None] * 8
-    assert [t.value for t in verdicts] == [None] * 8
+    assert [t.met for t in verdicts] == [None] * N_TARGETS
+    assert [t.value for t in verdicts] == [None] * N_TARGETS
+    assert [t.margin for t in verdicts] == [None] * N_TARGETS
     assert all(t.limit is not None for t in verdicts)
     md = markdown(results)
     assert _rows(md, "Q4_K_M", "1. Raw engine")["edge-qwen engine"][-1] == DASH
@@ -298,14 +353,14 @@ def test_empty_results_render_without_crashing() -> None:
     assert targets({}) == []
     bare = {"models": [{"quant": "Q8_0"}]}
     assert "_not measured_" in markdown(bare)
-    assert [t.met for t in targets(bare)] == [None] * 8
+    assert [t.met for t in targets(bare)] == [None] * N_TARGETS
 
 
 def test_each_quant_gets_its_own_block_and_targets() -> None:
     results = _results("Q4_K_M", "Q8_0")
     md = markdown(results)
     assert "### Q4_K_M" in md and "### Q8_0" in md
-    assert [t.quant for t in targets(results)] == ["Q4_K_M"] * 8 + ["Q8_0"] * 8
+    assert [t.quant for t in targets(results)] == ["Q4_K_M"] * N_TARGETS + ["Q8_0"] * N_TARGETS
 
 
 def _level(
@@ -322,17 +377,86 @@ def test_concurrency_targets_flip_at_their_limits(results: dict) -> None:
     conc[OURS]["8"] = _level(60.0, [0.1] * 8, rates=[10.0] * 7 + [5.0])
     conc["llama-server"] = {"4": _level(60.0, [0.2, 0.2, 0.2, 0.4])}
     conc["llama_cpp.server"] = {"4": _level(24.0, [0.5] * 4, errors=3)}
-    agg, vs_py, ttft, fair = targets(results)[4:]
+
+    def picked() -> list[Target]:
+        verdicts = targets(results)
+        return [verdicts[i] for i in (AGG4, VS_PY, TTFT95, FAIR)]
+
+    agg, vs_py, ttft, fair = picked()
     assert (agg.value, agg.met) == (pytest.approx(1.0), True)
     assert (vs_py.value, vs_py.met) == (pytest.approx(2.5), True)
     assert ttft.met is True and fair.met is True and fair.value == pytest.approx(2.0)
     conc[OURS]["4"]["aggregate_tps"] = 59.9
     conc[OURS]["8"]["client_tps"][-1] = 4.9
     conc[OURS]["4"]["ttft_s"] = [0.1, 0.2, 0.3, 0.7]  # p95 0.64 s vs 0.37 s: over 1.5x
-    agg, vs_py, ttft, fair = targets(results)[4:]
+    agg, vs_py, ttft, fair = picked()
     assert (agg.met, vs_py.met, ttft.met, fair.met) == (False, False, False, False)
     conc[OURS]["8"]["errors"] = 1
-    assert targets(results)[7].value is None  # errors: the spread does not count
+    assert targets(results)[FAIR].value is None  # errors: the spread does not count
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def _shaped() -> dict[str, Any]:
+    """A run of both shapes: 0.6b (2 threads) in two quants, gpu-proxy (1 thread) in one."""
+    results = _results("Q4_K_M", "Q8_0", "Q4_K_M")
+    for model, shape, threads in zip(
+        results["models"], ["0.6b", "0.6b", "gpu-proxy"], [2, 2, 1], strict=True
+    ):
+        model.update(shape=shape, threads=threads, path=f"/c/qwen3-{shape}-{model['quant']}.gguf")
+    proxy = results["models"][2]
+    proxy["stream"]["llama-server"][0]["decode_tps"] = 55.0  # ours 54: 0.982, under 1.0
+    proxy["stream"]["llama-server"][0]["ttft_s"] = 0.25  # ours 0.2: 0.8, under 1.0
+    results["meta"]["shapes"] = {"0.6b": "The real shape.", "gpu-proxy": "The proxy."}
+    return results
+
+
+def _targets_table(md: str, shape: str) -> list[list[str]]:
+    block = md.split(f"## Shape `{shape}`", 1)[1].split("\n## ", 1)[0]
+    table = block.split("### Targets", 1)[1].split("\n### ", 1)[0]
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+
+
+def test_each_shape_gets_a_section_with_its_targets_table() -> None:
+    md = markdown(_shaped())
+    assert md.index("## Shape `0.6b`\n\nThe real shape.") < md.index("## Shape `gpu-proxy`")
+    assert "### Targets — `0.6b`, 2 threads" in md
+    assert "### Targets — `gpu-proxy`, 1 thread\n" in md
+    header, *rows = _targets_table(md, "0.6b")
+    assert header == ["quant", "figure", "target", "measured", "verdict", "detail"]
+    assert len(rows) == 2 * N_TARGETS  # two quants
+    proxy = _targets_table(md, "gpu-proxy")[1:]
+    assert [r[0] for r in proxy] == ["Q4_K_M"] * N_TARGETS
+    decode, ttft = proxy[DECODE], proxy[TTFT]
+    assert decode[1:5] == [
+        "streamed decode tok/s",
+        "≥ 1.00 × llama-server",
+        "0.982",
+        "missed by 1.8%",
+    ]
+    assert ttft[1:5] == ["streamed TTFT", "≤ 1.00 × llama-server", "0.800", "met by 20.0%"]
+    assert proxy[AGG4][4] == DASH and proxy[AGG4][5].startswith("not measured")
+    assert "(GGUF 400 MiB, KV 200 MiB at ctx 4096, 1 thread)" in md.split("gpu-proxy`", 1)[1]
+
+
+def test_targets_keep_their_shape() -> None:
+    shapes = [t.shape for t in targets(_shaped())]
+    assert shapes == ["0.6b"] * 2 * N_TARGETS + ["gpu-proxy"] * N_TARGETS
+
+
+def test_each_shape_gets_its_own_plot_files_and_links(tmp_path: Path) -> None:
+    results = _shaped()
+    written = plot(results, tmp_path)
+    names = ("ttft", "itl", "throughput")
+    assert set(written) == {f"{n}-{s}" for n in names for s in ("0.6b", "gpu-proxy")}
+    assert all(p.name == f"{key}.png" for key, p in written.items())
+    md = markdown(results, {k: f"out/{p.name}" for k, p in written.items()})
+    proxy = md.split("## Shape `gpu-proxy`", 1)[1]
+    assert "### Plots — `gpu-proxy`, 1 thread" in proxy
+    assert "(out/ttft-gpu-proxy.png)" in proxy and "ttft-0.6b" not in proxy
+    assert "(out/ttft-0.6b.png)" in md.split("## Shape `gpu-proxy`", 1)[0]
 
 
 # ---------------------------------------------------------------- plots

@@ -58,6 +58,8 @@ QWEN3_0_6B_CONFIG = {
 PARAMS_0_6B = 596_049_920
 # 151936*256 embedding + 2 * 787,072 per layer + 256 final norm (lm_head tied).
 PARAMS_TINY = 40_470_016
+# 151936*512 embedding + 2 * 3,933,440 per layer + 512 final norm (lm_head tied).
+PARAMS_GPU_PROXY = 85_658_624
 MESSAGES = [{"role": "user", "content": "Say hello to the world."}]
 
 
@@ -104,6 +106,29 @@ def test_tiny_config_differs_only_in_size() -> None:
         "intermediate_size": 768,
     }
     assert all(tiny[k] % 256 == 0 for k in ("hidden_size", "intermediate_size"))
+
+
+def test_gpu_proxy_is_0_6b_at_half_width_with_two_layers() -> None:
+    proxy = synthetic.config_for("gpu-proxy")
+    changed = {k: v for k, v in proxy.items() if QWEN3_0_6B_CONFIG[k] != v}
+    assert changed == {
+        "hidden_size": 512,
+        "num_hidden_layers": 2,
+        "max_window_layers": 2,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "intermediate_size": 1536,
+    }
+    assert all(proxy[k] % 256 == 0 for k in ("hidden_size", "intermediate_size"))
+
+
+def test_gpu_proxy_layout_matches_transformers_without_weights() -> None:
+    config = transformers.Qwen3Config(**synthetic.config_for("gpu-proxy"))
+    with torch.device("meta"):
+        model = transformers.Qwen3ForCausalLM(config)
+    ours = dict(synthetic.tensor_specs(synthetic.config_for("gpu-proxy")))
+    assert ours == {n: tuple(p.shape) for n, p in model.named_parameters()}
+    assert sum(int(np.prod(s)) for s in ours.values()) == PARAMS_GPU_PROXY
 
 
 def test_config_for_returns_a_copy_and_rejects_unknown_shapes() -> None:

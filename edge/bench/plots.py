@@ -1,5 +1,6 @@
 """PNG plots of a benchmark's results: TTFT and inter-token latency distributions per
-server, and aggregate throughput against concurrent clients (one panel per quant)."""
+server, and aggregate throughput against concurrent clients (one file per shape, one
+panel per quant)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from edge.bench.report import (
     _field,
     _floats,
     _section,
+    by_shape,
+    plot_key,
 )
 from edge.fileio import atomic_output
 
@@ -22,21 +25,30 @@ if TYPE_CHECKING:
 
 
 def plot(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write `ttft.png`, `itl.png` and `throughput.png` (one panel per quant) into `out_dir`.
+    """Write `ttft`, `itl` and `throughput` PNGs into `out_dir`, one file per shape (named
+    by `plot_key`: `ttft-gpu-proxy.png`; `ttft.png` for a GGUF of the user's) with one
+    panel per quant.
 
-    A plot with no data for any quant is not written; the returned dict maps the name of
+    A plot with no data for any quant is not written; the returned dict maps the key of
     each plot written to its path.
     """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for shape, models in by_shape(results.get("models") or []):
+        for name, path in _plot_shape(models, out_dir, shape).items():
+            written[plot_key(name, shape)] = path
+    return written
+
+
+def _plot_shape(models: list[dict[str, Any]], out_dir: Path, shape: str | None) -> dict[str, Path]:
     # Imported here: matplotlib takes most of a second to import and only plotting needs it.
     from matplotlib.figure import Figure
 
-    models = results.get("models") or []
     drawers: dict[str, tuple[str, Callable[[Axes, dict[str, Any]], bool]]] = {
         "ttft": ("stream", _draw_ttft),
         "itl": ("stream", _draw_itl),
         "throughput": ("concurrency", _draw_throughput),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, (section, draw) in drawers.items():
         if not any(_section(m, section) for m in models):
@@ -47,8 +59,11 @@ def plot(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         for ax, model in zip(axes, models, strict=True):
             if not draw(ax, model):
                 ax.text(0.5, 0.5, "not measured", ha="center", va="center")
-            ax.set_title(f"{PLOT_TITLES[name]}\n{model.get('quant', '?')}", fontsize=9)
-        written[name] = _save(fig, out_dir / f"{name}.png")
+            label = " ".join(str(x) for x in (shape, model.get("quant", "?")) if x)
+            if n := model.get("threads"):
+                label += f", {n} thread{'' if n == 1 else 's'}"
+            ax.set_title(f"{PLOT_TITLES[name]}\n{label}", fontsize=9)
+        written[name] = _save(fig, out_dir / f"{plot_key(name, shape)}.png")
     return written
 
 

@@ -4,13 +4,14 @@
 Pure functions over the dict the measuring code writes; nothing here runs a model. Any
 contender or section may be missing (no reference built, a section skipped): tables then
 show "–", targets carry `None`, and nothing raises. Contender names are free strings; only
-the three the targets compare are named here.
+the three the targets compare are named here. Models carry the shape they were made in
+(None: a GGUF of the user's); each shape gets its own section and targets table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +28,59 @@ DASH = "–"
 MIB = 2**20
 RSS_SLACK_BYTES = 200 * MIB  # room for the Python/HTTP process around weights and KV cache
 
-DECODE_LIMIT = 0.97
-TTFT_LIMIT = 1.05
+PY_SERVER = "llama_cpp.server"
+MAX_STRIP_POINTS = 50
+
+# Limits every shape shares.
+BENCH_DECODE_LIMIT = 0.97  # streamed decode vs llama-bench's raw tg
 TURN_LIMIT = 1.2
 RSS_LIMIT = 1.0
-AGG_LIMIT = 1.0
 PY_LIMIT = 2.5
 TTFT95_LIMIT = 1.5
 FAIR_LIMIT = 2.0
-PY_SERVER = "llama_cpp.server"
-MAX_STRIP_POINTS = 50
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The targets against llama-server that differ by shape (issue 13)."""
+
+    decode: float  # streamed decode tok/s ≥ decode × llama-server's
+    ttft: float  # median streamed TTFT ≤ ttft × llama-server's
+    agg4: float  # 4 clients' aggregate tok/s ≥ agg4 × llama-server's (-np 4)
+    agg8: float  # the same with 8 clients
+
+
+SHAPE_LIMITS = {
+    # On a CPU llama.cpp's compute dominates: match llama-server within noise.
+    "0.6b": Limits(decode=0.97, ttft=1.05, agg4=1.0, agg8=1.0),
+    # In the GPU regime our per-token work is what differs: be at least as fast.
+    "gpu-proxy": Limits(decode=1.0, ttft=1.0, agg4=1.05, agg8=1.05),
+}
+DEFAULT_LIMITS = SHAPE_LIMITS["0.6b"]  # a GGUF of the user's is judged as the 0.6b is
 
 
 @dataclass(frozen=True)
 class Target:
-    """One target verdict for one model quant; `value`/`met` are None when not measured."""
+    """One target verdict for one model: `value` (the measured ratio) and `met` are None
+    when not measured."""
 
-    name: str
+    figure: str  # what is compared: "streamed decode tok/s"
+    target: str  # the bound it must meet: "≥ 0.97 × llama-server"
     quant: str
     value: float | None
-    limit: float | None
+    limit: float
+    at_least: bool  # met when value ≥ limit; else when value ≤ limit
     met: bool | None
     detail: str
+    shape: str | None = None
+
+    @property
+    def margin(self) -> float | None:
+        """How far past the limit (> 0: met) or short of it (< 0), as a fraction of it."""
+        if self.value is None or self.limit == 0:
+            return None
+        gap = self.value - self.limit if self.at_least else self.limit - self.value
+        return gap / self.limit
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -115,15 +147,17 @@ def _section(model: dict[str, Any], name: str) -> dict[str, Any]:
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """Statistics per figure, JSON-serialisable: `{"meta", "models": [...], "targets": [...]}`.
 
-    Each model entry has `quant`, `path`, `file_bytes`, `kv_bytes` and one dict per section
-    keyed by contender: `raw`, `stream`, `nonstream`, `multiturn`, `concurrency`, `memory`.
+    Each model entry has `shape`, `threads`, `quant`, `path`, `file_bytes`, `kv_bytes` and
+    one dict per section keyed by contender: `raw`, `stream`, `nonstream`, `multiturn`,
+    `concurrency`, `memory`.
     Series become `{"n", "median", "p95", "min", "max"}` (seconds or tokens/s, as measured).
     """
     models = [_summarize_model(m) for m in results.get("models") or []]
+    verdicts = [t for m in models for t in _model_targets(m)]
     return {
         "meta": results.get("meta") or {},
         "models": models,
-        "targets": [asdict(t) for m in models for t in _model_targets(m)],
+        "targets": [{**asdict(t), "margin": t.margin} for t in verdicts],
     }
 
 
@@ -133,6 +167,8 @@ def _settings(results: dict[str, Any]) -> dict[str, Any]:
 
 def _summarize_model(model: dict[str, Any]) -> dict[str, Any]:
     return {
+        "shape": model.get("shape"),
+        "threads": model.get("threads"),
         "quant": model.get("quant", "?"),
         "path": model.get("path"),
         "file_bytes": model.get("file_bytes"),
@@ -246,50 +282,38 @@ def _memory_summary(memory: dict[str, Any], model: dict[str, Any]) -> dict[str, 
 
 
 def targets(results: dict[str, Any]) -> list[Target]:
-    """The four target verdicts for every model quant, in the order the models were run."""
+    """Every target verdict for every model, in the order the models were run."""
     models = [_summarize_model(m) for m in results.get("models") or []]
     return [t for m in models for t in _model_targets(m)]
 
 
-def _model_targets(summary: dict[str, Any]) -> list[Target]:
-    return [
-        _decode_target(summary),
-        _ttft_target(summary),
-        _turn_target(summary),
-        _rss_target(summary),
-        *_concurrency_targets(summary),
+def _model_targets(s: dict[str, Any]) -> list[Target]:
+    """Issue 13's targets against llama-server first (their limits by shape), then the
+    targets every shape shares."""
+    limits = SHAPE_LIMITS.get(s.get("shape") or "", DEFAULT_LIMITS)
+    verdicts = [
+        _stream_decode_target(s, limits.decode),
+        _ttft_target(s, limits.ttft),
+        _aggregate_target(s, "4", limits.agg4),
+        _aggregate_target(s, "8", limits.agg8),
+        _rss_target(s),
+        _bench_decode_target(s),
+        _turn_target(s),
+        *_concurrency_targets(s),
     ]
+    return [replace(t, shape=s.get("shape")) for t in verdicts]
 
 
-def _concurrency_targets(s: dict[str, Any]) -> list[Target]:
-    """Several users at once: 4 clients against llama-server --parallel 4 and against
-    llama-cpp-python's server; 8 clients with no errors and no client starved."""
-    at4 = {name: rows.get("4") or {} for name, rows in (s.get("concurrency") or {}).items()}
-    ours, ref, py = at4.get(OURS, {}), at4.get(LLAMA_SERVER, {}), at4.get(PY_SERVER, {})
-    q = s["quant"]
-    agg = [r.get("aggregate_tps") for r in (ours, ref, py)]
-    tput = _verdict(f"4 clients: aggregate ≥ {AGG_LIMIT} × llama-server", q, _ratio(agg[0], agg[1]),
-                    AGG_LIMIT, True, f"{_fmt(agg[0], '.1f')} vs {_fmt(agg[1], '.1f')} tok/s")  # fmt: skip
-    vs_py = _verdict(f"4 clients: aggregate ≥ {PY_LIMIT} × llama_cpp.server", q, _ratio(agg[0], agg[2]),
-                     PY_LIMIT, True, f"{_fmt(agg[0], '.1f')} vs {_fmt(agg[2], '.1f')} tok/s")  # fmt: skip
-    t95 = [r.get("ttft_p95_s") for r in (ours, ref)]
-    ttft = _verdict(f"4 clients: TTFT p95 ≤ {TTFT95_LIMIT} × llama-server", q, _ratio(t95[0], t95[1]),
-                    TTFT95_LIMIT, False, f"{_ms(t95[0])} vs {_ms(t95[1])} ms")  # fmt: skip
-    at8 = _get(s, "concurrency", OURS, "8") or {}
-    lo, hi, errors = at8.get("client_tps_min"), at8.get("client_tps_max"), at8.get("errors")
-    spread = _ratio(hi, lo) if errors == 0 else None
-    fair = _verdict(f"8 clients: no errors, client tok/s within {FAIR_LIMIT}×", q, spread, FAIR_LIMIT,
-                    False, f"{_count(errors)} errors; client tok/s {_fmt(lo, '.1f')}–{_fmt(hi, '.1f')}")  # fmt: skip
-    return [tput, vs_py, ttft, fair]
-
-
-def _verdict(
-    name: str, quant: str, value: float | None, limit: float, at_least: bool, detail: str
-) -> Target:
+def _verdict(figure: str, target: str, quant: str, value: float | None, limit: float,
+             at_least: bool, detail: str) -> Target:  # fmt: skip
     if value is None:
-        return Target(name, quant, None, limit, None, f"not measured: {detail}")
+        return Target(figure, target, quant, None, limit, at_least, None, f"not measured: {detail}")
     met = value >= limit if at_least else value <= limit
-    return Target(name, quant, value, limit, met, detail)
+    return Target(figure, target, quant, value, limit, at_least, met, detail)
+
+
+def _bound(at_least: bool, limit: float, versus: str) -> str:
+    return f"{'≥' if at_least else '≤'} {limit:.2f} × {versus}"
 
 
 def _get(summary: dict[str, Any], *keys: str) -> Any:
@@ -301,20 +325,59 @@ def _get(summary: dict[str, Any], *keys: str) -> Any:
     return node
 
 
-def _decode_target(s: dict[str, Any]) -> Target:
+def _stream_decode_target(s: dict[str, Any], limit: float) -> Target:
     ours = _get(s, "stream", OURS, "decode_tps", "median")
-    ref = _get(s, "raw", LLAMA_BENCH, "tg_tps", "median")
-    detail = f"{_fmt(ours, '.1f')} tok/s ({OURS}, streamed) vs {_fmt(ref, '.1f')} tok/s ({LLAMA_BENCH} tg)"
-    name = f"decode through server ≥ {DECODE_LIMIT} × llama-bench tg"
-    return _verdict(name, s["quant"], _ratio(ours, ref), DECODE_LIMIT, True, detail)
+    ref = _get(s, "stream", LLAMA_SERVER, "decode_tps", "median")
+    detail = f"median {_fmt(ours, '.1f')} vs {_fmt(ref, '.1f')} tok/s"
+    return _verdict("streamed decode tok/s", _bound(True, limit, LLAMA_SERVER), s["quant"],
+                    _ratio(ours, ref), limit, True, detail)  # fmt: skip
 
 
-def _ttft_target(s: dict[str, Any]) -> Target:
+def _ttft_target(s: dict[str, Any], limit: float) -> Target:
     ours = _get(s, "stream", OURS, "ttft_s", "median")
     ref = _get(s, "stream", LLAMA_SERVER, "ttft_s", "median")
-    detail = f"median TTFT {_ms(ours)} ms vs {_ms(ref)} ms ({LLAMA_SERVER})"
-    name = f"TTFT ≤ {TTFT_LIMIT} × llama-server"
-    return _verdict(name, s["quant"], _ratio(ours, ref), TTFT_LIMIT, False, detail)
+    detail = f"median {_ms(ours)} vs {_ms(ref)} ms"
+    return _verdict("streamed TTFT", _bound(False, limit, LLAMA_SERVER), s["quant"],
+                    _ratio(ours, ref), limit, False, detail)  # fmt: skip
+
+
+def _aggregate_target(s: dict[str, Any], clients: str, limit: float) -> Target:
+    ours = _get(s, "concurrency", OURS, clients, "aggregate_tps")
+    ref = _get(s, "concurrency", LLAMA_SERVER, clients, "aggregate_tps")
+    detail = f"{_fmt(ours, '.1f')} vs {_fmt(ref, '.1f')} tok/s"
+    return _verdict(f"{clients} clients: aggregate tok/s", _bound(True, limit, LLAMA_SERVER),
+                    s["quant"], _ratio(ours, ref), limit, True, detail)  # fmt: skip
+
+
+def _concurrency_targets(s: dict[str, Any]) -> list[Target]:
+    """Several users at once: 4 clients against llama-cpp-python's server and llama-server's
+    TTFT tail; 8 clients with no errors and no client starved."""
+    at4 = {name: rows.get("4") or {} for name, rows in (s.get("concurrency") or {}).items()}
+    ours, ref, py = at4.get(OURS, {}), at4.get(LLAMA_SERVER, {}), at4.get(PY_SERVER, {})
+    q = s["quant"]
+    agg = [r.get("aggregate_tps") for r in (ours, py)]
+    vs_py = _verdict("4 clients: aggregate tok/s", _bound(True, PY_LIMIT, PY_SERVER), q,
+                     _ratio(agg[0], agg[1]), PY_LIMIT, True,
+                     f"{_fmt(agg[0], '.1f')} vs {_fmt(agg[1], '.1f')} tok/s")  # fmt: skip
+    t95 = [r.get("ttft_p95_s") for r in (ours, ref)]
+    ttft = _verdict("4 clients: TTFT p95", _bound(False, TTFT95_LIMIT, LLAMA_SERVER), q,
+                    _ratio(t95[0], t95[1]), TTFT95_LIMIT, False,
+                    f"{_ms(t95[0])} vs {_ms(t95[1])} ms")  # fmt: skip
+    at8 = _get(s, "concurrency", OURS, "8") or {}
+    lo, hi, errors = at8.get("client_tps_min"), at8.get("client_tps_max"), at8.get("errors")
+    spread = _ratio(hi, lo) if errors == 0 else None
+    fair = _verdict("8 clients: fastest / slowest client, no errors", f"≤ {FAIR_LIMIT:.2f}", q,
+                    spread, FAIR_LIMIT, False,
+                    f"{_count(errors)} errors; client tok/s {_fmt(lo, '.1f')}–{_fmt(hi, '.1f')}")  # fmt: skip
+    return [vs_py, ttft, fair]
+
+
+def _bench_decode_target(s: dict[str, Any]) -> Target:
+    ours = _get(s, "stream", OURS, "decode_tps", "median")
+    ref = _get(s, "raw", LLAMA_BENCH, "tg_tps", "median")
+    detail = f"{_fmt(ours, '.1f')} tok/s streamed vs {_fmt(ref, '.1f')} tok/s raw"
+    return _verdict("streamed decode tok/s", _bound(True, BENCH_DECODE_LIMIT, f"{LLAMA_BENCH} tg"),
+                    s["quant"], _ratio(ours, ref), BENCH_DECODE_LIMIT, True, detail)  # fmt: skip
 
 
 def _turn_target(s: dict[str, Any]) -> Target:
@@ -326,8 +389,8 @@ def _turn_target(s: dict[str, Any]) -> Target:
         f"median over {entry.get('repeats', 0)} repeats of turn-N/turn-1 TTFT; "
         f"per-turn medians {first} ms → {last} ms"
     )
-    name = f"turn-N TTFT ≤ {TURN_LIMIT} × turn-1"
-    return _verdict(name, s["quant"], entry.get("last_over_first"), TURN_LIMIT, False, detail)
+    return _verdict("turn-N TTFT", _bound(False, TURN_LIMIT, "turn 1"), s["quant"],
+                    entry.get("last_over_first"), TURN_LIMIT, False, detail)  # fmt: skip
 
 
 def _rss_target(s: dict[str, Any]) -> Target:
@@ -337,8 +400,8 @@ def _rss_target(s: dict[str, Any]) -> Target:
         f"peak RSS {_mib(rss)} MiB vs bound {_mib(bound)} MiB "
         f"(GGUF {_mib(s.get('file_bytes'))} + KV {_mib(s.get('kv_bytes'))} + 200)"
     )
-    name = "peak RSS ≤ GGUF + KV + 200 MiB"
-    return _verdict(name, s["quant"], _ratio(rss, bound), RSS_LIMIT, False, detail)
+    return _verdict("peak RSS", _bound(False, RSS_LIMIT, "(GGUF + KV + 200 MiB)"), s["quant"],
+                    _ratio(rss, bound), RSS_LIMIT, False, detail)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- Markdown
@@ -372,20 +435,54 @@ def _names(*sections: dict[str, Any]) -> list[str]:
 
 
 def markdown(results: dict[str, Any], plots: dict[str, str] | None = None) -> str:
-    """The full Markdown section: run header, tables per model quant, targets, plot links.
+    """The full Markdown section: run header, then per shape its tables per model quant,
+    its targets and its plot links.
 
-    `plots` maps a plot name to the image path relative to the Markdown file.
+    `plots` maps a plot key (see `plot_key`) to the image path relative to the Markdown file.
     """
     summary = summarize(results)
     settings = _settings(results)
     parts = [_header(summary["meta"])]
     if not summary["models"]:
         parts.append("No models were measured.")
-    parts += [_model_block(m, settings) for m in summary["models"]]
-    parts.append(_targets_block([t for m in summary["models"] for t in _model_targets(m)]))
-    if plots:
-        parts.append(_plots_block(plots))
+    for shape, models in by_shape(summary["models"]):
+        parts += _shape_section(shape, models, summary["meta"], settings, plots or {})
     return "\n\n".join(parts) + "\n"
+
+
+def by_shape(models: Sequence[dict[str, Any]]) -> list[tuple[str | None, list[dict[str, Any]]]]:
+    """Models grouped by their `shape` (None: a GGUF of the user's), in first-seen order."""
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for model in models:
+        groups.setdefault(model.get("shape"), []).append(model)
+    return list(groups.items())
+
+
+def plot_key(name: str, shape: str | None) -> str:
+    """The key (and file stem) of plot `name` for one shape's models."""
+    return name if shape is None else f"{name}-{shape}"
+
+
+def _shape_section(shape: str | None, models: list[dict[str, Any]], meta: dict[str, Any],
+                   settings: dict[str, Any], plots: dict[str, str]) -> list[str]:  # fmt: skip
+    parts = []
+    suffix = ""
+    if shape is not None:
+        suffix = f" — `{shape}`, {_threads(models[0], settings)}"
+        about = (meta.get("shapes") or {}).get(shape)
+        parts.append(f"## Shape `{shape}`" + (f"\n\n{about}" if about else ""))
+    parts += [_model_block(m, settings) for m in models]
+    parts.append(_targets_block([t for m in models for t in _model_targets(m)], suffix))
+    links = {n: plots[plot_key(n, shape)] for n in PLOT_TITLES if plot_key(n, shape) in plots}
+    if links:
+        parts.append(_plots_block(links, suffix))
+    return parts
+
+
+def _threads(model: dict[str, Any], settings: dict[str, Any]) -> str:
+    # Results written before shapes had one thread count in the run's settings.
+    n = model.get("threads") or settings.get("threads")
+    return f"{_count(n)} thread{'' if n == 1 else 's'}"
 
 
 def _header(meta: dict[str, Any]) -> str:
@@ -416,7 +513,8 @@ def _model_block(s: dict[str, Any], settings: dict[str, Any]) -> str:
     name = Path(s["path"]).name if s.get("path") else s["quant"]
     title = (
         f"### {s['quant']} — `{name}` (GGUF {_mib(s.get('file_bytes'))} MiB, "
-        f"KV {_mib(s.get('kv_bytes'))} MiB at ctx {settings.get('ctx', DASH)})"
+        f"KV {_mib(s.get('kv_bytes'))} MiB at ctx {settings.get('ctx', DASH)}, "
+        f"{_threads(s, settings)})"
     )
     blocks = [
         title,
@@ -585,15 +683,22 @@ def _memory_table(s: dict[str, Any]) -> str | None:
     return _table(headers, rows)
 
 
-def _targets_block(verdicts: list[Target]) -> str:
+def _targets_block(verdicts: list[Target], suffix: str = "") -> str:
+    title = f"### Targets{suffix}\n\n"
     if not verdicts:
-        return "### Targets\n\n_not measured_"
-    headers = ["quant", "target", "value", "limit", "met", "detail"]
-    rows = [
-        [t.quant, t.name, _fmt(t.value, ".3f"), _fmt(t.limit, ".2f"), _yes_no(t.met), t.detail]
-        for t in verdicts
-    ]
-    return "### Targets\n\n" + _table(headers, rows)
+        return title + "_not measured_"
+    headers = ["quant", "figure", "target", "measured", "verdict", "detail"]
+    rows = [[t.quant, t.figure, t.target, _fmt(t.value, ".3f"), _outcome(t), t.detail]
+            for t in verdicts]  # fmt: skip
+    return title + _table(headers, rows)
+
+
+def _outcome(t: Target) -> str:
+    """The distance to the limit, relative to it: "met by 4.2%", "missed by 3.0%"."""
+    margin = t.margin
+    if t.met is None or margin is None:
+        return DASH
+    return f"{'met' if t.met else 'missed'} by {abs(margin):.1%}"
 
 
 PLOT_TITLES = {
@@ -603,9 +708,9 @@ PLOT_TITLES = {
 }
 
 
-def _plots_block(plots: dict[str, str]) -> str:
+def _plots_block(plots: dict[str, str], suffix: str = "") -> str:
     links = [f"![{PLOT_TITLES.get(name, name)}]({path})" for name, path in plots.items()]
-    return "### Plots\n\n" + "\n\n".join(links)
+    return f"### Plots{suffix}\n\n" + "\n\n".join(links)
 
 
 # ---------------------------------------------------------------------------- file update

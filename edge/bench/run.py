@@ -1,10 +1,11 @@
 """`edge-qwen bench`: every figure of BENCHMARKS.md, measured side by side in one run.
 
-For each quantization: the raw engine (figure 1), then the three servers, all started
-together so their requests can interleave (figures 2–4), then 1..N concurrent clients
-(figure 5; llama-server and edge-qwen restarted with --parallel equal to the client count), and each
-server's peak memory (figure 6). Writes results.json (every raw number), PNG plots and a
-Markdown section.
+For each shape of the synthetic model (or the user's --model) and each quantization: the
+raw engine (figure 1), then the three servers, all started together so their requests can
+interleave (figures 2–4), then 1..N concurrent clients (figure 5; llama-server and
+edge-qwen restarted with --parallel equal to the client count), and each server's peak
+memory (figure 6). Writes results.json (every raw number, each model tagged with its
+shape and thread count), PNG plots and a Markdown section per shape.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.bench import raw, servers
+from edge.bench.models import SHAPES
 from edge.bench.servers import LLAMA_SERVER, OURS, PY_SERVER, Server, ServerSettings
 from edge.errors import UsageError
 
@@ -55,6 +57,7 @@ class BenchOptions:
     out: Path
     quick: bool = False
     quants: tuple[str, ...] = ()
+    shapes: tuple[str, ...] = ()  # of edge.bench.models.SHAPES; default: all of them
     model: Path | None = None  # a GGUF of the user's; default: the synthetic checkpoint
     threads: int | None = None
     ctx: int = 4096
@@ -81,34 +84,19 @@ def run(opts: BenchOptions, log: Log) -> dict[str, Any]:
     """Measure everything, write results.json, plots and Markdown; return the results."""
     from edge.bench import reference, report
     from edge.bench.plots import plot
-    from edge.plan import make_plan, physical_cores, read_model_info
-    from edge.quantize import quant_type
+    from edge.plan import physical_cores
 
-    if opts.model is not None and opts.quants:
-        raise UsageError("--quant picks the synthetic model's type; it cannot apply to --model.",
-                         "Give one of them.")  # fmt: skip
-    # Names checked and normalized now: a typo fails at once, not after minutes of building.
-    opts.quants = tuple(quant_type(q).name for q in opts.quants)
+    _check(opts)
     opts.out.mkdir(parents=True, exist_ok=True)
     ref = reference.ensure(opts.reference_dir, log) if opts.reference else None
-    threads = opts.threads or physical_cores()
-    models = _models(opts, log)
-    fa = opts.flash_attn
-    if fa is None:  # what edge-qwen's plan would pick for this machine, given to everyone
-        fa = make_plan(read_model_info(models[0]), n_ctx=opts.ctx, threads=threads).flash_attn
-    results: dict[str, Any] = {"meta": _meta(opts, threads, fa, ref), "models": []}
-    for path in models:
-        info = read_model_info(path)
-        entry: dict[str, Any] = {
-            "quant": info.file_type, "path": str(path), "file_bytes": path.stat().st_size,
-            "kv_bytes": int(info.kv_bytes_per_token("f16") * opts.ctx),
-        }  # fmt: skip
-        results["models"].append(entry)
-        log(f"— {path.name}: raw engine")
-        entry["raw"] = _raw(path, threads, opts, fa, ref, log)
-        settings = ServerSettings(path, threads, opts.ctx, fa)
-        entry.update(_served(settings, opts, ref.llama_server if ref else None, log))
-        _write_json(opts.out / "results.json", results)  # partial results survive a crash
+    groups = _groups(opts, opts.threads or physical_cores(), log)
+    results: dict[str, Any] = {"meta": _meta(opts, ref), "models": []}
+    for group in groups:
+        if group.shape is not None:
+            results["meta"]["shapes"][group.shape] = SHAPES[group.shape].about
+        fa = _flash_attn(group, opts)
+        for path in group.paths:
+            _measure(path, group, fa, opts, ref, results, log)
     plots = plot(results, opts.out)
     base = opts.markdown.parent if opts.markdown else opts.out
     rel = {k: os.path.relpath(v, base) for k, v in plots.items()}
@@ -119,15 +107,81 @@ def run(opts: BenchOptions, log: Log) -> dict[str, Any]:
     return results
 
 
-def _models(opts: BenchOptions, log: Log) -> list[Path]:
+def _check(opts: BenchOptions) -> None:
+    """Options checked and names normalized now: a typo fails at once, not after minutes
+    of building."""
+    from edge.quantize import quant_type
+
+    if opts.model is not None and opts.quants:
+        raise UsageError("--quant picks the synthetic model's type; it cannot apply to --model.",
+                         "Give one of them.")  # fmt: skip
+    if opts.model is not None and opts.shapes:
+        raise UsageError("--shape picks the synthetic model's shape; it cannot apply to --model.",
+                         "Give one of them.")  # fmt: skip
+    for name in opts.shapes:
+        if name not in SHAPES:
+            raise UsageError(f"Unknown benchmark shape {name!r}.",
+                             f"Choose from: {', '.join(SHAPES)}.")  # fmt: skip
+    opts.quants = tuple(quant_type(q).name for q in opts.quants)
+    opts.shapes = tuple(dict.fromkeys(opts.shapes))  # a repeated --shape runs once
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Models measured with the same thread count, under one heading of the report."""
+
+    shape: str | None  # None: the user's --model
+    threads: int
+    paths: list[Path]
+
+
+def _groups(opts: BenchOptions, threads: int, log: Log) -> list[_Group]:
+    """Every model to measure, made (or found in the cache) before any is measured."""
     if opts.model is not None:
-        return [opts.model]
+        return [_Group(None, threads, [opts.model])]
     from edge.bench.models import bench_model
     from edge.config import Settings
 
     cache = opts.cache or Settings().home / "bench"
-    quants = opts.quants or (("Q4_K_M",) if opts.quick else ("Q4_K_M", "Q8_0"))
-    return [bench_model(cache, q, log) for q in quants]
+    groups = []
+    for name in opts.shapes or tuple(SHAPES):
+        shape = SHAPES[name]
+        if shape.threads is not None:
+            ignored = f"; --threads {opts.threads} does not apply to it" if opts.threads else ""
+            log(f"{name}: every contender runs with {_threads(shape.threads)}{ignored}.")
+        quants = opts.quants or (shape.quants[:1] if opts.quick else shape.quants)
+        paths = [bench_model(cache, q, log, shape=name) for q in quants]
+        groups.append(_Group(name, shape.threads or threads, paths))
+    return groups
+
+
+def _flash_attn(group: _Group, opts: BenchOptions) -> bool:
+    """--flash-attn if given, else what edge-qwen's plan would pick, given to everyone."""
+    if opts.flash_attn is not None:
+        return opts.flash_attn
+    from edge.plan import make_plan, read_model_info
+
+    info = read_model_info(group.paths[0])
+    return make_plan(info, n_ctx=opts.ctx, threads=group.threads).flash_attn
+
+
+def _measure(path: Path, group: _Group, fa: bool, opts: BenchOptions, ref: Any,
+             results: dict[str, Any], log: Log) -> None:  # fmt: skip
+    """Every figure for one model file, appended to results["models"]."""
+    from edge.plan import read_model_info
+
+    info = read_model_info(path)
+    entry: dict[str, Any] = {
+        "shape": group.shape, "threads": group.threads, "flash_attn": fa,
+        "quant": info.file_type, "path": str(path), "file_bytes": path.stat().st_size,
+        "kv_bytes": int(info.kv_bytes_per_token("f16") * opts.ctx),
+    }  # fmt: skip
+    results["models"].append(entry)
+    log(f"— {path.name} ({_threads(group.threads)}): raw engine")
+    entry["raw"] = _raw(path, group.threads, opts, fa, ref, log)
+    settings = ServerSettings(path, group.threads, opts.ctx, fa)
+    entry.update(_served(settings, opts, ref.llama_server if ref else None, log))
+    _write_json(opts.out / "results.json", results)  # partial results survive a crash
 
 
 def _raw(path: Path, threads: int, opts: BenchOptions, fa: bool, ref: Any, log: Log) -> dict:
@@ -197,6 +251,10 @@ def _concurrency(running: list[Server], s: ServerSettings, opts: BenchOptions,
     return out
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
 def _logs(opts: BenchOptions) -> Path:
     """Each server's own log, for when one misbehaves."""
     folder = opts.out / "logs"
@@ -214,7 +272,7 @@ def _strip(result: dict) -> dict:
     return {k: v for k, v in result.items() if k != "text"}
 
 
-def _meta(opts: BenchOptions, threads: int, fa: bool, ref: Any) -> dict[str, Any]:
+def _meta(opts: BenchOptions, ref: Any) -> dict[str, Any]:
     from edge import __version__
     from edge.engine import llama_cpp_version
 
@@ -235,10 +293,9 @@ def _meta(opts: BenchOptions, threads: int, fa: bool, ref: Any) -> dict[str, Any
             "python": platform.python_version(),
             "reference": f"llama.cpp vendored in llama-cpp-python {ref.version}" if ref else None,
         },  # fmt: skip
+        "shapes": {},  # name -> what it stands for; threads and flash_attn are per model
         "settings": {
-            "threads": threads,
             "ctx": opts.ctx,
-            "flash_attn": fa,
             "kv_type": "f16",
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(z).items()},
         },  # fmt: skip
