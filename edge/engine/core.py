@@ -87,10 +87,11 @@ class Engine:
     def __init__(self, path: Path, plan: Plan | None = None, info: ModelInfo | None = None) -> None:
         self.info = info or read_model_info(Path(path))
         self.plan = plan or make_plan(self.info)
+        self._lib = _llama()
         self._model, self._ctx = _load(Path(path), self.plan)
         self.vocab = Vocab(self._model)
         self.limits = Limits(self.vocab.n_vocab, self.plan.n_ctx, self.plan.n_parallel)
-        self._mem = _llama().llama_get_memory(self._ctx)
+        self._mem = self._lib.llama_get_memory(self._ctx)
         self._slots = [_Slot(seq=i) for i in range(self.plan.n_parallel)]
         self._waiting: deque[_Waiting] = deque()
         self._wake = threading.Condition()
@@ -140,7 +141,7 @@ class Engine:
         waiting = _Waiting(Ticket(job, inbox), state, build_sampler(self.vocab, job.params))
         with self._wake:
             if self._closing:
-                _llama().llama_sampler_free(waiting.sampler)
+                self._lib.llama_sampler_free(waiting.sampler)
                 raise shutting_down()
             self._waiting.append(waiting)
             self._wake.notify()
@@ -181,7 +182,7 @@ class Engine:
         return sum(1 for s in self._slots if s.ticket is None and s.tokens)
 
     def _free(self) -> None:
-        lib = _llama()
+        lib = self._lib
         lib.llama_batch_free(self._batch.raw)
         lib.llama_free(self._ctx)
         lib.llama_model_free(self._model)
@@ -233,7 +234,7 @@ class Engine:
         for slot in self._active():
             self._retire(slot, EngineClosedError(self.failed, None) if self.failed else closing)
         for w in waiting:
-            _llama().llama_sampler_free(w.sampler)
+            self._lib.llama_sampler_free(w.sampler)
             self._out.append((w.ticket, closing))
         self._flush()
         if self.failed is not None and self.on_fatal is not None:
@@ -282,7 +283,7 @@ class Engine:
 
     def _drop(self, w: _Waiting) -> None:
         """A job cancelled before it ran: its error, or an empty "cancelled" finish."""
-        _llama().llama_sampler_free(w.sampler)
+        self._lib.llama_sampler_free(w.sampler)
         if w.ticket.error is not None:
             self._out.append((w.ticket, w.ticket.error))
             return
@@ -307,7 +308,7 @@ class Engine:
         # The last prompt token must be evaluated for its logits.
         keep = min(common[slot.seq], len(prompt) - 1)
         shared = min(common[donor.seq], len(prompt) - 1)
-        lib = _llama()
+        lib = self._lib
         if donor is not slot and shared > keep:
             lib.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
             lib.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, 0, shared)
@@ -374,7 +375,7 @@ class Engine:
         return plan
 
     def _decode(self) -> None:
-        lib = _llama()
+        lib = self._lib
         while True:
             rc = lib.llama_decode(self._ctx, self._batch.raw)
             if rc == 0:
@@ -397,7 +398,7 @@ class Engine:
             self._forget(min(idle, key=lambda s: s.last_used))
 
     def _forget(self, slot: _Slot) -> None:
-        _llama().llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        self._lib.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
         slot.tokens = []
 
     def _sample(self, slot: _Slot, index: int) -> None:
@@ -414,7 +415,7 @@ class Engine:
             state.notes.append("context full")
             self._retire(slot, "length")
             return
-        token = _llama().llama_sampler_sample(slot.sampler, self._ctx, index)
+        token = self._lib.llama_sampler_sample(slot.sampler, self._ctx, index)
         if self.vocab.is_eog(token):
             self._retire(slot, "stop")
             return
@@ -444,7 +445,7 @@ class Engine:
         slot.last_used = time.monotonic()
         if ticket is None or state is None:
             return
-        _llama().llama_sampler_free(sampler)
+        self._lib.llama_sampler_free(sampler)
         if isinstance(outcome, EdgeError):
             self._out.append((ticket, outcome))
             return
@@ -547,12 +548,20 @@ class _Batch:
         raw.n_tokens = i
 
 
+_lib: Any = None
+
+
 def _llama() -> Any:
     """llama-cpp-python's bindings of llama.h, imported on first use (the CLI's --help
-    stays instant)."""
-    import llama_cpp
+    stays instant), with our log callback installed (edge.engine.llama_log)."""
+    global _lib
+    if _lib is None:
+        import llama_cpp
 
-    return llama_cpp
+        import edge.engine.llama_log  # noqa: F401  (installs the callback)
+
+        _lib = llama_cpp
+    return _lib
 
 
 def llama_cpp_version() -> str:

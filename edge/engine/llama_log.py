@@ -2,6 +2,10 @@
 
 llama.cpp reports why a load or a quantization failed only through its log callback;
 the C call itself returns a bare status. We keep the lines so errors can quote them.
+
+Importing this module installs our callback for good: llama-cpp-python's own prints every
+line to stderr unless a `Llama` object has turned it down, and we make no `Llama`. Lines go
+to the "edge.llama" logger: errors outside a capture as warnings, the rest as debug.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import llama_cpp
-from llama_cpp import _logger as llama_logger
 
 log = logging.getLogger("edge.llama")
 _lock = threading.RLock()  # re-entered by nested captures on one thread
@@ -24,10 +27,17 @@ _ERROR = 3  # GGML_LOG_LEVEL_ERROR
 @llama_cpp.llama_log_callback
 def _capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     line = text.decode("utf-8", errors="replace")
-    if _lines is not None:
-        _lines.append(line)
-    if level == _ERROR:
+    lines = _lines
+    if lines is not None:  # quoted by the error the caller raises, if it fails
+        lines.append(line)
+    elif level == _ERROR:
+        log.warning("llama.cpp: %s", line.rstrip())
+        return
+    if log.isEnabledFor(logging.DEBUG):
         log.debug("llama.cpp: %s", line.rstrip())
+
+
+llama_cpp.llama_log_set(_capture, ctypes.c_void_p(0))
 
 
 @contextmanager
@@ -42,11 +52,9 @@ def captured_llama_log() -> Iterator[list[str]]:
             yield _lines
             return
         _lines = []
-        llama_cpp.llama_log_set(_capture, ctypes.c_void_p(0))
         try:
             yield _lines
         finally:
-            llama_cpp.llama_log_set(llama_logger.llama_log_callback, ctypes.c_void_p(0))
             _lines = None
 
 
