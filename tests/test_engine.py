@@ -193,6 +193,33 @@ def test_logit_bias_bans_a_token(scripted: Any) -> None:
     assert "Hello" not in text
 
 
+def test_greedy_fast_path_picks_what_llama_cpp_picks(
+    gguf_of: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.engine import core
+
+    engine = open_engine(gguf_of("tiny", "Q8_0"), n_ctx=256)
+    prompt = engine.tokenize("Once upon a time")
+    first = Run(engine, Job(prompt, SamplingParams(temperature=0, max_tokens=1)))
+    top = next(e.token for e in first if isinstance(e, TokenEvent) and e.token is not None)
+    # Ban the likeliest token, favour another, and name one past the vocabulary (ignored).
+    bias = {top: float("-inf"), 1000: 3.0, engine.limits.n_vocab + 5: 9.0}
+    params = SamplingParams(temperature=0, max_tokens=24, logit_bias=bias)
+
+    def tokens() -> list[int]:
+        run = Run(engine, Job(prompt, params, ThinkingControl(loop_guard=False)))
+        return [e.token for e in run if isinstance(e, TokenEvent) and e.token is not None]
+
+    assert isinstance(core.build_sampler(engine.vocab, params), core.Greedy)
+    fast = tokens()
+    original = core.build_sampler
+    monkeypatch.setattr(core, "build_sampler", lambda v, p: original(v, p, fast_greedy=False))
+    slow = tokens()
+    engine.close()
+    assert len(fast) == 24 and top not in fast
+    assert fast == slow
+
+
 def test_prompt_longer_than_context(scripted: Any) -> None:
     with pytest.raises(ContextOverflowError, match="holds 512"):
         collect(scripted.generate(scripted.tokenize("word " * 600), GREEDY))

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge.engine.seam import (
     Event,
     Inbox,
@@ -141,7 +143,7 @@ class Engine:
         waiting = _Waiting(Ticket(job, inbox), state, build_sampler(self.vocab, job.params))
         with self._wake:
             if self._closing:
-                self._lib.llama_sampler_free(waiting.sampler)
+                free_sampler(waiting.sampler)
                 raise shutting_down()
             self._waiting.append(waiting)
             self._wake.notify()
@@ -234,7 +236,7 @@ class Engine:
         for slot in self._active():
             self._retire(slot, EngineClosedError(self.failed, None) if self.failed else closing)
         for w in waiting:
-            self._lib.llama_sampler_free(w.sampler)
+            free_sampler(w.sampler)
             self._out.append((w.ticket, closing))
         self._flush()
         if self.failed is not None and self.on_fatal is not None:
@@ -283,7 +285,7 @@ class Engine:
 
     def _drop(self, w: _Waiting) -> None:
         """A job cancelled before it ran: its error, or an empty "cancelled" finish."""
-        self._lib.llama_sampler_free(w.sampler)
+        free_sampler(w.sampler)
         if w.ticket.error is not None:
             self._out.append((w.ticket, w.ticket.error))
             return
@@ -415,7 +417,13 @@ class Engine:
             state.notes.append("context full")
             self._retire(slot, "length")
             return
-        token = self._lib.llama_sampler_sample(slot.sampler, self._ctx, index)
+        sampler = slot.sampler
+        if type(sampler) is Greedy:
+            token = sampler.pick(
+                self._lib.llama_get_logits_ith(self._ctx, index), self.vocab.n_vocab
+            )
+        else:
+            token = self._lib.llama_sampler_sample(sampler, self._ctx, index)
         if self.vocab.is_eog(token):
             self._retire(slot, "stop")
             return
@@ -445,7 +453,7 @@ class Engine:
         slot.last_used = time.monotonic()
         if ticket is None or state is None:
             return
-        self._lib.llama_sampler_free(sampler)
+        free_sampler(sampler)
         if isinstance(outcome, EdgeError):
             self._out.append((ticket, outcome))
             return
@@ -646,20 +654,52 @@ def open_engine(path: Path, plan: Plan, info: ModelInfo, say: Callable[[str], No
     )
 
 
-def build_sampler(vocab: Vocab, p: SamplingParams) -> Any:
-    """llama.cpp's own sampler chain, in llama-server's order; greedy when temperature is 0.
-    The caller frees it with llama_sampler_free."""
+class Greedy:
+    """Greedy decoding without llama.cpp's sampler: the argmax of the logits plus any bias,
+    read where llama.cpp left them. `llama_sampler_sample` first copies every logit into a
+    candidates array (151,936 for Qwen3), which costs ~200 µs a token; numpy's argmax over
+    the same row costs ~15 µs (~35 µs with a bias). Same token: the first maximum wins in
+    both. Only for what needs no sampler state: no penalties, no grammar."""
+
+    __slots__ = ("ids", "bias")
+
+    def __init__(self, logit_bias: dict[int, float]) -> None:
+        self.ids = np.fromiter(logit_bias, dtype=np.intp, count=len(logit_bias))
+        self.bias = np.fromiter(logit_bias.values(), dtype=np.float32, count=len(logit_bias))
+
+    def pick(self, logits: Any, n_vocab: int) -> int:
+        """The token to emit, from a pointer to one output's `n_vocab` logits."""
+        row = np.ctypeslib.as_array(logits, shape=(n_vocab,))
+        if not len(self.ids):
+            return int(row.argmax())
+        # The bias goes into llama.cpp's buffer and out again: no 600 KB copy a token (its
+        # allocation page-faults on the scheduler thread's malloc arena each time).
+        kept = row[self.ids]
+        row[self.ids] = kept + self.bias
+        best = int(row.argmax())
+        row[self.ids] = kept
+        return best
+
+
+def build_sampler(vocab: Vocab, p: SamplingParams, fast_greedy: bool = True) -> Any:
+    """How to choose each token: `Greedy` when temperature is 0 with no penalty or grammar
+    (unless `fast_greedy` is off), else llama.cpp's own sampler chain, in llama-server's
+    order. The caller releases it with `free_sampler`."""
     lib = _llama()
     grammar = p.grammar
     if grammar is None and p.json_schema is not None:
         grammar = schema_grammar(p.json_schema)
+    penalties = p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty
+    if fast_greedy and p.temperature <= 0 and grammar is None and not penalties:
+        # Out-of-range ids are ignored, as llama.cpp's logit-bias sampler ignores them.
+        return Greedy({t: b for t, b in p.logit_bias.items() if 0 <= t < vocab.n_vocab})
     stages: list[Any] = []
     if p.logit_bias:
         biases = (lib.llama_logit_bias * len(p.logit_bias))()
         for i, (token, bias) in enumerate(p.logit_bias.items()):
             biases[i].token, biases[i].bias = token, bias
         stages.append(lib.llama_sampler_init_logit_bias(vocab.n_vocab, len(biases), biases))
-    if p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+    if penalties:
         stages.append(lib.llama_sampler_init_penalties(
             vocab.n_vocab, 64, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))  # fmt: skip
     if grammar is not None:
@@ -682,6 +722,12 @@ def build_sampler(vocab: Vocab, p: SamplingParams) -> Any:
     for stage in stages:  # the chain owns its stages from here on
         lib.llama_sampler_chain_add(chain, stage)
     return chain
+
+
+def free_sampler(sampler: Any) -> None:
+    """Release what `build_sampler` made."""
+    if sampler is not None and type(sampler) is not Greedy:
+        _llama().llama_sampler_free(sampler)
 
 
 def _free_all(samplers: list[Any]) -> None:
