@@ -33,6 +33,9 @@ class FakeEngine:
         self.on_fatal: Callable[[str], None] | None = None
         self.step_s = step_s
         self.jobs: list[Job] = []
+        self.tickets: list[Ticket] = []
+        self.grammar_s = 0.0  # how long submit takes for a job with a grammar or schema
+        self.grammar_error: EdgeError | None = None  # raised by submit after that time
         self.gate = threading.Event()
         self.gate.set()
         self._script: deque[Answer] = deque()
@@ -57,7 +60,12 @@ class FakeEngine:
 
     def submit(self, job: Job, inbox: Inbox) -> Ticket:
         self.check_prompt(job.prompt)
+        if job.params.grammar is not None or job.params.json_schema is not None:
+            time.sleep(self.grammar_s)  # as the real engine compiles the grammar here
+            if self.grammar_error is not None:
+                raise self.grammar_error
         ticket = Ticket(job, inbox)
+        self.tickets.append(ticket)
         answer = self._script.popleft() if self._script else Answer(["ok"])
         self.jobs.append(job)
         thread = threading.Thread(target=self._run, args=(ticket, answer), daemon=True)

@@ -180,10 +180,11 @@ class EngineWorker:
         self.in_flight += 1  # until the engine ends the job (`_ended`), whatever we do
         try:
             if job.params.grammar is not None or job.params.json_schema is not None:
-                # Compiling a grammar takes a while: not on the event loop.
-                ticket = await asyncio.to_thread(self.engine.submit, job, inbox)
+                ticket = await self._submit_off_loop(job, inbox)
             else:
                 ticket = self.engine.submit(job, inbox)
+        except asyncio.CancelledError:
+            raise  # the count is settled when the submission ends (_submit_off_loop)
         except BaseException:
             self.in_flight -= 1
             raise
@@ -198,6 +199,25 @@ class EngineWorker:
         finally:
             ticket.cancel()
             self._live.discard(ticket)
+
+    async def _submit_off_loop(self, job: Job, inbox: AsyncInbox) -> Ticket:
+        """Submit on a worker thread: compiling a grammar takes a while, and the event loop
+        must not wait for it. If the client leaves meanwhile, the submission still ends
+        on its thread; its job is then cancelled at once (and counted out by the engine's
+        finish), or, had it failed, counted out here."""
+        task = asyncio.ensure_future(asyncio.to_thread(self.engine.submit, job, inbox))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+
+            def late(done: asyncio.Future[Ticket]) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    self.in_flight -= 1
+                else:
+                    done.result().cancel()
+
+            task.add_done_callback(late)
+            raise
 
     def _ended(self, ticket: Ticket, times: list[float]) -> None:
         self.in_flight -= 1
