@@ -18,14 +18,15 @@ EXCEPTIONS = {
 }
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Top-level names of every module `path` imports (absolute imports only)."""
+def imported_modules(path: Path, depth: int = 1) -> set[str]:
+    """The first `depth` parts of the name of every module `path` imports (absolute imports
+    only): `llama_cpp` for depth 1, `edge.server` for depth 2."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(".".join(alias.name.split(".")[:depth]) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(".".join(node.module.split(".")[:depth]))
     return names
 
 
@@ -50,3 +51,26 @@ def test_the_engine_does_import_it_and_the_walk_sees_function_level_imports(
     assert imported_modules(lazy) == {"llama_cpp"}
     for rel in EXCEPTIONS:
         assert "llama_cpp" in imported_modules(EDGE.parent / rel), f"{rel} no longer needs it"
+
+
+# What the engine layer must not reach up into: it serves all of them.
+ABOVE_THE_ENGINE = {"edge.server", "edge.cli", "edge.bench", "edge.repl", "edge.conversation"}
+
+
+def test_the_engine_imports_nothing_above_it_and_nothing_imports_the_cli() -> None:
+    upward = {
+        path.relative_to(EDGE.parent).as_posix(): sorted(
+            imported_modules(path, depth=2) & ABOVE_THE_ENGINE
+        )
+        for path in sorted((EDGE / "engine").rglob("*.py"))
+    }
+    assert {k: v for k, v in upward.items() if v} == {}
+    into_cli = [
+        path.relative_to(EDGE.parent).as_posix()
+        for path in sorted(EDGE.rglob("*.py"))
+        if path.name != "cli.py" and "edge.cli" in imported_modules(path, depth=2)
+    ]
+    assert into_cli == []
+    # The walk sees two-part names, or the checks above would pass on anything.
+    assert "edge.errors" in imported_modules(EDGE / "engine" / "core.py", depth=2)
+    assert "edge.engine" in imported_modules(EDGE / "server" / "worker.py", depth=2)
