@@ -705,7 +705,8 @@ def build_sampler(vocab: Vocab, p: SamplingParams, fast_greedy: bool = True) -> 
     if grammar is not None:
         made = lib.llama_sampler_init_grammar(vocab.ptr, grammar.encode("utf-8"), b"root")
         if not made:
-            _free_all(stages)
+            for stage in stages:
+                free_sampler(stage)
             raise UsageError("The grammar could not be parsed.")
         stages.append(made)
     if p.temperature <= 0:
@@ -728,11 +729,6 @@ def free_sampler(sampler: Any) -> None:
     """Release what `build_sampler` made."""
     if sampler is not None and type(sampler) is not Greedy:
         _llama().llama_sampler_free(sampler)
-
-
-def _free_all(samplers: list[Any]) -> None:
-    for s in samplers:
-        _llama().llama_sampler_free(s)
 
 
 def schema_grammar(schema: dict[str, Any]) -> str:
