@@ -93,10 +93,9 @@ def test_0_6b_config_is_qwen3_0_6b() -> None:
     assert synthetic.config_for("0.6b") == QWEN3_0_6B_CONFIG
 
 
-def test_tiny_config_differs_only_in_size() -> None:
-    tiny = synthetic.config_for("tiny")
-    changed = {k: v for k, v in tiny.items() if QWEN3_0_6B_CONFIG[k] != v}
-    assert changed == {
+SMALL_SHAPES = {
+    # Every width a multiple of 256, so llama.cpp's k-quants apply without fallback types.
+    "tiny": {
         "hidden_size": 256,
         "num_hidden_layers": 2,
         "max_window_layers": 2,
@@ -104,31 +103,25 @@ def test_tiny_config_differs_only_in_size() -> None:
         "num_key_value_heads": 2,
         "head_dim": 64,
         "intermediate_size": 768,
-    }
-    assert all(tiny[k] % 256 == 0 for k in ("hidden_size", "intermediate_size"))
-
-
-def test_gpu_proxy_is_0_6b_at_half_width_with_two_layers() -> None:
-    proxy = synthetic.config_for("gpu-proxy")
-    changed = {k: v for k, v in proxy.items() if QWEN3_0_6B_CONFIG[k] != v}
-    assert changed == {
+    },
+    # 0.6b at half width with two layers.
+    "gpu-proxy": {
         "hidden_size": 512,
         "num_hidden_layers": 2,
         "max_window_layers": 2,
         "num_attention_heads": 8,
         "num_key_value_heads": 4,
         "intermediate_size": 1536,
-    }
-    assert all(proxy[k] % 256 == 0 for k in ("hidden_size", "intermediate_size"))
+    },
+}
 
 
-def test_gpu_proxy_layout_matches_transformers_without_weights() -> None:
-    config = transformers.Qwen3Config(**synthetic.config_for("gpu-proxy"))
-    with torch.device("meta"):
-        model = transformers.Qwen3ForCausalLM(config)
-    ours = dict(synthetic.tensor_specs(synthetic.config_for("gpu-proxy")))
-    assert ours == {n: tuple(p.shape) for n, p in model.named_parameters()}
-    assert sum(int(np.prod(s)) for s in ours.values()) == PARAMS_GPU_PROXY
+@pytest.mark.parametrize("shape", sorted(SMALL_SHAPES))
+def test_small_shapes_differ_from_0_6b_only_in_size(shape: str) -> None:
+    config = synthetic.config_for(shape)
+    changed = {k: v for k, v in config.items() if QWEN3_0_6B_CONFIG[k] != v}
+    assert changed == SMALL_SHAPES[shape]
+    assert all(config[k] % 256 == 0 for k in ("hidden_size", "intermediate_size"))
 
 
 def test_config_for_returns_a_copy_and_rejects_unknown_shapes() -> None:
@@ -138,13 +131,16 @@ def test_config_for_returns_a_copy_and_rejects_unknown_shapes() -> None:
         synthetic.config_for("7b")
 
 
-def test_0_6b_layout_matches_transformers_without_weights() -> None:
-    config = transformers.Qwen3Config(**synthetic.config_for("0.6b"))
+@pytest.mark.parametrize(
+    ("shape", "params"), [("0.6b", PARAMS_0_6B), ("gpu-proxy", PARAMS_GPU_PROXY)]
+)
+def test_layout_matches_transformers_without_weights(shape: str, params: int) -> None:
+    config = transformers.Qwen3Config(**synthetic.config_for(shape))
     with torch.device("meta"):
         model = transformers.Qwen3ForCausalLM(config)
-    ours = dict(synthetic.tensor_specs(synthetic.config_for("0.6b")))
+    ours = dict(synthetic.tensor_specs(synthetic.config_for(shape)))
     assert ours == {n: tuple(p.shape) for n, p in model.named_parameters()}
-    assert sum(int(np.prod(s)) for s in ours.values()) == PARAMS_0_6B
+    assert sum(int(np.prod(s)) for s in ours.values()) == params
 
 
 def test_tiny_loads_in_transformers(tiny_dir: Path) -> None:
