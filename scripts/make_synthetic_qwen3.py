@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 try:
-    from edge import synthetic
     from edge.errors import EdgeError
+    from edge.model import synthetic
 except ModuleNotFoundError:  # run from a checkout where edge-qwen is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from edge import synthetic
     from edge.errors import EdgeError
+    from edge.model import synthetic
 
 
 def main(argv: list[str] | None = None) -> int:

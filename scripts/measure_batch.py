@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge.config import Settings
 from edge.engine import Engine, SamplingParams, ThinkingControl, TokenEvent
-from edge.plan import make_plan, physical_cores, read_model_info
+from edge.engine.plan import make_plan, physical_cores, read_model_info
 
 NO_GUARD = ThinkingControl(loop_guard=False)
 

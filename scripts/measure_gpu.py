@@ -18,7 +18,7 @@ import sys
 
 from edge.config import Settings
 from edge.engine import SamplingParams, ThinkingControl, open_engine
-from edge.plan import MiB, make_plan, read_model_info
+from edge.engine.plan import MiB, make_plan, read_model_info
 
 
 def gpu_free() -> int:

@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from edge.bench.servers import TURNS
-from edge.chat import ChatTemplate
-from edge.conversation import Conversation, TurnOptions
+from edge.chat.conversation import Conversation, TurnOptions
+from edge.chat.template import ChatTemplate
 from edge.engine import Engine, Finish
-from edge.plan import make_plan, read_model_info
+from edge.engine.plan import make_plan, read_model_info
 
 QUESTIONS = TURNS  # the same conversation the benchmark sends to the servers
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from edge.bench import servers
 from edge.config import Settings
-from edge.plan import physical_cores
+from edge.engine.plan import physical_cores
 
 
 def main() -> int:

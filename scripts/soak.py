@@ -440,9 +440,9 @@ def _problems(r: Report) -> list[str]:
 
 def looping_model(folder: Path) -> Path:
     """The tiny looping synthetic checkpoint as Q8_0 GGUF, built under `folder` once."""
-    from edge.convert import convert
-    from edge.quantize import quantize
-    from edge.synthetic import write_checkpoint
+    from edge.model.convert import convert
+    from edge.model.quantize import quantize
+    from edge.model.synthetic import write_checkpoint
 
     out = folder / "looping-Q8_0.gguf"
     if not out.exists():

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.convert import convert
-from edge.quantize import quantize
-from edge.synthetic import write_checkpoint
+from edge.model.convert import convert
+from edge.model.quantize import quantize
+from edge.model.synthetic import write_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLI_TIMEOUT = 300

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from edge.engine import Engine, Finish, Job, Run, SamplingParams, ThinkingControl, TokenEvent
+from edge.engine.plan import make_plan, read_model_info
 from edge.errors import ContextFullError, EngineClosedError
-from edge.plan import make_plan, read_model_info
 from tests.test_server import serving
 
 NO_GUARD = ThinkingControl(loop_guard=False)

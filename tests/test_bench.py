@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from edge import synthetic
 from edge.bench import models, reference, run, servers
 from edge.bench.report import BEGIN_MARKER, END_MARKER, summarize, targets
+from edge.model import synthetic
 from tests.conftest import assert_clean_failure, run_cli
 
 CONTENDERS_RAW = {

@@ -16,7 +16,7 @@ import gguf
 import pytest
 import transformers
 
-from edge.chat import (
+from edge.chat.template import (
     QWEN3_SAMPLING,
     ChatTemplate,
     content_text,
@@ -24,7 +24,7 @@ from edge.chat import (
     soft_switch,
 )
 from edge.errors import InvalidModelError, UsageError
-from edge.gguf_meta import read_gguf_string
+from edge.model.gguf_meta import read_gguf_string
 
 Messages = list[dict[str, Any]]
 

@@ -14,8 +14,8 @@ import pytest
 from conftest import assert_clean_failure, run_cli
 from corpus import corpus
 
-from edge.convert import convert
 from edge.errors import InvalidModelError, UsageError
+from edge.model.convert import convert
 
 PROMPTS = [
     "Hello world, this is a test of the converter.",
@@ -160,7 +160,7 @@ def test_metadata_is_what_llama_cpp_reads(
 
 
 def test_bf16_output_is_bit_exact(gguf_of: Callable[[str, str], Path], tiny_dir: Path) -> None:
-    from edge.safetensors_io import open_checkpoint
+    from edge.model.safetensors_io import open_checkpoint
 
     refs = open_checkpoint(tiny_dir)
     tensors = {t.name: t for t in gguf.GGUFReader(gguf_of("tiny", "BF16")).tensors}

@@ -10,8 +10,8 @@ import pytest
 from conftest import run_cli
 from test_plan import QWEN3_06B, GiB
 
-from edge.doctor import plan_data, render_plan
-from edge.plan import Budget, make_plan
+from edge.engine.doctor import plan_data, render_plan
+from edge.engine.plan import Budget, make_plan
 
 
 def test_doctor_on_this_cpu_machine(
@@ -85,7 +85,7 @@ def test_a_cuda_build_without_a_usable_gpu_is_explained(
     # What the CUDA wheel built by scripts/check_cuda_build.sh reports on this GPU-less
     # machine (seen for real: "backends CUDA, CPU · GPU offload no"); faked here because the
     # test environment has the CPU wheel.
-    import edge.doctor as doctor
+    import edge.engine.doctor as doctor
     from edge.config import Settings
 
     real = doctor.build_info()

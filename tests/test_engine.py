@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from edge.chat import ChatTemplate
-from edge.conversation import Conversation, TurnOptions
+from edge.chat.conversation import Conversation, TurnOptions
+from edge.chat.reasoning import Delta
+from edge.chat.template import ChatTemplate
 from edge.engine import (
     ContextOverflowError,
     Engine,
@@ -22,9 +23,8 @@ from edge.engine import (
     ThinkingControl,
     TokenEvent,
 )
+from edge.engine.plan import make_plan, read_model_info
 from edge.errors import UsageError
-from edge.plan import make_plan, read_model_info
-from edge.reasoning import Delta
 
 PROMPT = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 GREEDY = SamplingParams(temperature=0)

@@ -22,10 +22,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge.chat.reasoning import ThinkSplitter
+from edge.chat.tools import ToolCallSplitter
 from edge.engine import SamplingParams, ThinkingControl
-from edge.reasoning import ThinkSplitter
 from edge.server.chat_api import ChatJob, ChunkWriter
-from edge.tools import ToolCallSplitter
 
 EXAMPLES = int(os.environ.get("EDGE_QWEN_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,

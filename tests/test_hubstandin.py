@@ -479,7 +479,7 @@ def test_killed_snapshot_download_restarts_from_zero(
 
     Each attempt writes to its own ``blobs/<etag>.<random>.incomplete`` file (huggingface_hub
     PR #4228), so a new process never finds the old partial file and sends no Range: the
-    reason edge-qwen's pull fetches large files itself (edge.hub.fetch_blob).
+    reason edge-qwen's pull fetches large files itself (edge.model.hub.fetch_blob).
     """
     blobs = hf_env / "hub" / "models--acme--big" / "blobs"
     with HubStandIn(root, rate=BIG_RATE) as hub:
@@ -503,5 +503,5 @@ def test_killed_snapshot_download_restarts_from_zero(
         gets = file_requests(hub, "GET", "weights.bin")
     assert tree(ok(result)) == tree(root / "acme/big")
     # 2.x sends [(None, 200)] here: a whole new download. Not asserted, so that a client
-    # that learns to resume does not fail CI; edge.hub.fetch_blob resumes either way.
+    # that learns to resume does not fail CI; edge.model.hub.fetch_blob resumes either way.
     assert gets and gets[-1].status in (200, 206)

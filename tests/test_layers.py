@@ -1,7 +1,8 @@
-"""The one hard rule of the layout: llama-cpp-python stays behind the engine.
+"""Who may import whom: the layout's rules, read from the source.
 
-Every `import` in edge/, at module level or inside a function, is read from the source;
-only the engine package may name llama_cpp, with two exceptions that say why.
+Every `import` in edge/, at module level or inside a function, is read with `ast`. The
+layers, bottom up: config/errors/fileio, model, engine, chat, server and bench, cli.
+llama-cpp-python stays behind the engine, with two exceptions that say why.
 """
 
 from __future__ import annotations
@@ -9,68 +10,138 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 EDGE = Path(__file__).resolve().parent.parent / "edge"
 
 # Modules outside edge/engine/ allowed to import llama_cpp, and why.
 EXCEPTIONS = {
-    "edge/quantize.py": "llama.cpp's quantizer is one C call with no engine around it",
+    "edge/model/quantize.py": "llama.cpp's quantizer is one C call with no engine around it",
     "edge/bench/raw.py": "measures llama-cpp-python's own Llama as a contender",
 }
 
+# What each package may import from edge/ (prefixes of dotted names); anything else from
+# edge/ is a layering mistake. The shared bottom: config, errors, fileio.
+BASE = ("edge.config", "edge.errors", "edge.fileio", "edge.__version__")
+MAY_IMPORT = {
+    # The pipeline knows files, not the engine. The quantizer borrows the engine's capture
+    # of llama.cpp's log, which has no state of the engine's in it.
+    "edge.model": (*BASE, "edge.model", "edge.engine.llama_log"),
+    # The engine reads GGUF headers (plan, chat template) and finds models (doctor).
+    "edge.engine": (*BASE, "edge.model", "edge.engine"),
+    # Pure text over the engine's public face (the seam), never its internals.
+    "edge.chat": (*BASE, "edge.model.gguf_meta", "edge.engine", "edge.chat"),
+    "edge.server": (*BASE, "edge.engine", "edge.chat", "edge.server"),
+    "edge.bench": (*BASE, "edge.model", "edge.engine", "edge.bench"),
+    "edge.cli": (
+        *BASE,
+        "edge.model",
+        "edge.engine",
+        "edge.chat",
+        "edge.server",
+        "edge.bench",
+        "edge.cli",
+    ),  # fmt: skip
+}
+# The engine's internals: only the engine itself (and tests) import these directly.
+ENGINE_INTERNALS = ("edge.engine.core", "edge.engine.text")
 
-def imported_modules(path: Path, depth: int = 1) -> set[str]:
-    """The first `depth` parts of the name of every module `path` imports (absolute imports
-    only): `llama_cpp` for depth 1, `edge.server` for depth 2."""
+
+def imported(path: Path) -> set[str]:
+    """The full dotted name of every module `path` imports (absolute imports only), plus
+    `module.name` for each `from module import name`, so a submodule imported that way is
+    seen too."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
-            names.update(".".join(alias.name.split(".")[:depth]) for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(".".join(node.module.split(".")[:depth]))
+            if node.module != "edge":  # `from edge import __version__` names the module
+                names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(EDGE.parent).with_suffix("").parts)
+
+
+def sources() -> list[Path]:
+    return sorted(EDGE.rglob("*.py"))
+
+
+def package_of(path: Path) -> str | None:
+    """`edge.model` for edge/model/hub.py; None for the shared bottom modules."""
+    parts = path.relative_to(EDGE.parent).parts
+    return f"edge.{parts[1]}" if len(parts) > 2 else None
+
+
+def starts(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 def test_only_the_engine_imports_llama_cpp() -> None:
     offenders = []
-    for path in sorted(EDGE.rglob("*.py")):
+    for path in sources():
         rel = path.relative_to(EDGE.parent).as_posix()
         if rel.startswith("edge/engine/") or rel in EXCEPTIONS:
             continue
-        if "llama_cpp" in imported_modules(path):
+        if any(starts(name, ("llama_cpp",)) for name in imported(path)):
             offenders.append(rel)
     assert offenders == [], f"import llama_cpp only inside edge/engine/: {offenders}"
 
 
-def test_the_engine_does_import_it_and_the_walk_sees_function_level_imports(
-    tmp_path: Path,
-) -> None:
-    # The test above would pass on an empty tree; show that the walk finds what it seeks.
-    assert "llama_cpp" in imported_modules(EDGE / "engine" / "core.py")
-    lazy = tmp_path / "lazy.py"
-    lazy.write_text("def f():\n    from llama_cpp.llama_grammar import x\n", encoding="utf-8")
-    assert imported_modules(lazy) == {"llama_cpp"}
-    for rel in EXCEPTIONS:
-        assert "llama_cpp" in imported_modules(EDGE.parent / rel), f"{rel} no longer needs it"
+@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
+def test_each_layer_imports_only_what_lies_below_it(package: str) -> None:
+    wrong = {}
+    for path in sources():
+        if package_of(path) != package:
+            continue
+        ours = {n for n in imported(path) if starts(n, ("edge",))}
+        # `from edge.engine import X` also yields "edge.engine.X"; the module is what counts.
+        bad = sorted(n for n in ours if not starts(n, MAY_IMPORT[package]))
+        if bad:
+            wrong[module_name(path)] = bad
+    assert wrong == {}
 
 
-# What the engine layer must not reach up into: it serves all of them.
-ABOVE_THE_ENGINE = {"edge.server", "edge.cli", "edge.bench", "edge.repl", "edge.conversation"}
+def test_the_bottom_imports_no_layer() -> None:
+    for path in sources():
+        if package_of(path) is None and path.name != "__init__.py":
+            ours = {n for n in imported(path) if starts(n, ("edge",))}
+            assert all(starts(n, BASE) for n in ours), (path.name, ours)
 
 
-def test_the_engine_imports_nothing_above_it_and_nothing_imports_the_cli() -> None:
-    upward = {
-        path.relative_to(EDGE.parent).as_posix(): sorted(
-            imported_modules(path, depth=2) & ABOVE_THE_ENGINE
-        )
-        for path in sorted((EDGE / "engine").rglob("*.py"))
+def test_engine_internals_stay_inside_the_engine() -> None:
+    outside = {
+        module_name(path): sorted(n for n in imported(path) if starts(n, ENGINE_INTERNALS))
+        for path in sources()
+        if package_of(path) not in ("edge.engine", "edge.bench")
     }
-    assert {k: v for k, v in upward.items() if v} == {}
+    # bench/raw.py times the engine's scheduler itself, below the seam, on purpose.
+    assert {k: v for k, v in outside.items() if v} == {}
+
+
+def test_nothing_imports_the_cli() -> None:
     into_cli = [
-        path.relative_to(EDGE.parent).as_posix()
-        for path in sorted(EDGE.rglob("*.py"))
-        if path.name != "cli.py" and "edge.cli" in imported_modules(path, depth=2)
+        module_name(path)
+        for path in sources()
+        if package_of(path) != "edge.cli" and any(starts(n, ("edge.cli",)) for n in imported(path))
     ]
     assert into_cli == []
-    # The walk sees two-part names, or the checks above would pass on anything.
-    assert "edge.errors" in imported_modules(EDGE / "engine" / "core.py", depth=2)
-    assert "edge.engine" in imported_modules(EDGE / "server" / "worker.py", depth=2)
+
+
+def test_the_walk_sees_what_it_seeks(tmp_path: Path) -> None:
+    # The tests above would pass on an empty tree; show that the walk finds imports,
+    # including those inside functions, and that every exception still needs its import.
+    assert "llama_cpp" in {n.split(".")[0] for n in imported(EDGE / "engine" / "core.py")}
+    lazy = tmp_path / "lazy.py"
+    lazy.write_text("def f():\n    from llama_cpp.llama_grammar import x\n", encoding="utf-8")
+    assert imported(lazy) == {"llama_cpp.llama_grammar", "llama_cpp.llama_grammar.x"}
+    for rel in EXCEPTIONS:
+        assert any(n.startswith("llama_cpp") for n in imported(EDGE.parent / rel)), rel
+    assert "edge.errors" in imported(EDGE / "engine" / "core.py")
+    assert any(starts(n, ("edge.engine",)) for n in imported(EDGE / "server" / "worker.py"))
+    assert package_of(EDGE / "model" / "hub.py") == "edge.model"
+    assert package_of(EDGE / "config.py") is None
+    assert not starts("edge.engineer", ("edge.engine",))

@@ -25,12 +25,12 @@ from conftest import REPO_ROOT, assert_clean_failure, run_cli
 from hubstandin import HubStandIn
 
 from edge import fileio
-from edge import store as store_module
 from edge.config import Settings
 from edge.errors import DiskFullError, InvalidModelError, NotFoundError
-from edge.pipeline import ensure_model
-from edge.quantize import quantize
-from edge.store import MANIFEST, MODEL_FILE, STAMP, Manifest, ModelStore
+from edge.model import store as store_module
+from edge.model.pipeline import ensure_model
+from edge.model.quantize import quantize
+from edge.model.store import MANIFEST, MODEL_FILE, STAMP, Manifest, ModelStore
 
 REPO = "Qwen/Qwen3-0.6B"
 NAME = "qwen3-0.6b-q8_0"

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import OutOfMemoryError, UsageError
-from edge.plan import (
+from edge.engine.plan import (
     Budget,
     ModelInfo,
     compute_bytes,
@@ -18,6 +17,7 @@ from edge.plan import (
     read_model_info,
     smaller,
 )
+from edge.errors import OutOfMemoryError, UsageError
 
 # Qwen3-0.6B's tensor sizes, read from the synthetic 0.6b-shaped GGUFs (`edge-qwen bench`
 # makes them): Q8_0 has 28 equal blocks; Q4_K_M gives some layers Q6_K tensors, as llama.cpp's

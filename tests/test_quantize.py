@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_clean_failure, run_cli
 
 from edge.errors import InvalidModelError, UsageError
-from edge.quantize import QUANT_TYPES, quant_type, quantize
+from edge.model.quantize import QUANT_TYPES, quant_type, quantize
 
 # Bits per weight of the per-layer matrices. Pure types hit the nominal figure exactly;
 # the _M mixes keep some attn_v/ffn_down rows at Q6_K, so they sit a little above.

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.reasoning import Delta, ThinkSplitter, split_text
+from edge.chat.reasoning import Delta, ThinkSplitter, split_text
 
 OPEN, CLOSE = "<think>", "</think>"
 

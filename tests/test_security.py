@@ -380,9 +380,9 @@ class Collect(logging.Handler):
 def test_no_key_or_prompt_in_debug_logs(gguf_of: Callable[[str, str], Path]) -> None:
     """Even with every logger at DEBUG and uvicorn's access log on (more than `serve` ever
     configures), requests leave neither key nor prompt in a log record."""
-    from edge.chat import ChatTemplate
+    from edge.chat.template import ChatTemplate
     from edge.engine import Engine
-    from edge.plan import make_plan, read_model_info
+    from edge.engine.plan import make_plan, read_model_info
 
     gguf = gguf_of("scripted", "Q8_0")
     info = read_model_info(gguf)

@@ -20,9 +20,9 @@ import openai
 import pytest
 import uvicorn
 
-from edge.chat import ChatTemplate
+from edge.chat.template import ChatTemplate
 from edge.engine import Engine
-from edge.plan import make_plan, read_model_info
+from edge.engine.plan import make_plan, read_model_info
 from edge.server import ServerOptions, create_app
 
 HI = [{"role": "user", "content": "Hi"}]

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edge.chat import ChatTemplate
+from edge.chat.template import ChatTemplate
 from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ContextFullError, EdgeError
 from edge.server import ServerOptions, create_app
@@ -24,7 +24,7 @@ HI = [{"role": "user", "content": "Hi"}]
 
 
 def qwen_template() -> ChatTemplate:
-    from edge.synthetic import tokenizer_files_dir
+    from edge.model.synthetic import tokenizer_files_dir
 
     config = json.loads((tokenizer_files_dir() / "tokenizer_config.json").read_text("utf-8"))
     return ChatTemplate(config["chat_template"])

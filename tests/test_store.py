@@ -12,8 +12,8 @@ import pytest
 
 from edge.config import Settings
 from edge.errors import InvalidModelError, NotFoundError, StoreError, UsageError
-from edge.pipeline import ensure_model
-from edge.store import (
+from edge.model.pipeline import ensure_model
+from edge.model.store import (
     MANIFEST,
     MODEL_FILE,
     Manifest,

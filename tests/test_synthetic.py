@@ -16,8 +16,8 @@ safetensors = pytest.importorskip("safetensors")
 
 from packaging.version import Version  # noqa: E402  (transformers' own dependency)
 
-from edge import synthetic  # noqa: E402
 from edge.errors import NotFoundError  # noqa: E402
+from edge.model import synthetic  # noqa: E402
 
 # transformers 4.56 renamed from_pretrained's torch_dtype to dtype (the old name warns).
 _FLOAT32 = (

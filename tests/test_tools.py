@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.tools import ToolCall, ToolCallSplitter, ToolDelta, parse_tool_calls
+from edge.chat.tools import ToolCall, ToolCallSplitter, ToolDelta, parse_tool_calls
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 

@@ -1,5 +1,5 @@
 """The benchmark checkpoints: synthetic Qwen3 models with seeded random weights, made
-bench-safe (see edge.synthetic), converted and quantized once into a cache folder.
+bench-safe (see edge.model.synthetic), converted and quantized once into a cache folder.
 
 A random-weight model of a given shape costs exactly what real weights of that shape
 cost per token, so speed figures are honest; what it writes is noise, so no quality
@@ -18,7 +18,7 @@ SEED = 0
 
 @dataclass(frozen=True)
 class BenchShape:
-    """A shape of edge.synthetic.SHAPES as the benchmark runs it."""
+    """A shape of edge.model.synthetic.SHAPES as the benchmark runs it."""
 
     name: str
     about: str  # what its figures stand for, printed above its section
@@ -51,7 +51,7 @@ def bench_model(cache: Path, quant: str, log: Callable[[str], None], shape: str 
     out = cache / f"qwen3-{shape}-seed{SEED}-{quant}.gguf"
     if out.is_file():
         return out
-    from edge.quantize import quantize
+    from edge.model.quantize import quantize
 
     source = _bf16(cache, shape, log)
     log(f"Quantizing the {shape} benchmark model to {quant}…")
@@ -62,8 +62,8 @@ def _bf16(cache: Path, shape: str, log: Callable[[str], None]) -> Path:
     out = cache / f"qwen3-{shape}-seed{SEED}-BF16.gguf"
     if out.is_file():
         return out
-    from edge.convert import convert
-    from edge.synthetic import write_checkpoint
+    from edge.model.convert import convert
+    from edge.model.synthetic import write_checkpoint
 
     cache.mkdir(parents=True, exist_ok=True)
     folder = cache / f".checkpoint-{shape}-seed{SEED}"

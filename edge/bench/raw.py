@@ -82,7 +82,7 @@ def _prompt(pp: int) -> list[int]:
 
 def _engine(model: Path, s: RawSettings) -> dict:
     from edge.engine import Engine, Finish, SamplingParams, ThinkingControl, TokenEvent
-    from edge.plan import make_plan, read_model_info
+    from edge.engine.plan import make_plan, read_model_info
 
     info = read_model_info(model)
 

@@ -84,7 +84,7 @@ def run(opts: BenchOptions, log: Log) -> dict[str, Any]:
     """Measure everything, write results.json, plots and Markdown; return the results."""
     from edge.bench import reference, report
     from edge.bench.plots import plot
-    from edge.plan import physical_cores
+    from edge.engine.plan import physical_cores
 
     _check(opts)
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def run(opts: BenchOptions, log: Log) -> dict[str, Any]:
 def _check(opts: BenchOptions) -> None:
     """Options checked and names normalized now: a typo fails at once, not after minutes
     of building."""
-    from edge.quantize import quant_type
+    from edge.model.quantize import quant_type
 
     if opts.model is not None and opts.quants:
         raise UsageError("--quant picks the synthetic model's type; it cannot apply to --model.",
@@ -159,7 +159,7 @@ def _flash_attn(group: _Group, opts: BenchOptions) -> bool:
     """--flash-attn if given, else what edge-qwen's plan would pick, given to everyone."""
     if opts.flash_attn is not None:
         return opts.flash_attn
-    from edge.plan import make_plan, read_model_info
+    from edge.engine.plan import make_plan, read_model_info
 
     info = read_model_info(group.paths[0])
     return make_plan(info, n_ctx=opts.ctx, threads=group.threads).flash_attn
@@ -168,7 +168,7 @@ def _flash_attn(group: _Group, opts: BenchOptions) -> bool:
 def _measure(path: Path, group: _Group, fa: bool, opts: BenchOptions, ref: Any,
              results: dict[str, Any], log: Log) -> None:  # fmt: skip
     """Every figure for one model file, appended to results["models"]."""
-    from edge.plan import read_model_info
+    from edge.engine.plan import read_model_info
 
     info = read_model_info(path)
     entry: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""The engine layer: the only code that talks to llama.cpp (edge.quantize aside).
+"""The engine layer: the only code that talks to llama.cpp (edge.model.quantize aside).
 
 Callers use the seam (`edge.engine.seam`): build a `Job`, `submit` it with an inbox, read
 typed events back. `Engine` is the one implementation: a scheduler thread decoding every

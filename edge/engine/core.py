@@ -14,7 +14,7 @@ which only tags the cells: nothing is recomputed or copied. Finished sequences s
 cached until their slot is needed (least recently used first) or the cache is full.
 
 llama-cpp-python is used at one level, its ctypes bindings of llama.h; this package is
-the only one that imports it (edge.quantize aside).
+the only one that imports it (edge.model.quantize aside).
 """
 
 from __future__ import annotations
@@ -34,6 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from edge.engine.plan import (
+    KV_TYPES,
+    ModelInfo,
+    Plan,
+    detect_budget,
+    make_plan,
+    read_model_info,
+    smaller,
+)
 from edge.engine.seam import (
     Event,
     Inbox,
@@ -57,7 +66,6 @@ from edge.errors import (
     UsageError,
     shutting_down,
 )
-from edge.plan import KV_TYPES, ModelInfo, Plan, detect_budget, make_plan, read_model_info, smaller
 
 log = logging.getLogger(__name__)
 

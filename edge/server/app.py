@@ -24,7 +24,7 @@ from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edge.chat import ChatTemplate
+from edge.chat.template import ChatTemplate
 from edge.engine import EngineAPI, Finish, Job, TokenEvent
 from edge.errors import (
     ContextFullError,

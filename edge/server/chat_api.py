@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.chat import ChatTemplate, sampling_defaults, soft_switch
+from edge.chat.reasoning import ThinkSplitter
+from edge.chat.template import ChatTemplate, sampling_defaults, soft_switch
+from edge.chat.tools import ToolCallSplitter
 from edge.engine import Finish, SamplingParams, ThinkingControl
 from edge.engine import schema_grammar as engine_schema_grammar
 from edge.errors import UsageError
-from edge.reasoning import ThinkSplitter
 from edge.server.schema import ChatCompletionRequest
-from edge.tools import ToolCallSplitter
 
 
 class ParamError(UsageError):

@@ -14,8 +14,8 @@ from typing import Any
 
 from edge.config import Settings
 from edge.engine.gpu import build_info
+from edge.engine.plan import Budget, MiB, ModelInfo, Plan, available_ram, footprint, physical_cores
 from edge.errors import EdgeError
-from edge.plan import Budget, MiB, ModelInfo, Plan, available_ram, footprint, physical_cores
 
 CUDA_INSTALL_HINT = (
     'reinstall with CUDA: CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall '
@@ -31,7 +31,7 @@ def report(
     `wishes` are make_plan's keyword arguments from the command line (ctx, kv, layers).
     """
     from edge.engine.gpu import nvml_devices, offload_devices
-    from edge.store import ModelStore
+    from edge.model.store import ModelStore
 
     problems: list[str] = []
     warnings: list[str] = []
@@ -65,8 +65,8 @@ def report(
 
 
 def _plan(settings: Settings, model: str | None, wishes: dict[str, Any]) -> dict[str, Any]:
-    from edge.pipeline import ensure_model
-    from edge.plan import make_plan, read_model_info
+    from edge.engine.plan import make_plan, read_model_info
+    from edge.model.pipeline import ensure_model
 
     path = ensure_model(model, settings)
     info = read_model_info(Path(path))

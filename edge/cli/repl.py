@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from edge.conversation import Conversation, TurnOptions
+from edge.chat.conversation import Conversation, TurnOptions
+from edge.chat.reasoning import Delta
 from edge.engine import Finish
 from edge.errors import EdgeError
-from edge.reasoning import Delta
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 HELP = """Commands:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.chat import ChatTemplate, sampling_defaults, soft_switch
+from edge.chat.reasoning import Delta, ThinkSplitter
+from edge.chat.template import ChatTemplate, sampling_defaults, soft_switch
 from edge.engine import (
     EngineAPI,
     Finish,
@@ -25,7 +26,6 @@ from edge.engine import (
     generate,
 )
 from edge.errors import UsageError
-from edge.reasoning import Delta, ThinkSplitter
 
 
 @dataclass

@@ -18,14 +18,14 @@ import numpy as np
 
 from edge.errors import InvalidModelError, UsageError
 from edge.fileio import atomic_output, ensure_free_space
-from edge.safetensors_io import (
+from edge.model.safetensors_io import (
     TensorRef,
     as_float32,
     f32_to_bf16_bits,
     iter_row_chunks,
     open_checkpoint,
 )
-from edge.vocab import Vocab, load_vocab
+from edge.model.vocab import Vocab, load_vocab
 
 OUTTYPES = ("f32", "f16", "bf16")
 _FILE_TYPE = {

@@ -29,7 +29,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
 from edge.errors import InvalidModelError, UsageError
-from edge.gguf_meta import read_gguf_string
+from edge.model.gguf_meta import read_gguf_string
 
 TEMPLATE_KEY = "tokenizer.chat_template"
 """The GGUF metadata key that holds the Jinja chat template."""

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from edge.engine.plan import DEFAULT_PARALLEL
 from edge.errors import EdgeError, UsageError
-from edge.plan import DEFAULT_PARALLEL
 
 if TYPE_CHECKING:
     from edge.config import Settings
@@ -123,8 +123,8 @@ def pull(
 
     Downloads resume after an interruption; HF_TOKEN and HF_HUB_OFFLINE are honoured.
     """
-    from edge.pipeline import PullOptions
-    from edge.pipeline import pull as run_pull
+    from edge.model.pipeline import PullOptions
+    from edge.model.pipeline import pull as run_pull
 
     settings = _settings()
     opts = PullOptions(repo or settings.repo, quant, revision, gguf, name, force, threads)
@@ -157,7 +157,7 @@ def convert(
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists")] = False,
 ) -> None:
     """Convert a Qwen3 safetensors checkpoint to a GGUF file."""
-    from edge.convert import convert as run_convert
+    from edge.model.convert import convert as run_convert
 
     if outtype is not None:
         outtype = outtype.lower()
@@ -186,8 +186,8 @@ def quantize(
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists")] = False,
 ) -> None:
     """Quantize a GGUF file with llama.cpp's own quantizer."""
-    from edge.quantize import quant_type
-    from edge.quantize import quantize as run_quantize
+    from edge.model.quantize import quant_type
+    from edge.model.quantize import quantize as run_quantize
 
     q = quant_type(qtype)
     target = out or src.with_name(f"{_strip_type(src.stem)}-{q.name}.gguf")
@@ -217,7 +217,7 @@ def models(
     """List the models in the local store (EDGE_QWEN_HOME, default ~/.cache/edge-qwen)."""
     from dataclasses import asdict
 
-    from edge.store import ModelStore
+    from edge.model.store import ModelStore
 
     store = ModelStore(_settings().models_dir)
     if path:
@@ -256,7 +256,7 @@ def rm(
     name: Annotated[str, typer.Argument(help="Store name, as `edge-qwen models` shows it")],
 ) -> None:
     """Remove a model from the store (the raw download stays in the Hugging Face cache)."""
-    from edge.store import ModelStore
+    from edge.model.store import ModelStore
 
     entry = ModelStore(_settings().models_dir).remove(name)
     _say(f"Removed {entry.name} ({_human(entry.manifest.size)} freed)")
@@ -299,11 +299,11 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed, for 
 def _open_conversation(model: str | None, ctx: int | None, threads: int | None, kv: str | None,
                        flash: bool | None, gpu: int | None, think: bool, system: str | None) -> Any:  # fmt: skip
     """Resolve, plan and load the model; print the plan line; return a Conversation."""
-    from edge.chat import ChatTemplate
-    from edge.conversation import Conversation
+    from edge.chat.conversation import Conversation
+    from edge.chat.template import ChatTemplate
     from edge.engine import open_engine
-    from edge.pipeline import ensure_model
-    from edge.plan import make_plan, read_model_info
+    from edge.engine.plan import make_plan, read_model_info
+    from edge.model.pipeline import ensure_model
 
     settings = _settings()
     path = ensure_model(model, settings, report=_say)
@@ -361,8 +361,8 @@ def run(
 
     Exit codes: 0 answered, 3 cut off by --max-tokens or the context, 1 error, 2 usage, 130 Ctrl-C.
     """
-    from edge.conversation import TurnOptions
-    from edge.repl import run_once
+    from edge.chat.conversation import TurnOptions
+    from edge.cli.repl import run_once
 
     text = _read_prompt(prompt)
     conv = _open_conversation(model, ctx, threads, kv, flash_attn, gpu_layers, think, system)
@@ -400,8 +400,8 @@ def chat(
     Follow-up turns reuse the model's memory of the conversation, so only the new
     message is read. /help lists the commands; Ctrl-C stops an answer, Ctrl-D leaves.
     """
-    from edge.conversation import TurnOptions
-    from edge.repl import ChatLoop
+    from edge.chat.conversation import TurnOptions
+    from edge.cli.repl import ChatLoop
 
     conv = _open_conversation(model, ctx, threads, kv, flash_attn, gpu_layers, think, system)
     opts = TurnOptions(temperature=temperature, max_tokens=max_tokens, seed=seed,
@@ -454,10 +454,10 @@ def serve(
 
     import uvicorn
 
-    from edge.chat import ChatTemplate
+    from edge.chat.template import ChatTemplate
     from edge.engine import Engine, open_engine
-    from edge.pipeline import ensure_model
-    from edge.plan import make_plan, read_model_info
+    from edge.engine.plan import make_plan, read_model_info
+    from edge.model.pipeline import ensure_model
     from edge.server import ServerOptions, create_app
     from edge.server.lan import addresses, server_key
 
@@ -600,7 +600,7 @@ def doctor(
     Exits 1 when something needed to chat is missing (e.g. no model pulled yet, or the
     model does not fit in the memory that is free).
     """
-    from edge.doctor import render, report
+    from edge.engine.doctor import render, report
 
     wishes = {"n_ctx": ctx, "kv_type": kv, "n_gpu_layers": gpu_layers, "parallel": parallel}
     data, problems, warnings = report(_settings(), model, wishes)
@@ -620,7 +620,3 @@ def doctor(
 def main() -> None:
     """Console entry point."""
     app()
-
-
-if __name__ == "__main__":
-    main()

@@ -65,7 +65,7 @@ def quant_type(name: str) -> QuantType:
 
 def gguf_file_type(path: Path) -> int | None:
     """The `general.file_type` a GGUF declares, or None when it does not say."""
-    from edge.gguf_meta import model_header
+    from edge.model.gguf_meta import model_header
 
     value = model_header(path).metadata.get("general.file_type")
     return int(value) if value is not None else None

@@ -71,7 +71,7 @@ class ToolCallSplitter:
     """Turn streamed Qwen3 answer text into content and tool-call :class:`ToolDelta` records.
 
     Call :meth:`feed` with each piece as it arrives and :meth:`finish` once at the end.
-    Feed it the answer only: reasoning is split off first (:mod:`edge.reasoning`).
+    Feed it the answer only: reasoning is split off first (:mod:`edge.chat.reasoning`).
     """
 
     def __init__(self) -> None:

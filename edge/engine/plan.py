@@ -176,8 +176,8 @@ class Plan:
 
 def read_model_info(path: Path) -> ModelInfo:
     """Read the header fields the plan needs (milliseconds: tensors are not loaded)."""
-    from edge.gguf_meta import qwen3_header
-    from edge.quantize import type_name
+    from edge.model.gguf_meta import qwen3_header
+    from edge.model.quantize import type_name
 
     h = qwen3_header(path)
     m = h.metadata

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.config import Settings
-from edge.convert import Progress, convert
 from edge.errors import InvalidModelError, NotFoundError
-from edge.gguf_meta import qwen3_header
-from edge.quantize import UNQUANTIZED, quant_type, quantize, type_name
-from edge.store import MODEL_FILE, Entry, Manifest, ModelStore, check_name, model_name
+from edge.model.convert import Progress, convert
+from edge.model.gguf_meta import qwen3_header
+from edge.model.quantize import UNQUANTIZED, quant_type, quantize, type_name
+from edge.model.store import MODEL_FILE, Entry, Manifest, ModelStore, check_name, model_name
 
 Report = Callable[[str], None]
 
@@ -90,7 +90,7 @@ def _pull_checkpoint(
     report: Report,
     progress: Progress | None,
 ) -> PullResult:
-    from edge import hub
+    from edge.model import hub
 
     q = quant_type(opts.quant or settings.quant)  # fail on a bad type before downloading
     name = check_name(opts.name or model_name(opts.source, q.name))
@@ -144,7 +144,7 @@ def _from_checkpoint(
 def _pull_gguf_repo(
     opts: PullOptions, settings: Settings, store: ModelStore, report: Report
 ) -> PullResult:
-    from edge import hub
+    from edge.model import hub
 
     q = quant_type(opts.quant or settings.quant)
     name = check_name(opts.name or model_name(opts.source, q.name))
