@@ -1,19 +1,41 @@
-"""Settings: defaults, then EDGE_QWEN_* environment variables, then CLI flags.
+"""`Settings`: the one options type for the store, loading and serving.
 
-Read once at the edge of the program (the CLI, the server factory) and passed down
-explicitly; core code never reads the environment itself.
+Defaults live here and nowhere else. `Settings.load(**flags)` builds it the way every
+command does: the defaults, then `EDGE_QWEN_<FIELD>` from the environment, then the
+flags that were given. It is built once, at the edge (the CLI), and passed down; core
+code takes it as an argument and never reads the environment itself. `Settings(...)`
+with keywords reads no environment, which is what tests and library callers want.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edge.errors import UsageError
 
 DEFAULT_REPO = "Qwen/Qwen3-0.6B"
 DEFAULT_QUANT = "Q8_0"
+ENV_PREFIX = "EDGE_QWEN_"
+# The server's batching engine decodes this many sequences together; 4 is llama-server's
+# own default. Its KV cache is unified (the sequences share the context's cells), so a
+# slot costs no KV memory, only its share of each step. chat and run use one.
+DEFAULT_PARALLEL = 4
+MAX_PARALLEL = 64
+
+QWEN3_SAMPLING: dict[bool, dict[str, float]] = {
+    True: dict(temperature=0.6, top_p=0.95, top_k=20, min_p=0.0),
+    False: dict(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0),
+}
+"""Qwen's recommended sampling for Qwen3, keyed by whether thinking is on: the default of
+every request that does not say (the engine's `SamplingParams` start from "not")."""
+
+KvType = Literal["f16", "q8_0", "f32"]
+ReasoningFormat = Literal["separate", "inline", "hidden"]
 
 
 def default_home() -> Path:
@@ -23,18 +45,101 @@ def default_home() -> Path:
     return base / "edge-qwen"
 
 
-class Settings(BaseSettings):
-    """Everything configurable, with EDGE_QWEN_ environment overrides."""
+class Settings(BaseModel):
+    """Everything a person can configure. None means "chosen for you": by the planner
+    (context, threads, KV type, flash attention, GPU layers) or by the command (parallel:
+    1 for chat and run, `DEFAULT_PARALLEL` for serve)."""
 
-    model_config = SettingsConfigDict(env_prefix="EDGE_QWEN_", extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # -- the store and pull
     home: Path = Field(default_factory=default_home, description="Model store folder")
-    repo: str = Field(default=DEFAULT_REPO, description="Default Hugging Face repo for pull")
-    quant: str = Field(default=DEFAULT_QUANT, description="Default quantization type for pull")
-    threads: int | None = Field(default=None, description="CPU threads (default: physical cores)")
+    repo: str = Field(default=DEFAULT_REPO, description="Hugging Face repo that pull fetches")
+    quant: str = Field(default=DEFAULT_QUANT, description="Quantization type that pull makes")
+    # -- loading (the planner's input)
+    model: str | None = Field(default=None, description="Store name, .gguf path or HF folder")
+    ctx: int | None = Field(default=None, ge=64, description="Context length in tokens")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads")
+    kv: KvType | None = Field(default=None, description="KV-cache type: f16, q8_0 or f32")
+    flash_attn: bool | None = Field(default=None, description="Flash attention")
+    gpu_layers: int | None = Field(
+        default=None, ge=0, description="Layers on the GPU (0: CPU only)"
+    )
+    parallel: int | None = Field(
+        default=None, ge=1, le=MAX_PARALLEL, description="Sequences decoded together"
+    )
+    # -- serving
+    host: str = Field(default="127.0.0.1", description="Address the server binds")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the server binds")
+    lan: bool = Field(default=False, description="Serve every interface with an API key")
     api_key: str | None = Field(default=None, description="Bearer key the server requires")
+    no_auth: bool = Field(default=False, description="Serve off loopback without a key (unsafe)")
+    max_queue: int = Field(default=16, ge=0, description="Requests that may wait; more get 429")
+    reasoning_format: ReasoningFormat = Field(default="separate", description="Where thinking goes")
+    cors_origins: tuple[str, ...] = Field(
+        default=(), description="Browser origins allowed (comma-separated)"
+    )
+    max_body_bytes: int = Field(default=8 * 2**20, ge=1, description="Largest request body")
+    body_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a request body may take")
+
+    @field_validator("kv", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: a comma-separated list
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @property
     def models_dir(self) -> Path:
         """Where finished models live, one folder each."""
         return self.home / "models"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        """Defaults, then `EDGE_QWEN_*` variables, then the flags given (None: not given).
+
+        A bad value is a UsageError that names the variable or flag it came from.
+        """
+        environ = os.environ if environ is None else environ
+        env = {
+            name: environ[cls.env_name(name)]
+            for name in cls.model_fields
+            if environ.get(cls.env_name(name), "") != ""
+        }
+        given = {name: value for name, value in flags.items() if value is not None}
+        try:
+            return cls(**{**env, **given})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = str(first["loc"][0]) if first["loc"] else "?"
+            source = f"--{name.replace('_', '-')}" if name in given else cls.env_name(name)
+            raise UsageError(
+                f"Invalid {source}: {first['msg']}.", _hint(cls.model_fields.get(name))
+            ) from None
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        """`ctx` → `EDGE_QWEN_CTX`."""
+        return ENV_PREFIX + field.upper()
+
+    def shown(self) -> dict[str, Any]:
+        """JSON-ready values for doctor, with the API key masked."""
+        data = self.model_dump(mode="json")
+        if data["api_key"]:
+            data["api_key"] = "(set)"
+        return data
+
+
+def _hint(field: Any) -> str | None:
+    if field is None:
+        return None
+    choices = getattr(field.annotation, "__args__", ())
+    literals = [a for c in choices for a in getattr(c, "__args__", ()) if isinstance(a, str)]
+    if literals:
+        return f"Choose one of: {', '.join(literals)}."
+    return f"{field.description}." if field.description else None

@@ -66,7 +66,7 @@ def main() -> int:
         "| slots | steps | ms per step | aggregate tok/s | equal to alone |\n|---|---|---|---|---|"
     )
     for n in args.slots:
-        plan = make_plan(info, n_ctx=args.ctx, parallel=n)
+        plan = make_plan(info, Settings(ctx=args.ctx, parallel=n))
         engine = Engine(args.model, plan, info)
         try:
             prompts = [prompt(engine, i) for i in range(n)]
@@ -89,7 +89,7 @@ def main() -> int:
 def twins(model: Path, info: object, ctx: int, n: int) -> None:
     """Two copies of one prompt decoded together: if they part, the cause is arithmetic
     (where a row sits in the batch), not sequences mixed up."""
-    engine = Engine(model, make_plan(info, n_ctx=ctx, parallel=2), info)  # type: ignore[arg-type]
+    engine = Engine(model, make_plan(info, Settings(ctx=ctx, parallel=2)), info)  # type: ignore[arg-type]
     try:
         p = prompt(engine, 0)
         (a, b), _ = together(engine, [p, p], n)

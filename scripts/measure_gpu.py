@@ -47,7 +47,7 @@ def main() -> int:
 
     path = bench_model(Settings().home / "bench", args.quant, lambda s: print(s, file=sys.stderr))
     info = read_model_info(path)
-    plan = make_plan(info, n_ctx=args.ctx)
+    plan = make_plan(info, Settings(ctx=args.ctx))
     print(plan.describe(info), file=sys.stderr)
     before = gpu_free()
     engine = open_engine(path, plan, info, lambda s: print(s, file=sys.stderr))

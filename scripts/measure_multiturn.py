@@ -18,6 +18,7 @@ from pathlib import Path
 from edge.bench.servers import TURNS
 from edge.chat.conversation import Conversation, TurnOptions
 from edge.chat.template import ChatTemplate
+from edge.config import Settings
 from edge.engine import Engine, Finish
 from edge.engine.plan import make_plan, read_model_info
 
@@ -53,7 +54,7 @@ def main() -> int:
     args = ap.parse_args()
 
     info = read_model_info(args.model)
-    plan = make_plan(info, threads=args.threads, flash_attn=args.flash_attn)
+    plan = make_plan(info, Settings(threads=args.threads, flash_attn=args.flash_attn))
     engine = Engine(args.model, plan, info)
     template = ChatTemplate.from_gguf(args.model)
     opts = TurnOptions(temperature=0, max_tokens=args.reply_tokens, loop_guard=False)

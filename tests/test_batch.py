@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edge.config import Settings
 from edge.engine import Engine, Finish, Job, Run, SamplingParams, ThinkingControl, TokenEvent
 from edge.engine.plan import make_plan, read_model_info
 from edge.errors import ContextFullError, EngineClosedError
@@ -24,7 +25,7 @@ TIMEOUT = 120.0
 
 def open_batch(path: Path, parallel: int, n_ctx: int = 2048) -> Engine:
     info = read_model_info(path)
-    return Engine(path, make_plan(info, n_ctx=n_ctx, parallel=parallel), info)
+    return Engine(path, make_plan(info, Settings(ctx=n_ctx, parallel=parallel)), info)
 
 
 def chat(i: int, words: int) -> str:
@@ -110,7 +111,7 @@ def test_batched_output_equals_alone(
 
 def open_any_single(path: Path) -> Engine:  # one slot: make_plan's default
     info = read_model_info(path)
-    return Engine(path, make_plan(info, n_ctx=2048), info)
+    return Engine(path, make_plan(info, Settings(ctx=2048)), info)
 
 
 def test_a_waiting_request_starts_when_a_slot_is_cancelled(
@@ -267,7 +268,7 @@ def test_cpu_engines_read_the_model_instead_of_mapping_it(
 ) -> None:
     path = gguf_of("tiny", "Q4_K_M")
     info = read_model_info(path)
-    engine = Engine(path, make_plan(info, n_ctx=256, parallel=parallel), info)
+    engine = Engine(path, make_plan(info, Settings(ctx=256, parallel=parallel)), info)
     try:
         maps = Path("/proc/self/maps").read_text(encoding="utf-8")
     finally:

@@ -10,6 +10,7 @@ import pytest
 from conftest import run_cli
 from test_plan import QWEN3_06B, GiB
 
+from edge.config import Settings
 from edge.engine.doctor import plan_data, render_plan
 from edge.engine.plan import Budget, make_plan
 
@@ -28,8 +29,13 @@ def test_doctor_on_this_cpu_machine(
     assert "KV cache: 1 KiB/token × 8192 tokens = 8 MiB (f16, RAM)" in out
     assert "RAM: " in out and "VRAM:" not in out  # nothing on a GPU to account for
     assert "warning" not in proc.stderr  # no NVIDIA GPU here, so no wrong-build warning
+    assert f"settings: model={model} " in out  # what differs from the defaults
 
-    report = json.loads(run_cli(["doctor", "-m", model, "--ctx", "4096", "--json"], cli_env).stdout)
+    # The settings come from EDGE_QWEN_* as for every command; the flag wins.
+    env = {**cli_env, "EDGE_QWEN_CTX": "2048", "EDGE_QWEN_THREADS": "1"}
+    report = json.loads(run_cli(["doctor", "-m", model, "--ctx", "4096", "--json"], env).stdout)
+    assert (report["settings"]["ctx"], report["settings"]["threads"]) == (4096, 1)
+    assert report["plan"]["n_threads"] == 1
     assert report["gpus"] == [] and report["build"]["gpu_offload"] is False
     assert "CPU" in report["build"]["backends"] and report["build"]["cpu_features"]
     assert report["nvml"]["devices"] == [] and report["nvml"]["unavailable"]
@@ -58,7 +64,7 @@ def test_doctor_says_why_gpu_layers_are_ignored_and_fails_without_a_model(
 
 def test_the_arithmetic_of_a_gpu_plan_reads_term_by_term() -> None:
     budget = Budget("NVIDIA GeForce RTX 4060", 8 * GiB, 7 * GiB, 16 * GiB)
-    plan = make_plan(QWEN3_06B, n_ctx=4096, gpu_offload=True, budget=budget)
+    plan = make_plan(QWEN3_06B, Settings(ctx=4096), gpu_offload=True, budget=budget)
     lines = render_plan(plan_data(Path("m.gguf"), QWEN3_06B, plan))
     text = "\n".join(lines)
     assert lines[0].startswith("plan: Qwen3-0.6B Q8_0 · NVIDIA GeForce RTX 4060: 29/29 layers")
@@ -72,8 +78,7 @@ def test_the_arithmetic_of_a_gpu_plan_reads_term_by_term() -> None:
     )
     assert "(7,168 MiB free − 847 MiB headroom)" in text
 
-    split = make_plan(QWEN3_06B, n_ctx=32768, gpu_offload=True,
-                      budget=Budget("laptop", 4 * GiB, 1500 * 2**20, 16 * GiB))  # fmt: skip
+    split = make_plan(QWEN3_06B, Settings(ctx=32768), gpu_offload=True, budget=Budget("laptop", 4 * GiB, 1500 * 2**20, 16 * GiB))  # fmt: skip
     text = "\n".join(render_plan(plan_data(Path("m.gguf"), QWEN3_06B, split)))
     assert f"{split.n_gpu_layers} of them on the GPU" in text and "GPU + " in text  # KV split
     assert "output layer: the token embedding (tied) in RAM" in text
@@ -86,10 +91,11 @@ def test_a_cuda_build_without_a_usable_gpu_is_explained(
     # machine (seen for real: "backends CUDA, CPU · GPU offload no"); faked here because the
     # test environment has the CPU wheel.
     import edge.engine.doctor as doctor
-    from edge.config import Settings
 
     real = doctor.build_info()
     monkeypatch.setattr(doctor, "build_info", lambda: {**real, "backends": ["CUDA", "CPU"]})
-    data, problems, warnings = doctor.report(Settings(home=tmp_path), str(gguf_of("tiny", "Q8_0")))
+    data, problems, warnings = doctor.report(
+        Settings(home=tmp_path, model=str(gguf_of("tiny", "Q8_0")))
+    )
     assert problems == [] and data["plan"]["n_gpu_layers"] == 0
     assert any("has CUDA but found no GPU" in w for w in warnings), warnings

@@ -13,6 +13,7 @@ import pytest
 from edge.chat.conversation import Conversation, TurnOptions
 from edge.chat.reasoning import Delta
 from edge.chat.template import ChatTemplate
+from edge.config import Settings
 from edge.engine import (
     ContextOverflowError,
     Engine,
@@ -32,7 +33,7 @@ GREEDY = SamplingParams(temperature=0)
 
 def open_engine(path: Path, **plan_args: object) -> Engine:
     info = read_model_info(path)
-    return Engine(path, make_plan(info, **plan_args), info)  # type: ignore[arg-type]
+    return Engine(path, make_plan(info, Settings(**plan_args)), info)  # type: ignore[arg-type]
 
 
 def open_any(kind: str, path: Path, **plan_args: object) -> Any:
@@ -44,14 +45,14 @@ def open_any(kind: str, path: Path, **plan_args: object) -> Any:
 
 @pytest.fixture(scope="module", params=["single", "batch"])
 def scripted(request: pytest.FixtureRequest, gguf_of: Callable[[str, str], Path]) -> Iterator[Any]:
-    engine = open_any(request.param, gguf_of("scripted", "Q8_0"), n_ctx=512)
+    engine = open_any(request.param, gguf_of("scripted", "Q8_0"), ctx=512)
     yield engine
     engine.close()
 
 
 @pytest.fixture(scope="module", params=["single", "batch"])
 def looping(request: pytest.FixtureRequest, gguf_of: Callable[[str, str], Path]) -> Iterator[Any]:
-    engine = open_any(request.param, gguf_of("looping", "Q8_0"), n_ctx=2048)
+    engine = open_any(request.param, gguf_of("looping", "Q8_0"), ctx=2048)
     yield engine
     engine.close()
 
@@ -165,7 +166,7 @@ def test_cancel_from_another_thread(looping: Any) -> None:
 
 
 def test_seeded_sampling_repeats(gguf_of: Callable[[str, str], Path]) -> None:
-    engine = open_engine(gguf_of("tiny", "Q8_0"), n_ctx=256)
+    engine = open_engine(gguf_of("tiny", "Q8_0"), ctx=256)
     params = SamplingParams(temperature=1.0, top_p=1.0, top_k=0, seed=42, max_tokens=12)
     prompt = engine.tokenize("Once upon a time")
     a, _ = collect(engine.generate(prompt, params))
@@ -175,7 +176,7 @@ def test_seeded_sampling_repeats(gguf_of: Callable[[str, str], Path]) -> None:
 
 
 def test_json_schema_constrains_output(gguf_of: Callable[[str, str], Path]) -> None:
-    engine = open_engine(gguf_of("tiny", "Q8_0"), n_ctx=512)
+    engine = open_engine(gguf_of("tiny", "Q8_0"), ctx=512)
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
     params = SamplingParams(temperature=1.0, seed=1, max_tokens=40, json_schema=schema)
     text, finish = collect(engine.generate(engine.tokenize("Answer in JSON:"), params))
@@ -198,7 +199,7 @@ def test_greedy_fast_path_picks_what_llama_cpp_picks(
 ) -> None:
     from edge.engine import core
 
-    engine = open_engine(gguf_of("tiny", "Q8_0"), n_ctx=256)
+    engine = open_engine(gguf_of("tiny", "Q8_0"), ctx=256)
     prompt = engine.tokenize("Once upon a time")
     first = Run(engine, Job(prompt, SamplingParams(temperature=0, max_tokens=1)))
     top = next(e.token for e in first if isinstance(e, TokenEvent) and e.token is not None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.config import Settings
 from edge.engine.plan import (
     Budget,
     ModelInfo,
@@ -37,52 +38,55 @@ RAM = 16 * GiB
 def test_kv_cache_per_token_is_qwen3_0_6b_s() -> None:
     assert QWEN3_06B.kv_bytes_per_token("f16") == 112 * 1024  # 28 x 8 x 128 x 2 x 2 bytes
     assert QWEN3_06B.kv_bytes_per_token("q8_0") == 28 * 8 * 128 * 2 * 34 / 32
-    plan = make_plan(QWEN3_06B, n_ctx=32768, threads=4, gpu_offload=False)
+    plan = make_plan(QWEN3_06B, Settings(ctx=32768, threads=4), gpu_offload=False)
     assert plan.kv_bytes == 112 * 1024 * 32768  # 3.5 GiB at the recommended context
 
 
 def test_defaults_and_overrides() -> None:
     plan = make_plan(QWEN3_06B, gpu_offload=False)
     assert (plan.n_ctx, plan.kv_type, plan.flash_attn, plan.n_gpu_layers) == (8192, "f16", False, 0)
-    assert make_plan(QWEN3_06B, kv_type="q8_0", gpu_offload=False).flash_attn  # q8_0 KV needs it
-    assert make_plan(QWEN3_06B, flash_attn=True, gpu_offload=False).flash_attn
-    assert make_plan(QWEN3_06B, threads=3, gpu_offload=False).n_threads == 3
+    assert make_plan(
+        QWEN3_06B, Settings(kv="q8_0"), gpu_offload=False
+    ).flash_attn  # q8_0 KV needs it
+    assert make_plan(QWEN3_06B, Settings(flash_attn=True), gpu_offload=False).flash_attn
+    assert make_plan(QWEN3_06B, Settings(threads=3), gpu_offload=False).n_threads == 3
 
 
 def test_cpu_plans_read_the_file_gpu_plans_map_it() -> None:
     # On CPU a mapped file plus llama.cpp's repacked copy would hold the weights twice.
     assert make_plan(QWEN3_06B, gpu_offload=False).use_mmap is False
     # Fully offloaded, llama.cpp unmaps what went to the GPU; partly, the CPU layers repack.
-    assert make_plan(QWEN3_06B, n_gpu_layers=99, gpu_offload=True).use_mmap is True
-    assert make_plan(QWEN3_06B, n_gpu_layers=20, gpu_offload=True).use_mmap is False
+    assert make_plan(QWEN3_06B, Settings(gpu_layers=99), gpu_offload=True).use_mmap is True
+    assert make_plan(QWEN3_06B, Settings(gpu_layers=20), gpu_offload=True).use_mmap is False
 
 
 def test_describe_is_one_line() -> None:
-    line = make_plan(QWEN3_06B, threads=2, gpu_offload=False).describe(QWEN3_06B)
+    line = make_plan(QWEN3_06B, Settings(threads=2), gpu_offload=False).describe(QWEN3_06B)
     assert (
         line == "Qwen3-0.6B Q8_0 · CPU, 2 threads · ctx 8192 · KV f16 (896 MiB) · weights 604 MiB"
     )
 
 
 def test_gpu_layers_without_a_gpu_build_fall_back_and_say_so() -> None:
-    plan = make_plan(QWEN3_06B, n_gpu_layers=99, gpu_offload=False)
+    plan = make_plan(QWEN3_06B, Settings(gpu_layers=99), gpu_offload=False)
     assert plan.n_gpu_layers == 0 and "no GPU offload" in plan.describe(QWEN3_06B)
-    on_gpu = make_plan(QWEN3_06B, n_gpu_layers=99, gpu_offload=True)
+    on_gpu = make_plan(QWEN3_06B, Settings(gpu_layers=99), gpu_offload=True)
     assert "29/29 layers" in on_gpu.describe(QWEN3_06B) and on_gpu.flash_attn
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_ctx": 50_000}, "outside 64..40960"),
-        ({"n_ctx": 10}, "outside 64..40960"),
-        ({"kv_type": "q4"}, "Unknown KV-cache type"),
-        ({"kv_type": "q8_0", "flash_attn": False}, "needs flash attention"),
+        ({"ctx": 50_000}, "outside 64..40960"),
+        ({"ctx": 10}, "Invalid --ctx: Input should be greater than or equal to 64"),
+        ({"kv": "q4"}, "Invalid --kv: Input should be 'f16', 'q8_0' or 'f32'"),
+        ({"kv": "q8_0", "flash_attn": False}, "needs flash attention"),
+        ({"parallel": 65}, "Invalid --parallel: Input should be less than or equal to 64"),
     ],
 )
 def test_bad_requests(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        make_plan(QWEN3_06B, gpu_offload=False, **kwargs)  # type: ignore[arg-type]
+        make_plan(QWEN3_06B, Settings.load({}, **kwargs), gpu_offload=False)
 
 
 def test_reads_the_header_of_a_real_file(gguf_of: Callable[[str, str], Path]) -> None:
@@ -118,7 +122,7 @@ def test_every_card_and_context_gets_a_plan_that_fits(
     info: ModelInfo, card: tuple[str, int, int], ctx: int
 ) -> None:
     budget = _card(*card)
-    plan = make_plan(info, n_ctx=ctx, gpu_offload=True, budget=budget)
+    plan = make_plan(info, Settings(ctx=ctx), gpu_offload=True, budget=budget)
     whole = info.layers + 1
     assert plan.n_ctx == ctx  # an asked-for context is kept: layers move to RAM instead
     assert plan.vram_bytes <= budget.vram_budget  # never more than is free after headroom
@@ -143,7 +147,7 @@ def test_the_table_reads_as_expected() -> None:
     """A few rows checked by hand, so that the rule above cannot drift unnoticed."""
 
     def where(card: int, ctx: int) -> tuple[int, str]:
-        plan = make_plan(QWEN3_06B, n_ctx=ctx, gpu_offload=True, budget=_card(*CARDS[card]))
+        plan = make_plan(QWEN3_06B, Settings(ctx=ctx), gpu_offload=True, budget=_card(*CARDS[card]))
         return plan.n_gpu_layers, plan.kv_type
 
     assert where(3, 40960) == (29, "f16")  # an RTX 4060 holds even the full 40k context
@@ -157,7 +161,7 @@ def test_the_table_reads_as_expected() -> None:
 def test_the_seed_figure_for_an_rtx_4060() -> None:
     # The 0.6B model on an RTX 4060 takes about 1.2 GB: Q8_0 weights (604 MiB) + a 4,096-token
     # f16 cache (448 MiB) + a compute buffer of ~32 MiB.
-    plan = make_plan(QWEN3_06B, n_ctx=4096, gpu_offload=True, budget=_card(*CARDS[3]))
+    plan = make_plan(QWEN3_06B, Settings(ctx=4096), gpu_offload=True, budget=_card(*CARDS[3]))
     assert plan.n_gpu_layers == 29 and 1.0e9 < plan.vram_bytes < 1.3e9, plan.vram_bytes
     fp = footprint(QWEN3_06B, 29, 4096, "f16", True)
     assert fp.gpu_kv == 448 * MiB and fp.gpu_weights == 28 * 16_720_896 + 165_310_464
@@ -172,7 +176,7 @@ def test_without_a_context_asked_for_the_gpu_plan_shrinks_it_before_splitting() 
     plan = make_plan(QWEN3_06B, gpu_offload=True, budget=budget)
     assert (plan.n_gpu_layers, plan.n_ctx) == (29, 4096), plan.notes
     assert any("context 4096" in n for n in plan.notes)
-    asked = make_plan(QWEN3_06B, n_ctx=8192, gpu_offload=True, budget=budget)
+    asked = make_plan(QWEN3_06B, Settings(ctx=8192), gpu_offload=True, budget=budget)
     assert asked.n_ctx == 8192 and asked.n_gpu_layers < 29  # asked for: kept, layers split
 
 
@@ -186,16 +190,13 @@ def test_no_gpu_and_no_gpu_build_give_a_cpu_plan_without_fuss() -> None:
 
 
 def test_explicit_layers_are_kept_with_a_warning_when_they_look_too_big() -> None:
-    plan = make_plan(QWEN3_06B, n_ctx=32768, n_gpu_layers=99, gpu_offload=True,
-                     budget=_card(*CARDS[0]))  # fmt: skip
+    plan = make_plan(QWEN3_06B, Settings(ctx=32768, gpu_layers=99), gpu_offload=True, budget=_card(*CARDS[0]))  # fmt: skip
     assert plan.n_gpu_layers == 29 and any("if loading fails" in n for n in plan.notes)
-    assert make_plan(QWEN3_06B, n_gpu_layers=0, gpu_offload=True,
-                     budget=_card(*CARDS[3])).n_gpu_layers == 0  # fmt: skip
+    assert make_plan(QWEN3_06B, Settings(gpu_layers=0), gpu_offload=True, budget=_card(*CARDS[3])).n_gpu_layers == 0  # fmt: skip
 
 
 def test_little_ram_shrinks_the_context_and_says_so() -> None:
-    plan = make_plan(QWEN3_06B, n_ctx=32768, gpu_offload=False,
-                     budget=Budget(ram_available=2 * GiB))  # fmt: skip
+    plan = make_plan(QWEN3_06B, Settings(ctx=32768), gpu_offload=False, budget=Budget(ram_available=2 * GiB))  # fmt: skip
     assert plan.n_ctx < 32768 and plan.ram_bytes <= 2 * GiB
     assert any("instead of the requested 32768" in n for n in plan.notes), plan.notes
     with pytest.raises(OutOfMemoryError, match="needs at least .* MiB of RAM; 300 MiB"):
@@ -203,7 +204,7 @@ def test_little_ram_shrinks_the_context_and_says_so() -> None:
 
 
 def test_after_running_out_of_memory_each_retry_is_smaller() -> None:
-    full = make_plan(QWEN3_06B, n_ctx=8192, gpu_offload=True, budget=_card(*CARDS[3]))
+    full = make_plan(QWEN3_06B, Settings(ctx=8192), gpu_offload=True, budget=_card(*CARDS[3]))
     # Another program took most of the card since: a fresh plan from what is free now.
     now = _card("RTX 4060 8 GB", 8 * GiB, 1500 * MiB)
     fresh = smaller(QWEN3_06B, full, now)
@@ -240,7 +241,7 @@ def test_compute_estimate_covers_what_llama_cpp_reserves(
 
     path = gguf_of("tiny", "Q8_0")
     info = read_model_info(path)
-    plan = make_plan(info, n_ctx=ctx, flash_attn=fa, parallel=parallel, threads=1)
+    plan = make_plan(info, Settings(ctx=ctx, flash_attn=fa, parallel=parallel, threads=1))
     with captured_llama_log() as lines:
         engine = Engine(path, plan, info)
     engine.close()

@@ -33,6 +33,7 @@ from conftest import assert_clean_failure, run_cli
 from test_serve_cli import serve
 from test_server import free_port, wait_ready
 
+from edge.config import Settings
 from edge.errors import UsageError
 from edge.server import ServerOptions, create_app
 from edge.server.lan import server_key
@@ -388,7 +389,7 @@ def test_no_key_or_prompt_in_debug_logs(gguf_of: Callable[[str, str], Path]) -> 
     info = read_model_info(gguf)
 
     def load() -> tuple[Engine, ChatTemplate]:
-        return Engine(gguf, make_plan(info, n_ctx=2048), info), ChatTemplate.from_gguf(gguf)
+        return Engine(gguf, make_plan(info, Settings(ctx=2048)), info), ChatTemplate.from_gguf(gguf)
 
     app = create_app("qwen3-test", load, ServerOptions(api_key=KEY))
     config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="debug")

@@ -76,3 +76,34 @@ def test_off_loopback_needs_a_key_or_an_explicit_no_auth(
         proc.terminate()
         _, err = proc.communicate(timeout=WAIT)
     assert "WITHOUT an API key" in err
+
+
+def test_every_setting_can_come_from_the_environment_and_a_flag_wins(
+    gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
+) -> None:
+    # A Docker user changes the server with -e, never by overriding CMD.
+    port = free_port()
+    env = {**cli_env, "EDGE_QWEN_MODEL": str(gguf_of("scripted", "Q8_0")),
+           "EDGE_QWEN_PORT": str(port), "EDGE_QWEN_CTX": "1024", "EDGE_QWEN_PARALLEL": "2",
+           "EDGE_QWEN_API_KEY": "s3cret", "EDGE_QWEN_REASONING_FORMAT": "hidden"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "serve", "--ctx", "2048"],
+        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, alive=lambda: proc.poll() is None)
+        assert httpx.get(f"{url}/v1/models", timeout=WAIT).status_code == 401
+        ok = httpx.get(f"{url}/v1/models", headers={"authorization": "Bearer s3cret"}, timeout=WAIT)
+        assert ok.status_code == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=WAIT)
+    assert "ctx 2048" in err and "shared by 2 sequences" in err, err  # --ctx over EDGE_QWEN_CTX
+
+
+def test_a_bad_setting_in_the_environment_is_named(cli_env: dict[str, str]) -> None:
+    bad = run_cli(["serve", "--port", str(free_port())], {**cli_env, "EDGE_QWEN_KV": "q4"})
+    assert_clean_failure(bad, 2, "Invalid EDGE_QWEN_KV", "f16, q8_0, f32")
+    bad = run_cli(["doctor", "--ctx", "10"], cli_env)
+    assert_clean_failure(bad, 2, "Invalid --ctx")

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from edge.chat.template import ChatTemplate
+from edge.config import Settings
 from edge.engine import Engine
 from edge.engine.plan import make_plan, read_model_info
 from edge.server import ServerOptions, create_app
@@ -58,7 +59,7 @@ def serving(
     info = read_model_info(gguf)
 
     def load() -> tuple[Engine, ChatTemplate]:
-        plan = make_plan(info, n_ctx=n_ctx, parallel=parallel)
+        plan = make_plan(info, Settings(ctx=n_ctx, parallel=parallel))
         return Engine(gguf, plan, info), ChatTemplate.from_gguf(gguf)
 
     app = create_app("qwen3-test", load, options)
@@ -390,7 +391,7 @@ def test_503_while_loading_then_ready(gguf_of: Callable[[str, str], Path]) -> No
 
     def slow_load() -> tuple[Engine, ChatTemplate]:
         assert go.wait(WAIT)
-        return Engine(gguf, make_plan(info, n_ctx=512), info), ChatTemplate.from_gguf(gguf)
+        return Engine(gguf, make_plan(info, Settings(ctx=512)), info), ChatTemplate.from_gguf(gguf)
 
     port = free_port()
     server = uvicorn.Server(

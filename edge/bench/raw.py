@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.bench import BenchError
+from edge.config import Settings
 
 ENGINE = "edge-qwen engine"
 PLAIN = "llama-cpp-python Llama"
@@ -87,8 +88,7 @@ def _engine(model: Path, s: RawSettings) -> dict:
     info = read_model_info(model)
 
     def load(ctx: int) -> Engine:
-        plan = make_plan(info, n_ctx=max(64, s.ctx or ctx), threads=s.threads,
-                         flash_attn=s.flash_attn)  # fmt: skip
+        plan = make_plan(info, Settings(ctx=max(64, s.ctx or ctx), threads=s.threads, flash_attn=s.flash_attn))  # fmt: skip
         engine = Engine(model, plan, info)
         # A warm-up, as llama-bench does. What it leaves cached is no prefix of what is
         # measured next (the pp prompt starts with another token; tg's one-token prompt

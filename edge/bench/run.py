@@ -24,6 +24,7 @@ from typing import Any
 from edge.bench import raw, servers
 from edge.bench.models import SHAPES
 from edge.bench.servers import LLAMA_SERVER, OURS, PY_SERVER, Server, ServerSettings
+from edge.config import Settings
 from edge.errors import UsageError
 
 Log = Callable[[str], None]
@@ -140,7 +141,6 @@ def _groups(opts: BenchOptions, threads: int, log: Log) -> list[_Group]:
     if opts.model is not None:
         return [_Group(None, threads, [opts.model])]
     from edge.bench.models import bench_model
-    from edge.config import Settings
 
     cache = opts.cache or Settings().home / "bench"
     groups = []
@@ -162,7 +162,7 @@ def _flash_attn(group: _Group, opts: BenchOptions) -> bool:
     from edge.engine.plan import make_plan, read_model_info
 
     info = read_model_info(group.paths[0])
-    return make_plan(info, n_ctx=opts.ctx, threads=group.threads).flash_attn
+    return make_plan(info, Settings(ctx=opts.ctx, threads=group.threads)).flash_attn
 
 
 def _measure(path: Path, group: _Group, fa: bool, opts: BenchOptions, ref: Any,

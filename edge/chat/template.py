@@ -28,17 +28,12 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
+from edge.config import QWEN3_SAMPLING
 from edge.errors import InvalidModelError, UsageError
 from edge.model.gguf_meta import read_gguf_string
 
 TEMPLATE_KEY = "tokenizer.chat_template"
 """The GGUF metadata key that holds the Jinja chat template."""
-
-QWEN3_SAMPLING: dict[bool, dict[str, float]] = {
-    True: dict(temperature=0.6, top_p=0.95, top_k=20, min_p=0.0),
-    False: dict(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0),
-}
-"""Qwen's recommended sampling for Qwen3, keyed by whether thinking is on."""
 
 # Clients name a message's reasoning differently (DeepSeek's API `reasoning_content`, vLLM and
 # OpenRouter `reasoning`, Ollama `thinking`); the first non-null one wins, as in transformers.

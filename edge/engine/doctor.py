@@ -23,12 +23,11 @@ CUDA_INSTALL_HINT = (
 )
 
 
-def report(
-    settings: Settings, model: str | None, wishes: dict[str, Any] | None = None
-) -> tuple[dict[str, Any], list[str], list[str]]:
+def report(settings: Settings) -> tuple[dict[str, Any], list[str], list[str]]:
     """Everything doctor shows, the problems (empty when all is well) and the warnings.
 
-    `wishes` are make_plan's keyword arguments from the command line (ctx, kv, layers).
+    The plan is made for `settings.model` from `settings`, as chat (or serve with
+    `parallel`) would make it.
     """
     from edge.engine.gpu import nvml_devices, offload_devices
     from edge.model.store import ModelStore
@@ -45,6 +44,7 @@ def report(
         "nvml": {"devices": [asdict(d) for d in nvidia], "unavailable": nvml_reason},
         "cpu_cores": {"physical": physical_cores(), "logical": os.cpu_count()},
         "ram_available_bytes": available_ram(),
+        "settings": settings.shown(),
         "store": str(store.root),
         "models": [e.name for e in store.entries()],
     }
@@ -58,19 +58,19 @@ def report(
         warnings.append(f"NVIDIA GPU found ({names}) but this llama.cpp build cannot offload to "
                         f"it, so everything runs on the CPU: {CUDA_INSTALL_HINT}")  # fmt: skip
     try:
-        data["plan"] = _plan(settings, model, wishes or {})
+        data["plan"] = _plan(settings)
     except EdgeError as exc:
         problems.append(exc.message + (f" ({exc.hint})" if exc.hint else ""))
     return data, problems, warnings
 
 
-def _plan(settings: Settings, model: str | None, wishes: dict[str, Any]) -> dict[str, Any]:
+def _plan(settings: Settings) -> dict[str, Any]:
     from edge.engine.plan import make_plan, read_model_info
     from edge.model.pipeline import ensure_model
 
-    path = ensure_model(model, settings)
+    path = ensure_model(settings.model, settings)
     info = read_model_info(Path(path))
-    plan = make_plan(info, threads=settings.threads, **wishes)
+    plan = make_plan(info, settings)
     return plan_data(path, info, plan)
 
 
@@ -132,9 +132,20 @@ def render(data: dict[str, Any]) -> list[str]:
         lines.append("GPU: none that this build can use" + (
             f" (NVML sees {', '.join(d['description'] for d in seen)})" if seen else ""))  # fmt: skip
     lines.append(f"store: {data['store']} ({len(data['models'])} models)")
+    lines.append(render_settings(data["settings"]))
     if "plan" in data:
         lines += render_plan(data["plan"])
     return lines
+
+
+def render_settings(shown: dict[str, Any]) -> str:
+    """One line: the settings that differ from the defaults, and where to change them."""
+    defaults = Settings(home=Path(shown["home"])).shown()
+    changed = [f"{k}={v}" for k, v in shown.items() if v != defaults[k]]
+    return (
+        f"settings: {' '.join(changed) if changed else 'all defaults'} "
+        "(each one: EDGE_QWEN_<NAME> or its flag; --json lists them all)"
+    )
 
 
 def render_plan(plan: dict[str, Any]) -> list[str]:

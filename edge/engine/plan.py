@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edge.config import Settings
 from edge.errors import OutOfMemoryError, UsageError
 
 MiB = 1 << 20
@@ -28,11 +29,6 @@ MIN_AUTO_CTX = 2048
 MIN_RETRY_CTX = 512  # a load that runs out of memory halves the context down to this
 RETRY_NOTE = "out of memory at load, so"
 N_BATCH = 512  # tokens per llama_decode (also the micro-batch): the compute buffer scales with it
-# The server's batching engine: sequences decoded together. Its KV cache is unified (the
-# sequences share the context's cells), so a slot costs no KV memory, only its share of
-# each step; 4 is llama-server's own default.
-DEFAULT_PARALLEL = 4
-MAX_PARALLEL = 64
 # Outside llama.cpp's buffers: the Python process, llama.cpp's code and the tokenizer
 # (the server's peak RSS minus weights, KV cache and compute buffer was 165 MiB).
 RUNTIME_RAM = 200 * MiB
@@ -119,17 +115,6 @@ class Footprint:
 
 
 @dataclass(frozen=True)
-class Wishes:
-    """What the user asked for (None: the planner chooses), kept in the plan so that a load
-    that runs out of memory can be re-planned smaller without overriding them."""
-
-    n_ctx: int | None = None
-    kv_type: str | None = None
-    n_gpu_layers: int | None = None
-    flash_attn: bool | None = None
-
-
-@dataclass(frozen=True)
 class Plan:
     """A concrete loading plan."""
 
@@ -150,7 +135,9 @@ class Plan:
     vram_bytes: int = 0  # predicted use of llama.cpp's buffers on the GPU
     ram_bytes: int = 0  # predicted resident memory of the process
     budget: Budget = field(default_factory=Budget)
-    wishes: Wishes = field(default_factory=Wishes)
+    # What was asked for (None: the planner chose), kept so that a load that runs out of
+    # memory can be re-planned smaller without overriding it.
+    wishes: Settings = field(default_factory=lambda: Settings())
 
     @property
     def n_outputs_max(self) -> int:
@@ -333,54 +320,42 @@ class _Choice:
 
 def make_plan(
     info: ModelInfo,
+    settings: Settings | None = None,
     *,
-    n_ctx: int | None = None,
-    threads: int | None = None,
-    kv_type: str | None = None,
-    n_gpu_layers: int | None = None,
-    flash_attn: bool | None = None,
-    mlock: bool = False,
     gpu_offload: bool | None = None,
-    parallel: int | None = None,
     budget: Budget | None = None,
 ) -> Plan:
-    """The plan for `info` on this machine; explicit arguments win.
+    """The plan for `info` on this machine; what `settings` asks for wins.
 
     `gpu_offload` says whether the llama.cpp build can offload (None: ask it); `budget` is
-    the free memory (None: measure it now). n_gpu_layers None means as many as fit.
+    the free memory (None: measure it now). gpu_layers None means as many as fit.
     """
-    kv = (kv_type or "f16").lower()
-    if kv not in KV_TYPES:
+    s = settings or Settings()
+    if s.ctx is not None and s.ctx > info.ctx_train:
         raise UsageError(
-            f"Unknown KV-cache type '{kv_type}'.", f"Choose one of: {', '.join(KV_TYPES)}."
+            f"Context {s.ctx} is outside 64..{info.ctx_train} for this model.",
+            f"Pass --ctx between 64 and {info.ctx_train}.",
         )
-    if n_ctx is not None and (n_ctx < 64 or n_ctx > info.ctx_train):
-        raise UsageError(f"Context {n_ctx} is outside 64..{info.ctx_train} for this model.",
-                         f"Pass --ctx between 64 and {info.ctx_train}.")  # fmt: skip
-    n_parallel = parallel or 1
-    if not 1 <= n_parallel <= MAX_PARALLEL:
-        raise UsageError(f"--parallel {n_parallel} is outside 1..{MAX_PARALLEL}.",
-                         "4 suits a home server; more only helps with more users at once.")  # fmt: skip
-    if kv_type and kv == "q8_0" and flash_attn is False:
+    if s.kv == "q8_0" and s.flash_attn is False:
         raise UsageError(
             "A q8_0 KV cache needs flash attention in llama.cpp.",
             "Drop --no-flash-attn or use --kv f16.",
         )
     offload = gpu_offload if gpu_offload is not None else _build_offloads()
     notes: list[str] = []
+    n_gpu_layers = s.gpu_layers
     if n_gpu_layers and not offload:
         notes.append("this llama.cpp build has no GPU offload, so it runs on the CPU")
         n_gpu_layers = 0
     if budget is None:
         budget = detect_budget(offload and n_gpu_layers != 0)
-    wishes = Wishes(n_ctx, kv_type, n_gpu_layers, flash_attn)
-    want_kv = kv if kv_type else None
+    n_parallel = s.parallel or 1
     if n_gpu_layers is None and offload and budget.gpu:
-        choice = _fit_gpu(info, budget, n_ctx, want_kv, flash_attn, n_parallel)
+        choice = _fit_gpu(info, budget, s.ctx, s.kv, s.flash_attn, n_parallel)
     else:
-        choice = _fixed(info, budget, n_ctx, want_kv, flash_attn, n_gpu_layers or 0, n_parallel)
-    choice = _fit_ram(info, budget, choice, n_ctx, want_kv, flash_attn, n_parallel)
-    return _finish(info, choice, notes, threads, mlock, n_parallel, budget, wishes)
+        choice = _fixed(info, budget, s.ctx, s.kv, s.flash_attn, n_gpu_layers or 0, n_parallel)
+    choice = _fit_ram(info, budget, choice, s.ctx, s.kv, s.flash_attn, n_parallel)
+    return _finish(info, choice, notes, s, n_parallel, budget)
 
 
 def _fixed(info: ModelInfo, budget: Budget, n_ctx: int | None, kv: str | None,
@@ -473,14 +448,15 @@ def _fit_ram(info: ModelInfo, budget: Budget, choice: _Choice, n_ctx: int | None
     )
 
 
-def _finish(info: ModelInfo, c: _Choice, notes: list[str], threads: int | None, mlock: bool,
-            parallel: int, budget: Budget, wishes: Wishes) -> Plan:  # fmt: skip
+def _finish(info: ModelInfo, c: _Choice, notes: list[str], wishes: Settings, parallel: int,
+            budget: Budget) -> Plan:  # fmt: skip
+    threads = wishes.threads
     n = threads or physical_cores()
     return Plan(
         # Asked for N threads, llama.cpp gets N for everything; by default prompts also
         # use the hyper-threads, which help batches of many tokens.
         n_threads=n, n_threads_batch=n if threads else max(n, os.cpu_count() or n),
-        n_batch=N_BATCH, use_mlock=mlock, weights_bytes=info.weights_bytes,
+        n_batch=N_BATCH, use_mlock=False, weights_bytes=info.weights_bytes,
         notes=tuple(notes + c.notes), n_parallel=parallel, wishes=wishes,
         **_placement(info, c.n_gpu_layers, c.n_ctx, c.kv, c.fa, parallel, budget),
     )  # fmt: skip
@@ -511,11 +487,9 @@ def smaller(info: ModelInfo, plan: Plan, budget: Budget | None = None) -> Plan |
     """
     w = plan.wishes
     if plan.n_gpu_layers > 0:
-        if budget is not None and w.n_gpu_layers is None:
+        if budget is not None and w.gpu_layers is None:
             try:
-                fresh = make_plan(info, n_ctx=w.n_ctx, kv_type=w.kv_type, flash_attn=w.flash_attn,
-                                  threads=plan.n_threads, mlock=plan.use_mlock, gpu_offload=True,
-                                  parallel=plan.n_parallel, budget=budget)  # fmt: skip
+                fresh = make_plan(info, w, gpu_offload=True, budget=budget)
             except OutOfMemoryError:
                 fresh = None
             if fresh is not None and fresh.vram_bytes < plan.vram_bytes:

@@ -16,21 +16,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from edge.config import QWEN3_SAMPLING
 from edge.errors import EdgeError
 
 FinishReason = Literal["stop", "length", "cancelled"]
 """Why a generation ended: the model stopped (or a stop string), a token limit or the
 context cut it, or the caller cancelled it."""
 
+_PLAIN = QWEN3_SAMPLING[False]
+
 
 @dataclass
 class SamplingParams:
-    """Sampling settings shared by the OpenAI API and llama.cpp."""
+    """Sampling settings shared by the OpenAI API and llama.cpp; by default Qwen's own for
+    answers without thinking."""
 
-    temperature: float = 0.7
-    top_p: float = 0.8
-    top_k: int = 20
-    min_p: float = 0.0
+    temperature: float = _PLAIN["temperature"]
+    top_p: float = _PLAIN["top_p"]
+    top_k: int = int(_PLAIN["top_k"])
+    min_p: float = _PLAIN["min_p"]
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     repeat_penalty: float = 1.0
