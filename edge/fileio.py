@@ -19,7 +19,8 @@ def ensure_free_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise DiskFullError(
-            f"Not enough disk space in {folder}: {needed / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB free.",
+            f"Not enough disk space in {folder}: "
+            f"{needed / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB free.",
             "Free some space or set EDGE_QWEN_HOME to a larger disk.",
         )
 

@@ -23,8 +23,9 @@ NO_GUARD = ThinkingControl(loop_guard=False)
 
 
 def prompt(engine: Engine, i: int) -> list[int]:
-    return engine.tokenize(f"<|im_start|>user\n({i}) Tell me story number {i}.<|im_end|>\n"
-                           "<|im_start|>assistant\n")  # fmt: skip
+    return engine.tokenize(
+        f"<|im_start|>user\n({i}) Tell me story number {i}.<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def tokens(engine: Engine, p: list[int], n: int) -> list[int]:
@@ -52,15 +53,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("model", type=Path, nargs="?",
-                    default=Settings().home / "bench" / "qwen3-0.6b-seed0-Q4_K_M.gguf")  # fmt: skip
+    ap.add_argument(
+        "model",
+        type=Path,
+        nargs="?",
+        default=Settings().home / "bench" / "qwen3-0.6b-seed0-Q4_K_M.gguf",
+    )
     ap.add_argument("--slots", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--ctx", type=int, default=4096)
     args = ap.parse_args()
     info = read_model_info(args.model)
     print(
-        f"{args.model.name}, {physical_cores()} threads, ctx {args.ctx}, {args.tokens} tokens each\n"
+        f"{args.model.name}, {physical_cores()} threads, ctx {args.ctx}, "
+        f"{args.tokens} tokens each\n"
     )
     print(
         "| slots | steps | ms per step | aggregate tok/s | equal to alone |\n|---|---|---|---|---|"
@@ -80,8 +86,10 @@ def main() -> int:
             engine.close()
         steps = args.tokens + 1  # one step reads the prompts, then one per token
         same = sum(a == b for a, b in zip(alone, got, strict=True))
-        print(f"| {n} | {steps} | {wall / steps * 1000:.1f} | {sum(map(len, got)) / wall:.1f} "
-              f"| {same} of {n} |")  # fmt: skip
+        print(
+            f"| {n} | {steps} | {wall / steps * 1000:.1f} | {sum(map(len, got)) / wall:.1f} "
+            f"| {same} of {n} |"
+        )
     twins(args.model, info, args.ctx, args.tokens)
     return 0
 

@@ -63,15 +63,23 @@ def main() -> int:
     lowest = min(loaded, gpu_free())
     engine.close()
     best = max(finishes[1:], key=lambda f: f.decode_tps)
-    print(json.dumps({
-        "model": path.name, "plan": plan.describe(info), "n_gpu_layers": engine.plan.n_gpu_layers,
-        "predicted_vram_mib": round(engine.plan.vram_bytes / MiB),
-        "headroom_mib": round(plan.budget.vram_headroom / MiB),
-        "used_after_load_mib": round((before - loaded) / MiB),
-        "used_peak_mib": round((before - lowest) / MiB),
-        "ttft_s": round(min(f.ttft for f in finishes[1:]), 4),
-        "decode_tps": round(best.decode_tps, 1), "completion_tokens": best.usage.completion_tokens,
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "model": path.name,
+                "plan": plan.describe(info),
+                "n_gpu_layers": engine.plan.n_gpu_layers,
+                "predicted_vram_mib": round(engine.plan.vram_bytes / MiB),
+                "headroom_mib": round(plan.budget.vram_headroom / MiB),
+                "used_after_load_mib": round((before - loaded) / MiB),
+                "used_peak_mib": round((before - lowest) / MiB),
+                "ttft_s": round(min(f.ttft for f in finishes[1:]), 4),
+                "decode_tps": round(best.decode_tps, 1),
+                "completion_tokens": best.usage.completion_tokens,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -29,8 +29,13 @@ def one_conversation(
     engine: Engine, template: ChatTemplate, turns: int, opts: TurnOptions, reuse: bool
 ) -> list[tuple[float, int, int]]:
     """(TTFT, prompt tokens, tokens evaluated) of each turn of one conversation."""
-    conv = Conversation(engine, template, engine.info.name,
-                        system="You are a concise gardening assistant.", thinking=False)  # fmt: skip
+    conv = Conversation(
+        engine,
+        template,
+        engine.info.name,
+        system="You are a concise gardening assistant.",
+        thinking=False,
+    )
     ttfts: list[tuple[float, int, int]] = []
     for i, q in enumerate(QUESTIONS[:turns]):
         if i == 0 or not reuse:
@@ -74,11 +79,14 @@ def main() -> int:
     for i in range(args.turns):
         _, prompt, evaluated = runs[True][0][i]
         print(
-            f"| {i + 1} | {prompt} | {evaluated} | {med[True][i] * 1000:.0f} | {med[False][i] * 1000:.0f} |"
+            f"| {i + 1} | {prompt} | {evaluated} "
+            f"| {med[True][i] * 1000:.0f} | {med[False][i] * 1000:.0f} |"
         )
     last = args.turns - 1
-    print(f"\nturn {args.turns} / turn 1: reuse {med[True][last] / med[True][0]:.2f}x, "
-          f"full re-read {med[False][last] / med[False][0]:.2f}x")  # fmt: skip
+    print(
+        f"\nturn {args.turns} / turn 1: reuse {med[True][last] / med[True][0]:.2f}x, "
+        f"full re-read {med[False][last] / med[False][0]:.2f}x"
+    )
     return 0
 
 

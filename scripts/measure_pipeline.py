@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # process ever waited for, so only a new parent isolates one step's peak.
 _WRAPPER = (
     "import resource, subprocess, sys; "
-    "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+    "subprocess.run(sys.argv[1:], check=True, "
+    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
 )
 
@@ -73,12 +74,27 @@ def main() -> int:
     ]
     for q in args.quants:
         out = work / f"qwen3-{args.shape}-{q}.gguf"
-        row = run_step(f"quantize → {q}", [*cli, "quantize", str(base), "-t", q, "-o", str(out), "--force",
-                                             "--threads", str(args.threads)])  # fmt: skip
+        row = run_step(
+            f"quantize → {q}",
+            [
+                *cli,
+                "quantize",
+                str(base),
+                "-t",
+                q,
+                "-o",
+                str(out),
+                "--force",
+                "--threads",
+                str(args.threads),
+            ],
+        )
         row["output_mib"] = round(out.stat().st_size / 2**20, 1)
         rows.append(row)
-    sizes = {"checkpoint_mib": round((ckpt / "model.safetensors").stat().st_size / 2**20, 1),
-             "bf16_gguf_mib": round(base.stat().st_size / 2**20, 1)}  # fmt: skip
+    sizes = {
+        "checkpoint_mib": round((ckpt / "model.safetensors").stat().st_size / 2**20, 1),
+        "bf16_gguf_mib": round(base.stat().st_size / 2**20, 1),
+    }
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "shape": args.shape,

@@ -59,8 +59,10 @@ def main() -> int:
     settings = servers.ServerSettings(args.model, args.threads, args.ctx, False)
     server = servers.start(servers.OURS, settings, work, parallel=args.clients)
     raw = work / "profile.txt"
-    print(f"model {args.model.name}, {args.threads} llama.cpp thread(s), {args.clients} "
-          f"concurrent stream(s), {args.requests} x {args.tokens} tokens\n")  # fmt: skip
+    print(
+        f"model {args.model.name}, {args.threads} llama.cpp thread(s), {args.clients} "
+        f"concurrent stream(s), {args.requests} x {args.tokens} tokens\n"
+    )
     try:
         before = thread_cpu(server.proc.pid)
         bare = streams(server, "b", args)
@@ -68,10 +70,23 @@ def main() -> int:
         tokens = sum(r["tokens"] for r in bare)
         used = cpu_table(before, after, tokens, [r["decode_tps"] for r in bare])
         rec = subprocess.Popen(
-            [spy, "record", "-p", str(server.proc.pid), "-o", str(raw), "-f", "raw",
-             "-r", str(args.rate), "--threads", "--native"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                spy,
+                "record",
+                "-p",
+                str(server.proc.pid),
+                "-o",
+                str(raw),
+                "-f",
+                "raw",
+                "-r",
+                str(args.rate),
+                "--threads",
+                "--native",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)  # py-spy attaches
         tps = [r["decode_tps"] for r in streams(server, "p", args)]
         rec.send_signal(2)  # SIGINT: py-spy writes its file and exits

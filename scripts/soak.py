@@ -105,13 +105,21 @@ class Report:
     def to_markdown(self) -> str:
         a, b = self.at_mark, self.at_end
         rows = [
-            ("RSS (MiB)", f"{a.rss_kib / 1024:.1f}", f"{b.rss_kib / 1024:.1f}",
-             f"{self.rss_growth * 100:+.2f}% (limit +{RSS_GROWTH_LIMIT * 100:.0f}%)"),
+            (
+                "RSS (MiB)",
+                f"{a.rss_kib / 1024:.1f}",
+                f"{b.rss_kib / 1024:.1f}",
+                f"{self.rss_growth * 100:+.2f}% (limit +{RSS_GROWTH_LIMIT * 100:.0f}%)",
+            ),
             ("peak RSS, VmHWM (MiB)", f"{a.hwm_kib / 1024:.1f}", f"{b.hwm_kib / 1024:.1f}", ""),
             ("open fds", str(a.fds), str(b.fds), f"{b.fds - a.fds:+d} (limit 0)"),
-            ("threads", str(a.threads), str(b.threads),
-             f"{b.threads - a.threads:+d} (limit +{THREAD_SLACK}: AnyIO's pool)"),
-        ]  # fmt: skip
+            (
+                "threads",
+                str(a.threads),
+                str(b.threads),
+                f"{b.threads - a.threads:+d} (limit +{THREAD_SLACK}: AnyIO's pool)",
+            ),
+        ]
         lines = [
             f"Soak: {self.requests} requests, {self.concurrency} at a time, server --parallel "
             f"{self.parallel}, {self.seconds:.1f} s ({self.requests / self.seconds:.1f} req/s).",
@@ -167,13 +175,26 @@ def server(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_QWEN_", "HF_"))}
     env.update(EDGE_QWEN_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    args = ["serve", "-m", str(model), "--port", str(port), "--parallel", str(parallel),
-            "--ctx", str(ctx), *extra]  # fmt: skip
+    args = [
+        "serve",
+        "-m",
+        str(model),
+        "--port",
+        str(port),
+        "--parallel",
+        str(parallel),
+        "--ctx",
+        str(ctx),
+        *extra,
+    ]
     log = (home / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", *args], env=env, cwd=REPO_ROOT,
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, "-m", "edge.cli", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc)
@@ -255,8 +276,13 @@ def plan_request(i: int) -> tuple[str, str, dict[str, Any]]:
     stream asks for 1,000 so that only cancelling it can end it early."""
     kind = KINDS[i % len(KINDS)]
     tokens = 4 + (i * 7) % 21
-    chat = {"model": "soak", "messages": _messages(i), "max_tokens": tokens,
-            "loop_guard": False, "chat_template_kwargs": {"enable_thinking": i % 2 == 0}}  # fmt: skip
+    chat = {
+        "model": "soak",
+        "messages": _messages(i),
+        "max_tokens": tokens,
+        "loop_guard": False,
+        "chat_template_kwargs": {"enable_thinking": i % 2 == 0},
+    }
     if kind == "stream_chat":
         return kind, "/v1/chat/completions", {**chat, "stream": True}
     if kind == "chat":
@@ -371,8 +397,17 @@ def run_soak(
     for name, value in before.items():
         if name.startswith("edge_requests_total"):
             metrics[name] = metrics.get(name, 0) - value
-    return _report(outcomes, metrics, at_mark, at_end, trace, seconds,
-                   concurrency=concurrency, parallel=parallel, mark=mark)  # fmt: skip
+    return _report(
+        outcomes,
+        metrics,
+        at_mark,
+        at_end,
+        trace,
+        seconds,
+        concurrency=concurrency,
+        parallel=parallel,
+        mark=mark,
+    )
 
 
 def _report(
@@ -393,21 +428,32 @@ def _report(
         for k, v in metrics.items()
         if (m := re.fullmatch(r'edge_requests_total\{status="(\d+)"\}', k)) and v
     }
-    max_tokens = sum(plan_request(i)[2]["max_tokens"] for i in range(len(outcomes))
-                     if plan_request(i)[0] != "dropped_stream")  # fmt: skip
+    max_tokens = sum(
+        plan_request(i)[2]["max_tokens"]
+        for i in range(len(outcomes))
+        if plan_request(i)[0] != "dropped_stream"
+    )
     drops = sum(o.kind == "dropped_stream" for o in outcomes)
     # A dropped stream is cancelled within a step or two of the client leaving; allow it
     # its chunks read plus a few tokens in flight, far below the 1,000 it asked for.
     max_tokens += sum(o.chunks for o in outcomes if o.kind == "dropped_stream") + 8 * drops
     report = Report(
-        requests=len(outcomes), seconds=seconds, kinds=dict(Counter(o.kind for o in outcomes)),
-        client_statuses=dict(client_statuses), server_statuses=server_statuses,
+        requests=len(outcomes),
+        seconds=seconds,
+        kinds=dict(Counter(o.kind for o in outcomes)),
+        client_statuses=dict(client_statuses),
+        server_statuses=server_statuses,
         bad=[f"#{i} {o.kind}: {o.error}" for i, o in enumerate(outcomes) if o.error],
-        at_mark=at_mark, at_end=at_end, rss_growth=at_end.rss_kib / at_mark.rss_kib - 1,
+        at_mark=at_mark,
+        at_end=at_end,
+        rss_growth=at_end.rss_kib / at_mark.rss_kib - 1,
         generated_tokens=int(metrics.get("edge_generated_tokens_total", -1)),
-        max_possible_tokens=max_tokens, trace=trace, concurrency=concurrency,
-        parallel=parallel, mark=mark,
-    )  # fmt: skip
+        max_possible_tokens=max_tokens,
+        trace=trace,
+        concurrency=concurrency,
+        parallel=parallel,
+        mark=mark,
+    )
     report.problems = _problems(report)
     return report
 

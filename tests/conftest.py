@@ -45,8 +45,24 @@ def looping_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # With thinking off (the prompt ends "\n\n") it calls a tool: every piece is one token.
-TOOL_SCRIPT = [["\n\n", "<tool_call>", '{"', "name", '":"', "get", "_time", '","', "arguments", '":',
-                "{", "}}", "</tool_call>", "<|im_end|>"]]  # fmt: skip
+TOOL_SCRIPT = [
+    [
+        "\n\n",
+        "<tool_call>",
+        '{"',
+        "name",
+        '":"',
+        "get",
+        "_time",
+        '","',
+        "arguments",
+        '":',
+        "{",
+        "}}",
+        "</tool_call>",
+        "<|im_end|>",
+    ]
+]
 
 
 @pytest.fixture(scope="session")
@@ -177,10 +193,42 @@ def model_06b(bench_home: Path) -> Path:
 # token and no token repeats with another successor (the scripted model's one rule).
 HOSTILE_THINKING = "<img src=x onerror=alert(1)>"
 HOSTILE_ANSWER = "<script>window.pwned=true</script> [x](javascript:top.close)"
-HOSTILE_SCRIPT = [["\n", "<think>", "<img", " src", "=x", " on", "error", "=", "alert", "(", "1",
-                   ")>", "</think>", "\n\n", "<script", ">window", ".p", "wn", "ed", "=true", "</",
-                   "script", ">", " [", "x", "](", "javascript", ":", "top", ".close", ")",
-                   "<|im_end|>"]]  # fmt: skip
+HOSTILE_SCRIPT = [
+    [
+        "\n",
+        "<think>",
+        "<img",
+        " src",
+        "=x",
+        " on",
+        "error",
+        "=",
+        "alert",
+        "(",
+        "1",
+        ")>",
+        "</think>",
+        "\n\n",
+        "<script",
+        ">window",
+        ".p",
+        "wn",
+        "ed",
+        "=true",
+        "</",
+        "script",
+        ">",
+        " [",
+        "x",
+        "](",
+        "javascript",
+        ":",
+        "top",
+        ".close",
+        ")",
+        "<|im_end|>",
+    ]
+]
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,11 @@ def tokens_of(events: Iterator[Any]) -> tuple[list[int], Finish]:
     return ids, finish
 
 
-def run_together(engine: Engine, jobs: list[tuple[list[int], SamplingParams, float]],
-                 cancel_after: dict[int, int] | None = None) -> list[tuple[list[int], Finish]]:  # fmt: skip
+def run_together(
+    engine: Engine,
+    jobs: list[tuple[list[int], SamplingParams, float]],
+    cancel_after: dict[int, int] | None = None,
+) -> list[tuple[list[int], Finish]]:
     """Start job i after its delay; job k in `cancel_after` leaves after that many tokens."""
     results: list[Any] = [None] * len(jobs)
 
@@ -226,9 +229,15 @@ def test_eight_clients_at_once_through_the_server(gguf_of: Callable[[str, str], 
     failures: list[str] = []
 
     def client(url: str, i: int, barrier: threading.Barrier) -> None:
-        body = {"model": "m", "stream": True, "max_tokens": tokens, "temperature": 0,
-                "loop_guard": False, "enable_thinking": False,
-                "messages": [{"role": "user", "content": f"client {i}"}]}  # fmt: skip
+        body = {
+            "model": "m",
+            "stream": True,
+            "max_tokens": tokens,
+            "temperature": 0,
+            "loop_guard": False,
+            "enable_thinking": False,
+            "messages": [{"role": "user", "content": f"client {i}"}],
+        }
         barrier.wait(TIMEOUT)
         try:
             with httpx.stream(

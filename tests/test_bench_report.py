@@ -1,4 +1,4 @@
-"""edge.bench.report on fabricated results dicts: statistics, tables, verdicts, plots, file update."""
+"""edge.bench.report on fabricated results: statistics, tables, verdicts, plots, file update."""
 
 from __future__ import annotations
 
@@ -367,8 +367,13 @@ def _level(
     agg: float, ttft: list[float], errors: int = 0, rates: list[float] | None = None
 ) -> dict:
     n = len(ttft)
-    return {"aggregate_tps": agg, "ttft_s": ttft, "errors": errors, "requests": n,
-            "client_tps": rates or [10.0] * n}  # fmt: skip
+    return {
+        "aggregate_tps": agg,
+        "ttft_s": ttft,
+        "errors": errors,
+        "requests": n,
+        "client_tps": rates or [10.0] * n,
+    }
 
 
 def test_concurrency_targets_flip_at_their_limits(results: dict) -> None:

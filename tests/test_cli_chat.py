@@ -25,10 +25,15 @@ def default_sigint() -> None:
 
 def spawn_chat(gguf: Path, env: dict[str, str], *args: str) -> pexpect.spawn:
     child = pexpect.spawn(
-        sys.executable, ["-m", "edge.cli", "chat", "-m", str(gguf), "--ctx", "2048", *args],
-        env={**env, "NO_COLOR": "1", "TERM": "dumb"}, cwd=str(REPO_ROOT), encoding="utf-8",
-        timeout=TIMEOUT, dimensions=(40, 200), preexec_fn=default_sigint,
-    )  # fmt: skip
+        sys.executable,
+        ["-m", "edge.cli", "chat", "-m", str(gguf), "--ctx", "2048", *args],
+        env={**env, "NO_COLOR": "1", "TERM": "dumb"},
+        cwd=str(REPO_ROOT),
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        dimensions=(40, 200),
+        preexec_fn=default_sigint,
+    )
     child.expect_exact(PROMPT)
     return child
 
@@ -99,9 +104,13 @@ def run_piped(
     args: list[str], env: dict[str, str], stdin: bytes
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", "run", *args], input=stdin, env=env,
-        capture_output=True, timeout=120, cwd=REPO_ROOT,
-    )  # fmt: skip
+        [sys.executable, "-m", "edge.cli", "run", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
 
 
 def test_run_pipes_answer_to_stdout_and_thinking_to_stderr(
@@ -132,10 +141,15 @@ def test_run_json_is_exact(gguf_of: Callable[[str, str], Path], cli_env: dict[st
         "reasoning": "Let me think",
         "answer": "Hello world",
         "finish_reason": "stop",
-        "usage": {"prompt_tokens": 9, "completion_tokens": 8, "total_tokens": 17,
-                  "reasoning_tokens": 5, "cached_tokens": 0},
+        "usage": {
+            "prompt_tokens": 9,
+            "completion_tokens": 8,
+            "total_tokens": 17,
+            "reasoning_tokens": 5,
+            "cached_tokens": 0,
+        },
         "notes": [],
-    }  # fmt: skip
+    }
 
 
 def test_run_exit_codes_and_bad_input(
@@ -167,11 +181,24 @@ def test_run_interrupted_exits_130(
     sig: signal.Signals, gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", "Hi", "-m", str(gguf_of("looping", "Q8_0")),
-         "--no-loop-guard", "--ctx", "4096"],
-        env=cli_env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "run",
+            "Hi",
+            "-m",
+            str(gguf_of("looping", "Q8_0")),
+            "--no-loop-guard",
+            "--ctx",
+            "4096",
+        ],
+        env=cli_env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         preexec_fn=default_sigint,
-    )  # fmt: skip
+    )
     assert proc.stderr is not None
     proc.stderr.readline()  # the plan line: the model is loaded and generating
     proc.stderr.read1(32)  # thinking has started to stream

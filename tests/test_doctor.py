@@ -51,8 +51,9 @@ def test_doctor_says_why_gpu_layers_are_ignored_and_fails_without_a_model(
     gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
 ) -> None:
     model = str(gguf_of("scripted", "Q8_0"))
-    report = json.loads(run_cli(["doctor", "-m", model, "--gpu-layers", "99", "--json"],
-                                cli_env).stdout)  # fmt: skip
+    report = json.loads(
+        run_cli(["doctor", "-m", model, "--gpu-layers", "99", "--json"], cli_env).stdout
+    )
     assert report["plan"]["n_gpu_layers"] == 0
     assert any("no GPU offload" in n for n in report["plan"]["notes"])
     empty = json.loads(run_cli(["doctor", "--json"], cli_env).stdout)
@@ -78,7 +79,12 @@ def test_the_arithmetic_of_a_gpu_plan_reads_term_by_term() -> None:
     )
     assert "(7,168 MiB free − 847 MiB headroom)" in text
 
-    split = make_plan(QWEN3_06B, Settings(ctx=32768), gpu_offload=True, budget=Budget("laptop", 4 * GiB, 1500 * 2**20, 16 * GiB))  # fmt: skip
+    split = make_plan(
+        QWEN3_06B,
+        Settings(ctx=32768),
+        gpu_offload=True,
+        budget=Budget("laptop", 4 * GiB, 1500 * 2**20, 16 * GiB),
+    )
     text = "\n".join(render_plan(plan_data(Path("m.gguf"), QWEN3_06B, split)))
     assert f"{split.n_gpu_layers} of them on the GPU" in text and "GPU + " in text  # KV split
     assert "output layer: the token embedding (tied) in RAM" in text

@@ -81,8 +81,12 @@ def assert_openai_error(r: httpx.Response, *statuses: int) -> dict[str, Any]:
 def assert_alive(url: str, headers: dict[str, str] | None = None) -> None:
     """The server answers a normal request, correctly and quickly."""
     t0 = time.monotonic()
-    r = httpx.post(f"{url}/v1/chat/completions", json={"messages": HI, "max_tokens": 20},
-                   headers=headers, timeout=CALL_TIMEOUT)  # fmt: skip
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"messages": HI, "max_tokens": 20},
+        headers=headers,
+        timeout=CALL_TIMEOUT,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "Hello world"
     assert time.monotonic() - t0 < 10
@@ -93,8 +97,12 @@ def post(url: str, body: Any, path: str = "/v1/chat/completions", **kw: Any) -> 
 
 
 def post_bytes(url: str, body: bytes, path: str = "/v1/chat/completions") -> httpx.Response:
-    return httpx.post(f"{url}{path}", content=body, timeout=CALL_TIMEOUT,
-                      headers={"content-type": "application/json"})  # fmt: skip
+    return httpx.post(
+        f"{url}{path}",
+        content=body,
+        timeout=CALL_TIMEOUT,
+        headers={"content-type": "application/json"},
+    )
 
 
 # ---------------------------------------------------------------- schemathesis, from /openapi.json
@@ -158,8 +166,14 @@ def fuzz(
     return counts
 
 
-def fuzz_operation(url: str, op: Any, mode: GenerationMode, headers: dict[str, str] | None,
-                   examples: int, counts: dict[str, int]) -> None:  # fmt: skip
+def fuzz_operation(
+    url: str,
+    op: Any,
+    mode: GenerationMode,
+    headers: dict[str, str] | None,
+    examples: int,
+    counts: dict[str, int],
+) -> None:
     label = f"{op.method.upper()} {op.path}"
     deadline = time.monotonic() + BUDGET_S
     # The schema's own word: statuses it lists, error bodies of its ErrorResponse shape.
@@ -167,8 +181,13 @@ def fuzz_operation(url: str, op: Any, mode: GenerationMode, headers: dict[str, s
     if mode == GenerationMode.NEGATIVE:
         checks.append(negative_data_rejection)
 
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(op.as_strategy(generation_mode=mode).map(small_tokens))
     def run(case: schemathesis.Case) -> None:
         assert time.monotonic() < deadline, f"{label}: over the time budget"
@@ -185,8 +204,10 @@ def test_schemathesis(server: tuple[str, Any], mode: GenerationMode) -> None:
     url, _ = server
     t0 = time.monotonic()
     counts = fuzz(url, mode, examples=EXAMPLES * (5 if mode == GenerationMode.NEGATIVE else 1))
-    print(f"schemathesis {mode.value}: {sum(counts.values())} cases in "
-          f"{time.monotonic() - t0:.0f}s: {counts}")  # fmt: skip
+    print(
+        f"schemathesis {mode.value}: {sum(counts.values())} cases in "
+        f"{time.monotonic() - t0:.0f}s: {counts}"
+    )
     assert set(counts) >= {"POST /v1/chat/completions", "POST /v1/completions"}
     assert counts["POST /v1/chat/completions"] >= min(EXAMPLES, 50) // 2  # it really ran
     assert_alive(url)
@@ -201,8 +222,13 @@ def test_schemathesis_with_an_api_key(keyed: str) -> None:
     for result in schema.get_all_operations():
         op = result.ok()
 
-        @settings(max_examples=10, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=10,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(op.as_strategy(generation_mode=GenerationMode.POSITIVE))
         def run(case: schemathesis.Case) -> None:
             r = case.call(base_url=keyed, timeout=CALL_TIMEOUT)
@@ -225,9 +251,27 @@ HOSTILE: list[tuple[str, Any, str, tuple[int, ...]]] = [
     ("messages is a string", {"messages": "hi"}, "/v1/chat/completions", (400,)),
     ("messages is a dict", {"messages": {"role": "user"}}, "/v1/chat/completions", (400,)),
     ("message is a number", {"messages": [3]}, "/v1/chat/completions", (400,)),
-    ("content is a number", {"messages": [{"role": "user", "content": 3}]}, "/v1/chat/completions", (400,)),
-    ("content parts are junk", {"messages": [{"role": "user", "content": [{"type": "x"}, {}]}], "max_tokens": 8}, "/v1/chat/completions", (200, 400)),
-    ("content part text is a list", {"messages": [{"role": "user", "content": [{"type": "text", "text": [1]}]}], "max_tokens": 8}, "/v1/chat/completions", (200, 400)),
+    (
+        "content is a number",
+        {"messages": [{"role": "user", "content": 3}]},
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "content parts are junk",
+        {"messages": [{"role": "user", "content": [{"type": "x"}, {}]}], "max_tokens": 8},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "content part text is a list",
+        {
+            "messages": [{"role": "user", "content": [{"type": "text", "text": [1]}]}],
+            "max_tokens": 8,
+        },
+        "/v1/chat/completions",
+        (200, 400),
+    ),
     ("role missing", {"messages": [{"content": "x"}]}, "/v1/chat/completions", (400,)),
     ("empty messages", {"messages": []}, "/v1/chat/completions", (400,)),
     ("max_tokens 1e12", {**M, "max_tokens": 10**12}, "/v1/chat/completions", (400,)),
@@ -235,7 +279,12 @@ HOSTILE: list[tuple[str, Any, str, tuple[int, ...]]] = [
     ("max_tokens 2**64", {**M, "max_tokens": 2**64}, "/v1/chat/completions", (400,)),
     ("max_tokens negative", {**M, "max_tokens": -5}, "/v1/chat/completions", (400,)),
     ("max_tokens a string", {**M, "max_tokens": "many"}, "/v1/chat/completions", (400,)),
-    ("max_completion_tokens 1e12", {**M, "max_completion_tokens": 10**12}, "/v1/chat/completions", (400,)),
+    (
+        "max_completion_tokens 1e12",
+        {**M, "max_completion_tokens": 10**12},
+        "/v1/chat/completions",
+        (400,),
+    ),
     ("temperature -1", {**M, "temperature": -1}, "/v1/chat/completions", (400,)),
     ("temperature 1e308", {**M, "temperature": 1e308}, "/v1/chat/completions", (400,)),
     ("temperature a list", {**M, "temperature": [1]}, "/v1/chat/completions", (400,)),
@@ -247,64 +296,322 @@ HOSTILE: list[tuple[str, Any, str, tuple[int, ...]]] = [
     ("n 1000", {**M, "n": 1000}, "/v1/chat/completions", (400,)),
     ("n 0", {**M, "n": 0}, "/v1/chat/completions", (400,)),
     ("thinking_budget 1e12", {**M, "thinking_budget": 10**12}, "/v1/chat/completions", (200, 400)),
-    ("logit_bias huge id", {**M, "logit_bias": {"99999999999": 5}}, "/v1/chat/completions", (200, 400)),
+    (
+        "logit_bias huge id",
+        {**M, "logit_bias": {"99999999999": 5}},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
     ("logit_bias negative id", {**M, "logit_bias": {"-1": 5}}, "/v1/chat/completions", (200, 400)),
-    ("logit_bias id past the vocab", {**M, "logit_bias": {"200000": 5}}, "/v1/chat/completions", (400,)),
-    ("logit_bias id just past the vocab", {**M, "logit_bias": {"151936": 5}}, "/v1/chat/completions", (400,)),
+    (
+        "logit_bias id past the vocab",
+        {**M, "logit_bias": {"200000": 5}},
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "logit_bias id just past the vocab",
+        {**M, "logit_bias": {"151936": 5}},
+        "/v1/chat/completions",
+        (400,),
+    ),
     ("logit_bias last id", {**M, "logit_bias": {"151935": 5}}, "/v1/chat/completions", (200,)),
-    ("completion logit_bias past the vocab", {"prompt": "Hi", "max_tokens": 4, "logit_bias": {"999999": -100}}, "/v1/completions", (400,)),
-    ("logit_bias value huge", {**M, "logit_bias": {"100": 1e308}}, "/v1/chat/completions", (200, 400)),
+    (
+        "completion logit_bias past the vocab",
+        {"prompt": "Hi", "max_tokens": 4, "logit_bias": {"999999": -100}},
+        "/v1/completions",
+        (400,),
+    ),
+    (
+        "logit_bias value huge",
+        {**M, "logit_bias": {"100": 1e308}},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
     ("logit_bias not a dict", {**M, "logit_bias": [1]}, "/v1/chat/completions", (400,)),
-    ("logit_bias unicode digits", {**M, "logit_bias": {"١٢": 1}}, "/v1/chat/completions", (200, 400)),
-    ("stop of 1000 strings", {**M, "stop": [f"s{i}" for i in range(1000)]}, "/v1/chat/completions", (200, 400)),
+    (
+        "logit_bias unicode digits",
+        {**M, "logit_bias": {"١٢": 1}},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "stop of 1000 strings",
+        {**M, "stop": [f"s{i}" for i in range(1000)]},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
     ("stop of empty strings", {**M, "stop": ["", ""]}, "/v1/chat/completions", (200, 400)),
     ("stop a number", {**M, "stop": 5}, "/v1/chat/completions", (400,)),
-    ("roles out of order", {"messages": [{"role": "assistant", "content": "a"}, {"role": "tool", "content": "t"}, {"role": "system", "content": "s"}], "max_tokens": 8}, "/v1/chat/completions", (200, 400)),
-    ("only a system message", {"messages": [{"role": "system", "content": "s"}], "max_tokens": 8}, "/v1/chat/completions", (200, 400)),
-    ("tool message without an id", {"messages": [{"role": "tool", "content": None}], "max_tokens": 8}, "/v1/chat/completions", (200, 400)),
-    ("assistant tool_calls junk", {"messages": [{"role": "assistant", "tool_calls": [{"x": 1}]}, *HI], "max_tokens": 8}, "/v1/chat/completions", (200, 400)),
-    ("assistant tool_calls args not JSON", {"messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{nope"}}]}, *HI], "max_tokens": 8}, "/v1/chat/completions", (200, 400)),
-    ("prompt over the context", {"messages": [{"role": "user", "content": "word " * 2000}]}, "/v1/chat/completions", (400,)),
-    ("response_format junk type", {**M, "response_format": {"type": "xml"}}, "/v1/chat/completions", (400,)),
+    (
+        "roles out of order",
+        {
+            "messages": [
+                {"role": "assistant", "content": "a"},
+                {"role": "tool", "content": "t"},
+                {"role": "system", "content": "s"},
+            ],
+            "max_tokens": 8,
+        },
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "only a system message",
+        {"messages": [{"role": "system", "content": "s"}], "max_tokens": 8},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "tool message without an id",
+        {"messages": [{"role": "tool", "content": None}], "max_tokens": 8},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "assistant tool_calls junk",
+        {"messages": [{"role": "assistant", "tool_calls": [{"x": 1}]}, *HI], "max_tokens": 8},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "assistant tool_calls args not JSON",
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"type": "function", "function": {"name": "f", "arguments": "{nope"}}
+                    ],
+                },
+                *HI,
+            ],
+            "max_tokens": 8,
+        },
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "prompt over the context",
+        {"messages": [{"role": "user", "content": "word " * 2000}]},
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "response_format junk type",
+        {**M, "response_format": {"type": "xml"}},
+        "/v1/chat/completions",
+        (400,),
+    ),
     ("response_format a string", {**M, "response_format": "json"}, "/v1/chat/completions", (400,)),
-    ("json_schema without schema", {**M, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "/v1/chat/completions", (400,)),
-    ("json_schema schema a string", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": "x"}}}, "/v1/chat/completions", (400,)),
-    ("json_schema bad type", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "nope"}}}}, "/v1/chat/completions", (200, 400)),
-    ("json_schema bad ref", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"$ref": "#/nowhere"}}}}, "/v1/chat/completions", (200, 400)),
-    ("json_schema remote ref", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"$ref": "http://127.0.0.1:9/x"}}}}, "/v1/chat/completions", (200, 400)),
-    ("json_schema bad pattern", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "(["}}}}, "/v1/chat/completions", (200, 400)),
-    ("json_schema self ref", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"$ref": "#"}}}}, "/v1/chat/completions", (200, 400)),
-    ("json_schema min > max", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "array", "minItems": 5, "maxItems": 1}}}}, "/v1/chat/completions", (200, 400)),
-    ("json_schema enum empty", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"enum": []}}}}, "/v1/chat/completions", (400,)),
-    ("json_schema nested empty anyOf", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {"a": {"anyOf": []}}, "required": ["a"]}}}}, "/v1/chat/completions", (400,)),
-    ("json_schema huge minItems", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "array", "minItems": 10**9}}}}, "/v1/chat/completions", (400,)),
-    ("json_schema huge pattern repeat", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a{1000000000}"}}}}, "/v1/chat/completions", (400,)),
-    ("json_schema huge minLength", {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "minLength": 10**9}}}}, "/v1/chat/completions", (400,)),
+    (
+        "json_schema without schema",
+        {**M, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "json_schema schema a string",
+        {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": "x"}}},
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "json_schema bad type",
+        {
+            **M,
+            "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "nope"}}},
+        },
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "json_schema bad ref",
+        {
+            **M,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"schema": {"$ref": "#/nowhere"}},
+            },
+        },
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "json_schema remote ref",
+        {
+            **M,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"schema": {"$ref": "http://127.0.0.1:9/x"}},
+            },
+        },
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "json_schema bad pattern",
+        {
+            **M,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"schema": {"type": "string", "pattern": "(["}},
+            },
+        },
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "json_schema self ref",
+        {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"$ref": "#"}}}},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "json_schema min > max",
+        {
+            **M,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"schema": {"type": "array", "minItems": 5, "maxItems": 1}},
+            },
+        },
+        "/v1/chat/completions",
+        (200, 400),
+    ),
+    (
+        "json_schema enum empty",
+        {**M, "response_format": {"type": "json_schema", "json_schema": {"schema": {"enum": []}}}},
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "json_schema nested empty anyOf",
+        {
+            **M,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"a": {"anyOf": []}},
+                        "required": ["a"],
+                    }
+                },
+            },
+        },
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "json_schema huge minItems",
+        {
+            **M,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"schema": {"type": "array", "minItems": 10**9}},
+            },
+        },
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "json_schema huge pattern repeat",
+        {
+            **M,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"schema": {"type": "string", "pattern": "a{1000000000}"}},
+            },
+        },
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "json_schema huge minLength",
+        {
+            **M,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"schema": {"type": "string", "minLength": 10**9}},
+            },
+        },
+        "/v1/chat/completions",
+        (400,),
+    ),
     ("tools junk", {**M, "tools": [{"type": "function"}, 3]}, "/v1/chat/completions", (400,)),
     ("tools a dict", {**M, "tools": {"a": 1}}, "/v1/chat/completions", (400,)),
-    ("tool_choice junk", {**M, "tools": [], "tool_choice": {"type": "function"}}, "/v1/chat/completions", (400,)),
-    ("chat_template_kwargs junk", {**M, "chat_template_kwargs": {"enable_thinking": "yes", "tools": 5}}, "/v1/chat/completions", (200, 400)),
+    (
+        "tool_choice junk",
+        {**M, "tools": [], "tool_choice": {"type": "function"}},
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "chat_template_kwargs junk",
+        {**M, "chat_template_kwargs": {"enable_thinking": "yes", "tools": 5}},
+        "/v1/chat/completions",
+        (200, 400),
+    ),
     ("reasoning_effort a number", {**M, "reasoning_effort": 3}, "/v1/chat/completions", (400,)),
     ("stream a string", {**M, "stream": "yes please"}, "/v1/chat/completions", (400,)),
     ("stream 0", {**M, "stream": 0}, "/v1/chat/completions", (400,)),
     ("max_tokens a numeric string", {**M, "max_tokens": "8"}, "/v1/chat/completions", (400,)),
-    ("stream_options junk", {**M, "stream": True, "stream_options": {"include_usage": "x"}}, "/v1/chat/completions", (400,)),
-    ("unknown fields", {**M, "frobnicate": {"x": [1, 2]}, "metadata": {"a": "b"}, "store": True, "parallel_tool_calls": False, "service_tier": "auto"}, "/v1/chat/completions", (200,)),
-    ("unknown message fields", {"messages": [{"role": "user", "content": "Hi", "weird": 1}], "max_tokens": 8}, "/v1/chat/completions", (200,)),
+    (
+        "stream_options junk",
+        {**M, "stream": True, "stream_options": {"include_usage": "x"}},
+        "/v1/chat/completions",
+        (400,),
+    ),
+    (
+        "unknown fields",
+        {
+            **M,
+            "frobnicate": {"x": [1, 2]},
+            "metadata": {"a": "b"},
+            "store": True,
+            "parallel_tool_calls": False,
+            "service_tier": "auto",
+        },
+        "/v1/chat/completions",
+        (200,),
+    ),
+    (
+        "unknown message fields",
+        {"messages": [{"role": "user", "content": "Hi", "weird": 1}], "max_tokens": 8},
+        "/v1/chat/completions",
+        (200,),
+    ),
     ("NaN temperature", "NAN_TEMPERATURE", "/v1/chat/completions", (400,)),
     ("Infinity logit bias", "INF_BIAS", "/v1/chat/completions", (200, 400)),
     ("completion prompt a number", {"prompt": 5}, "/v1/completions", (400,)),
     ("completion prompt empty", {"prompt": ""}, "/v1/completions", (400,)),
     ("completion prompt list of ints", {"prompt": [1, 2, 3]}, "/v1/completions", (400,)),
     ("completion prompt over the context", {"prompt": "word " * 2000}, "/v1/completions", (400,)),
-    ("completion max_tokens 1e12", {"prompt": "Hi", "max_tokens": 10**12}, "/v1/completions", (400,)),
+    (
+        "completion max_tokens 1e12",
+        {"prompt": "Hi", "max_tokens": 10**12},
+        "/v1/completions",
+        (400,),
+    ),
     ("completion n 1000", {"prompt": "Hi", "n": 1000}, "/v1/completions", (400,)),
-    ("completion stop of 1000 strings", {"prompt": "Hi", "max_tokens": 4, "stop": ["x"] * 1000}, "/v1/completions", (200, 400)),
-    ("completion unknown fields", {"prompt": "Hi", "max_tokens": 4, "echo": False, "best_of": 1, "suffix": None}, "/v1/completions", (200,)),
-]  # fmt: skip
+    (
+        "completion stop of 1000 strings",
+        {"prompt": "Hi", "max_tokens": 4, "stop": ["x"] * 1000},
+        "/v1/completions",
+        (200, 400),
+    ),
+    (
+        "completion unknown fields",
+        {"prompt": "Hi", "max_tokens": 4, "echo": False, "best_of": 1, "suffix": None},
+        "/v1/completions",
+        (200,),
+    ),
+]
 RAW = {
     "NAN_TEMPERATURE": b'{"messages": [{"role": "user", "content": "Hi"}], "temperature": NaN}',
-    "INF_BIAS": b'{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "logit_bias": {"100": Infinity}}',
+    "INF_BIAS": b'{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, '
+    b'"logit_bias": {"100": Infinity}}',
 }
 
 
@@ -337,8 +644,11 @@ def test_ten_megabyte_body(server: tuple[str, Any]) -> None:
 @pytest.mark.parametrize("depth", [1000, 100_000])
 def test_deeply_nested_json(server: tuple[str, Any], depth: int) -> None:
     url, _ = server
-    for body in (b"[" * depth + b"]" * depth, b'{"messages": ' + b"[" * depth + b"]" * depth + b"}",
-                 b'{"a":' * depth + b"1" + b"}" * depth):  # fmt: skip
+    for body in (
+        b"[" * depth + b"]" * depth,
+        b'{"messages": ' + b"[" * depth + b"]" * depth + b"}",
+        b'{"a":' * depth + b"1" + b"}" * depth,
+    ):
         r = post_bytes(url, body)
         assert_openai_error(r, 400)
     # nested inside a field the schema takes as free-form JSON
@@ -361,7 +671,8 @@ def test_deeply_nested_json(server: tuple[str, Any], depth: int) -> None:
         b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}',
         b'{"messages": [{"role": "user", "content": "\xc3"}]}',
         b"\xef\xbb\xbf" + json.dumps({"messages": HI, "max_tokens": 4}).encode(),
-        b'{"messages": [{"role": "user", "content": "\\ud800"}], "max_tokens": 4}',  # lone surrogate
+        # a lone surrogate
+        b'{"messages": [{"role": "user", "content": "\\ud800"}], "max_tokens": 4}',
         b'{"messages": [{"role": "user", "content": "\\u0000"}], "max_tokens": 4}',
         b"\x00\x00\x00{",
         b"",
@@ -391,9 +702,14 @@ def test_broken_bodies(server: tuple[str, Any], body: bytes) -> None:
 
 def test_wrong_methods_and_paths(server: tuple[str, Any]) -> None:
     url, _ = server
-    for method, path, status in [("GET", "/v1/chat/completions", 405), ("PUT", "/v1/completions", 405),
-                                 ("DELETE", "/v1/models", 405), ("GET", "/v1/../../etc/passwd", 404),
-                                 ("POST", "/v1/embeddings", 404), ("GET", "/v1/models/%00", 404)]:  # fmt: skip
+    for method, path, status in [
+        ("GET", "/v1/chat/completions", 405),
+        ("PUT", "/v1/completions", 405),
+        ("DELETE", "/v1/models", 405),
+        ("GET", "/v1/../../etc/passwd", 404),
+        ("POST", "/v1/embeddings", 404),
+        ("GET", "/v1/models/%00", 404),
+    ]:
         r = httpx.request(method, f"{url}{path}", timeout=CALL_TIMEOUT)
         assert_openai_error(r, status)
     for ctype in (
@@ -401,8 +717,12 @@ def test_wrong_methods_and_paths(server: tuple[str, Any]) -> None:
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=x",
     ):
-        r = httpx.post(f"{url}/v1/chat/completions", content=json.dumps(M).encode(),
-                       headers={"content-type": ctype}, timeout=CALL_TIMEOUT)  # fmt: skip
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            content=json.dumps(M).encode(),
+            headers={"content-type": ctype},
+            timeout=CALL_TIMEOUT,
+        )
         assert r.status_code in (200, 400, 415), r.text[:300]
         if r.status_code >= 400:
             assert_openai_error(r)
@@ -461,8 +781,11 @@ def _request_head(url: str, path: str, extra: str = "") -> bytes:
 
 def test_chunked_body_over_the_limit_is_refused(keyed: str) -> None:
     """No Content-Length: the limit must hold on the bytes as they arrive, not on a header."""
-    head = _request_head(keyed, "/v1/chat/completions",
-                         f"Authorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n")  # fmt: skip
+    head = _request_head(
+        keyed,
+        "/v1/chat/completions",
+        f"Authorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n",
+    )
     piece = b"x" * 8192
     sent = 0
     with _connect(keyed) as sock:
@@ -486,8 +809,11 @@ def test_chunked_body_over_the_limit_is_refused(keyed: str) -> None:
 
 
 def test_chunked_body_under_the_limit_is_served(keyed: str) -> None:
-    head = _request_head(keyed, "/v1/chat/completions",
-                         f"Authorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n")  # fmt: skip
+    head = _request_head(
+        keyed,
+        "/v1/chat/completions",
+        f"Authorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n",
+    )
     body = json.dumps({"messages": HI, "max_tokens": 20}).encode()
     with _connect(keyed) as sock:
         sock.sendall(head)
@@ -501,8 +827,13 @@ def test_chunked_body_under_the_limit_is_served(keyed: str) -> None:
 
 
 def test_api_key_is_checked_before_the_body_is_read(keyed: str) -> None:
-    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": KEY},
-                    {"authorization": "Bearer " + KEY + "x"}, {"authorization": "bearer " + KEY}):  # fmt: skip
+    for headers in (
+        {},
+        {"authorization": "Bearer wrong"},
+        {"authorization": KEY},
+        {"authorization": "Bearer " + KEY + "x"},
+        {"authorization": "bearer " + KEY},
+    ):
         r = httpx.post(
             f"{keyed}/v1/chat/completions", json=M, headers=headers, timeout=CALL_TIMEOUT
         )
@@ -552,8 +883,11 @@ def test_stalled_body_is_cut_off(keyed: str) -> None:
     rather than holding its request open forever."""
     url = keyed
     body = json.dumps({"messages": HI}).encode()
-    head = _request_head(url, "/v1/chat/completions",
-                         f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n")  # fmt: skip
+    head = _request_head(
+        url,
+        "/v1/chat/completions",
+        f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n",
+    )
     with _connect(url) as slow:
         slow.sendall(head + body[:10])
         t0 = time.monotonic()

@@ -28,18 +28,57 @@ from edge.engine import SamplingParams, ThinkingControl
 from edge.server.chat_api import ChatJob, ChunkWriter
 
 EXAMPLES = int(os.environ.get("EDGE_QWEN_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 MARKERS = ["<think>", "</think>", "<tool_call>", "</tool_call>"]
 FRAGMENTS = [
-    *MARKERS, *(m[:i] for m in MARKERS for i in range(1, len(m))),
+    *MARKERS,
+    *(m[:i] for m in MARKERS for i in range(1, len(m))),
     *(m[i:] for m in MARKERS for i in range(1, len(m))),
-    "<", ">", "/", "</", "<<", "think", "tool_call", "\n", "\n\n", " ", "\t", "\r\n",
-    '"', "\\", '\\"', "{", "}", "[", "]", ":", ",", '{"name": "f", "arguments": {}}',
-    '{"name": "', '", "arguments": ', '"parameters"', "NaN", "Infinity", "1e999", "null",
-    "\x00", "\x1f", "\u2028", "\ufeff", "é", "中文", "😀", "\ud7ff", "<|im_end|>",
-]  # fmt: skip
+    "<",
+    ">",
+    "/",
+    "</",
+    "<<",
+    "think",
+    "tool_call",
+    "\n",
+    "\n\n",
+    " ",
+    "\t",
+    "\r\n",
+    '"',
+    "\\",
+    '\\"',
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    '{"name": "f", "arguments": {}}',
+    '{"name": "',
+    '", "arguments": ',
+    '"parameters"',
+    "NaN",
+    "Infinity",
+    "1e999",
+    "null",
+    "\x00",
+    "\x1f",
+    "\u2028",
+    "\ufeff",
+    "é",
+    "中文",
+    "😀",
+    "\ud7ff",
+    "<|im_end|>",
+]
 noise = st.text(st.characters(codec="utf-8"), max_size=6)
 pieces = st.lists(st.one_of(st.sampled_from(FRAGMENTS), noise), max_size=24)
 texts = pieces.map("".join)
@@ -52,8 +91,12 @@ def deep_json(depth: int) -> str:
 @st.composite
 def cut_text(draw: st.DrawFn) -> tuple[str, list[str]]:
     """A text and one way to cut it: at random places, one char at a time, or not at all."""
-    text = draw(st.one_of(texts, st.builds(deep_json, st.integers(1, 3000)).map(
-        lambda j: f"<tool_call>{j}</tool_call>")))  # fmt: skip
+    text = draw(
+        st.one_of(
+            texts,
+            st.builds(deep_json, st.integers(1, 3000)).map(lambda j: f"<tool_call>{j}</tool_call>"),
+        )
+    )
     how = draw(st.sampled_from(["random", "chars", "whole", "empty pieces"]))
     if how == "chars":
         return text, list(text)
@@ -107,8 +150,12 @@ def tool_run(parts: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, s
     content = merged([("content", d.text) for d in out if d.kind == "content"])
     calls = [(d.call.name, d.call.arguments, d.index) for d in out if d.call is not None]
     # The order of content and calls matters too: rebuild the sequence with calls in place.
-    order = merged([("content", d.text) if d.kind == "content" else ("call", d.call.name)  # type: ignore[union-attr]
-                    for d in out])  # fmt: skip
+    order = merged(
+        [
+            ("content", d.text) if d.kind == "content" else ("call", d.call.name)  # type: ignore[union-attr]
+            for d in out
+        ]
+    )
     assert "".join(t for _, t in content) == "".join(t for k, t in order if k == "content")
     return order, calls
 
@@ -127,12 +174,21 @@ def test_tool_splitter_cut_anywhere(cut: tuple[str, list[str]]) -> None:
 
 
 args_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-              st.text(st.sampled_from(['"', "\\", "<", ">", "/", "{", "}", "\n", "a", "é", "😀"]), max_size=12),
-              st.sampled_from(MARKERS)),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(
+            st.sampled_from(['"', "\\", "<", ">", "/", "{", "}", "\n", "a", "é", "😀"]), max_size=12
+        ),
+        st.sampled_from(MARKERS),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 
 
 @FUZZ
@@ -146,7 +202,9 @@ def test_hostile_arguments_survive_any_cut(
 ) -> None:
     """Valid calls whose arguments are full of markers and escapes come back intact."""
     text = "".join(
-        f"<tool_call>\n{json.dumps({'name': f'f{i}', 'arguments': a}, ensure_ascii=ascii_only)}\n</tool_call>"
+        "<tool_call>\n"
+        + json.dumps({"name": f"f{i}", "arguments": a}, ensure_ascii=ascii_only)
+        + "\n</tool_call>"
         for i, a in enumerate(calls)
     )
     cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=20)))
@@ -156,8 +214,16 @@ def test_hostile_arguments_survive_any_cut(
 
 
 def writer_run(parts: list[str], fmt: str, tools: bool, returned: bool, reason: str) -> Any:
-    job = ChatJob(prompt_text="", params=SamplingParams(), control=ThinkingControl(), thinking=True,
-                  reasoning_format=fmt, return_reasoning=returned, tools=tools, include_usage=False)  # fmt: skip
+    job = ChatJob(
+        prompt_text="",
+        params=SamplingParams(),
+        control=ThinkingControl(),
+        thinking=True,
+        reasoning_format=fmt,
+        return_reasoning=returned,
+        tools=tools,
+        include_usage=False,
+    )
     w = ChunkWriter(job, "m")
     deltas = [d for p in parts for d in w.text(p)] + w.finish(reason)
     for d in deltas:

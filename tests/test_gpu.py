@@ -32,9 +32,19 @@ EPYC = (
 )
 
 # llama.cpp's CPU feature names and the /proc/cpuinfo flag each needs (SSE3 is "pni").
-X86_FLAGS = {"SSE3": "pni", "SSSE3": "ssse3", "AVX": "avx", "AVX2": "avx2", "F16C": "f16c",
-             "FMA": "fma", "BMI2": "bmi2", "AVX512": "avx512f", "AVX512_VBMI": "avx512vbmi",
-             "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16"}  # fmt: skip
+X86_FLAGS = {
+    "SSE3": "pni",
+    "SSSE3": "ssse3",
+    "AVX": "avx",
+    "AVX2": "avx2",
+    "F16C": "f16c",
+    "FMA": "fma",
+    "BMI2": "bmi2",
+    "AVX512": "avx512f",
+    "AVX512_VBMI": "avx512vbmi",
+    "AVX512_VNNI": "avx512_vnni",
+    "AVX512_BF16": "avx512_bf16",
+}
 
 
 def dev(index: int, kind: str, free_gib: float, name: str = "") -> Device:
@@ -58,9 +68,22 @@ def meminfo_total() -> int:
 
 def test_cpu_features_of_the_dev_box_string() -> None:
     features = cpu_features(EPYC)
-    assert list(features) == ["SSE3", "SSSE3", "AVX", "AVX2", "F16C", "FMA", "BMI2", "AVX512",
-                              "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16", "LLAMAFILE", "OPENMP",
-                              "REPACK"]  # fmt: skip
+    assert list(features) == [
+        "SSE3",
+        "SSSE3",
+        "AVX",
+        "AVX2",
+        "F16C",
+        "FMA",
+        "BMI2",
+        "AVX512",
+        "AVX512_VBMI",
+        "AVX512_VNNI",
+        "AVX512_BF16",
+        "LLAMAFILE",
+        "OPENMP",
+        "REPACK",
+    ]
     assert all(features.values())
 
 
@@ -76,8 +99,12 @@ def test_cpu_features_skip_other_backends_sections() -> None:
 def test_cpu_features_tolerate_odd_spacing_and_values() -> None:
     text = "  CPU:SSE3=1|AVX2 =  1 |AVX512=0|   SVE_CNT  = 16 | EMPTY = | |\n"
     assert cpu_features(text) == {
-        "SSE3": True, "AVX2": True, "AVX512": False, "SVE_CNT": True, "EMPTY": False,
-    }  # fmt: skip
+        "SSE3": True,
+        "AVX2": True,
+        "AVX512": False,
+        "SVE_CNT": True,
+        "EMPTY": False,
+    }
 
 
 def test_cpu_features_merge_a_repeated_section() -> None:
@@ -90,8 +117,13 @@ def test_cpu_features_merge_a_repeated_section() -> None:
 def test_cpu_features_of_the_pre_registry_format_and_nothing() -> None:
     legacy = "AVX = 1 | AVX_VNNI = 0 | AVX2 = 1 | FMA = 1 | BLAS = 0 | SSE3 = 1 | "
     assert cpu_features(legacy) == {
-        "AVX": True, "AVX_VNNI": False, "AVX2": True, "FMA": True, "BLAS": False, "SSE3": True,
-    }  # fmt: skip
+        "AVX": True,
+        "AVX_VNNI": False,
+        "AVX2": True,
+        "FMA": True,
+        "BLAS": False,
+        "SSE3": True,
+    }
     assert cpu_features("") == {}
     assert cpu_features("CUDA : ARCHS = 890 | ") == {}
 
@@ -224,11 +256,16 @@ def fake_pynvml(gpus: list[tuple[Any, int | None, int | None]], fail_init: bool 
         return types.SimpleNamespace(total=total, free=free, used=total - (free or 0))
 
     return types.SimpleNamespace(
-        NVMLError=NVMLError, NVMLError_NotSupported=NVMLError_NotSupported, calls=calls,
-        nvmlInit=init, nvmlShutdown=lambda: calls.append("shutdown"),
-        nvmlDeviceGetCount=lambda: len(gpus), nvmlDeviceGetHandleByIndex=lambda i: i,
-        nvmlDeviceGetName=lambda i: gpus[i][0], nvmlDeviceGetMemoryInfo=memory,
-    )  # fmt: skip
+        NVMLError=NVMLError,
+        NVMLError_NotSupported=NVMLError_NotSupported,
+        calls=calls,
+        nvmlInit=init,
+        nvmlShutdown=lambda: calls.append("shutdown"),
+        nvmlDeviceGetCount=lambda: len(gpus),
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetName=lambda i: gpus[i][0],
+        nvmlDeviceGetMemoryInfo=memory,
+    )
 
 
 def test_nvml_devices_from_a_driver(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,7 @@ MAY_IMPORT = {
         "edge.server",
         "edge.bench",
         "edge.cli",
-    ),  # fmt: skip
+    ),
 }
 # The engine's internals: only the engine itself (and tests) import these directly.
 ENGINE_INTERNALS = ("edge.engine.core", "edge.engine.text")

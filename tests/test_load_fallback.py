@@ -27,8 +27,16 @@ def limited(args: list[str]) -> list[str]:
     """The CLI under an address-space limit."""
     # One malloc arena per thread reserves 64 MiB of address space each; two keep the
     # process's own share small and steady, so the limit bites on llama.cpp's buffers.
-    return ["bash", "-c", f'ulimit -v {LIMIT_KIB} && MALLOC_ARENA_MAX=2 exec "$@"', "limited",
-            sys.executable, "-m", "edge.cli", *args]  # fmt: skip
+    return [
+        "bash",
+        "-c",
+        f'ulimit -v {LIMIT_KIB} && MALLOC_ARENA_MAX=2 exec "$@"',
+        "limited",
+        sys.executable,
+        "-m",
+        "edge.cli",
+        *args,
+    ]
 
 
 @pytest.mark.slow
@@ -36,8 +44,9 @@ def test_run_retries_with_a_smaller_context_and_says_so(
     model_06b: Path, cli_env: dict[str, str]
 ) -> None:
     args = ["run", "-m", str(model_06b), "--ctx", "32768", "-n", "4", "--no-think", "Hi"]
-    proc = subprocess.run(limited(args), env=cli_env, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        limited(args), env=cli_env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 3, proc.stderr  # 3: cut off by -n 4, i.e. it answered
     assert proc.stdout.strip()
     assert "ran out of memory loading" in proc.stderr and "failed to allocate" in proc.stderr
@@ -49,8 +58,14 @@ def test_run_retries_with_a_smaller_context_and_says_so(
 def test_serve_comes_up_with_a_smaller_plan(model_06b: Path, cli_env: dict[str, str]) -> None:
     port = free_port()
     args = ["serve", "-m", str(model_06b), "--ctx", "32768", "--port", str(port)]
-    proc = subprocess.Popen(limited(args), env=cli_env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        limited(args),
+        env=cli_env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -79,8 +94,12 @@ def test_serve_stops_when_the_model_cannot_load(
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "serve", "-m", str(broken), "--port", str(port)],
-        env=cli_env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=cli_env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _, err = proc.communicate(timeout=WAIT)
     finally:

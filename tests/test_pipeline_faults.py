@@ -83,8 +83,11 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "edge.cli", *args],
-            env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def kill_when(
@@ -122,9 +125,14 @@ def run_limited(
     args: list[str], env: dict[str, str], limit: int
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args], env=env, cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=300, preexec_fn=limited(limit),
-    )  # fmt: skip
+        [sys.executable, "-m", "edge.cli", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limited(limit),
+    )
 
 
 def staged(env: dict[str, str], pattern: str) -> list[Path]:
@@ -408,8 +416,12 @@ def test_a_replace_killed_between_its_renames_keeps_the_old_model(
     """
     settings, gguf = stored_copy
     root = settings.models_dir
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     pid = int(dead.stdout)  # that process has exited
     os.replace(gguf.parent, root / f".trash-m-q8_0-{pid}")
     (root / f".staging-{pid}-1").mkdir()

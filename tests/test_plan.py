@@ -23,14 +23,33 @@ from edge.errors import OutOfMemoryError, UsageError
 # Qwen3-0.6B's tensor sizes, read from the synthetic 0.6b-shaped GGUFs (`edge-qwen bench`
 # makes them): Q8_0 has 28 equal blocks; Q4_K_M gives some layers Q6_K tensors, as llama.cpp's
 # quantizer does. The lm head is tied: the embedding again (+ the 4 KiB output norm).
-QWEN3_06B = ModelInfo(Path("m.gguf"), "Qwen3-0.6B", "Q8_0", layers=28, kv_heads=8, head_dim=128,
-                      ctx_train=40960, weights_bytes=633_495_552, layer_bytes=(16_720_896,) * 28,
-                      embd_bytes=165_306_368, output_bytes=165_310_464)  # fmt: skip
+QWEN3_06B = ModelInfo(
+    Path("m.gguf"),
+    "Qwen3-0.6B",
+    "Q8_0",
+    layers=28,
+    kv_heads=8,
+    head_dim=128,
+    ctx_train=40960,
+    weights_bytes=633_495_552,
+    layer_bytes=(16_720_896,) * 28,
+    embd_bytes=165_306_368,
+    output_bytes=165_310_464,
+)
 _BIG, _SMALL = 9_937_920, 8_856_576
-QWEN3_06B_Q4 = ModelInfo(Path("m.gguf"), "Qwen3-0.6B", "Q4_K_M", layers=28, kv_heads=8,
-                         head_dim=128, ctx_train=40960, weights_bytes=390_753_280,
-                         layer_bytes=(_BIG,) * 3 + (_SMALL, _SMALL, _BIG) * 7 + (_BIG,) * 4,
-                         embd_bytes=127_626_240, output_bytes=127_630_336)  # fmt: skip
+QWEN3_06B_Q4 = ModelInfo(
+    Path("m.gguf"),
+    "Qwen3-0.6B",
+    "Q4_K_M",
+    layers=28,
+    kv_heads=8,
+    head_dim=128,
+    ctx_train=40960,
+    weights_bytes=390_753_280,
+    layer_bytes=(_BIG,) * 3 + (_SMALL, _SMALL, _BIG) * 7 + (_BIG,) * 4,
+    embd_bytes=127_626_240,
+    output_bytes=127_630_336,
+)
 GiB = 1 << 30
 RAM = 16 * GiB
 
@@ -126,8 +145,10 @@ def test_every_card_and_context_gets_a_plan_that_fits(
     whole = info.layers + 1
     assert plan.n_ctx == ctx  # an asked-for context is kept: layers move to RAM instead
     assert plan.vram_bytes <= budget.vram_budget  # never more than is free after headroom
-    fits = {kv: footprint(info, whole, ctx, kv, True).vram <= budget.vram_budget
-            for kv in ("f16", "q8_0")}  # fmt: skip
+    fits = {
+        kv: footprint(info, whole, ctx, kv, True).vram <= budget.vram_budget
+        for kv in ("f16", "q8_0")
+    }
     if fits["f16"]:
         assert (plan.n_gpu_layers, plan.kv_type, plan.notes) == (whole, "f16", ())
     elif fits["q8_0"]:
@@ -190,13 +211,22 @@ def test_no_gpu_and_no_gpu_build_give_a_cpu_plan_without_fuss() -> None:
 
 
 def test_explicit_layers_are_kept_with_a_warning_when_they_look_too_big() -> None:
-    plan = make_plan(QWEN3_06B, Settings(ctx=32768, gpu_layers=99), gpu_offload=True, budget=_card(*CARDS[0]))  # fmt: skip
+    plan = make_plan(
+        QWEN3_06B, Settings(ctx=32768, gpu_layers=99), gpu_offload=True, budget=_card(*CARDS[0])
+    )
     assert plan.n_gpu_layers == 29 and any("if loading fails" in n for n in plan.notes)
-    assert make_plan(QWEN3_06B, Settings(gpu_layers=0), gpu_offload=True, budget=_card(*CARDS[3])).n_gpu_layers == 0  # fmt: skip
+    assert (
+        make_plan(
+            QWEN3_06B, Settings(gpu_layers=0), gpu_offload=True, budget=_card(*CARDS[3])
+        ).n_gpu_layers
+        == 0
+    )
 
 
 def test_little_ram_shrinks_the_context_and_says_so() -> None:
-    plan = make_plan(QWEN3_06B, Settings(ctx=32768), gpu_offload=False, budget=Budget(ram_available=2 * GiB))  # fmt: skip
+    plan = make_plan(
+        QWEN3_06B, Settings(ctx=32768), gpu_offload=False, budget=Budget(ram_available=2 * GiB)
+    )
     assert plan.n_ctx < 32768 and plan.ram_bytes <= 2 * GiB
     assert any("instead of the requested 32768" in n for n in plan.notes), plan.notes
     with pytest.raises(OutOfMemoryError, match="needs at least .* MiB of RAM; 300 MiB"):
@@ -215,16 +245,29 @@ def test_after_running_out_of_memory_each_retry_is_smaller() -> None:
     while (nxt := smaller(QWEN3_06B, plan)) is not None and len(steps) < 20:
         steps.append((nxt.n_gpu_layers, nxt.n_ctx))
         plan = nxt
-    assert steps == [(14, 8192), (7, 8192), (3, 8192), (1, 8192), (0, 8192), (0, 4096),
-                     (0, 2048), (0, 1024), (0, 512)]  # fmt: skip
+    assert steps == [
+        (14, 8192),
+        (7, 8192),
+        (3, 8192),
+        (1, 8192),
+        (0, 8192),
+        (0, 4096),
+        (0, 2048),
+        (0, 1024),
+        (0, 512),
+    ]
     assert plan.notes[-1] == "out of memory at load, so context 512"  # one note, not a pile
 
 
 def test_compute_estimate_follows_the_context_and_flash_attention() -> None:
     # llama.cpp reported these on CPU for the 0.6b shape (n_outputs_max 1): 30.0, 58.0
     # (flash attention) and 154.0, 1106.0 MiB (without) at 4,096 and 32,768 tokens.
-    for ctx, fa, reported in [(4096, True, 30.0), (32768, True, 58.0), (4096, False, 154.0),
-                              (32768, False, 1106.0)]:  # fmt: skip
+    for ctx, fa, reported in [
+        (4096, True, 30.0),
+        (32768, True, 58.0),
+        (4096, False, 154.0),
+        (32768, False, 1106.0),
+    ]:
         estimate = compute_bytes(QWEN3_06B, ctx, fa, 1) / MiB
         assert reported <= estimate <= reported * 1.05 + 2, (ctx, fa, estimate)
 
@@ -245,8 +288,11 @@ def test_compute_estimate_covers_what_llama_cpp_reserves(
     with captured_llama_log() as lines:
         engine = Engine(path, plan, info)
     engine.close()
-    sizes = [float(m.group(1)) for line in lines
-             if (m := re.search(r"CPU compute buffer size = +([\d.]+) MiB", line))]  # fmt: skip
+    sizes = [
+        float(m.group(1))
+        for line in lines
+        if (m := re.search(r"CPU compute buffer size = +([\d.]+) MiB", line))
+    ]
     assert sizes, lines[-20:]
     reported = sizes[-1] * MiB
     estimate = compute_bytes(info, ctx, fa, plan.n_outputs_max)

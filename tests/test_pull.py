@@ -120,7 +120,8 @@ def _wait_for(predicate: Callable[[], bool], what: str, proc: subprocess.Popen[s
     while not predicate():
         if proc.poll() is not None:
             raise AssertionError(
-                f"pull ended (rc {proc.returncode}) before {what}: {proc.stderr.read() if proc.stderr else ''}"
+                f"pull ended (rc {proc.returncode}) before {what}: "
+                f"{proc.stderr.read() if proc.stderr else ''}"
             )
         if time.monotonic() > deadline:
             proc.kill()
@@ -131,8 +132,12 @@ def _wait_for(predicate: Callable[[], bool], what: str, proc: subprocess.Popen[s
 def _start_pull(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "pull", REPO, *args],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _partial_size(env: dict[str, str]) -> int:
@@ -256,9 +261,13 @@ def test_full_disk_keeps_the_store_whole(env: dict[str, str]) -> None:
     # the write fails with EFBIG, as it would with ENOSPC on a full disk.
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli", "pull", REPO, "--quant", "F32"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         preexec_fn=_limit_file_size(100 * 2**20),
-    )  # fmt: skip
+    )
     assert_clean_failure(proc, 1, "Ran out of disk space", "nothing was kept")
     assert [e["name"] for e in stored(env)] == ["qwen3-0.6b-q8_0"]
     assert store_leftovers(env) == []
@@ -267,9 +276,13 @@ def test_full_disk_keeps_the_store_whole(env: dict[str, str]) -> None:
 def test_full_disk_during_download(env: dict[str, str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli", "pull", REPO],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         preexec_fn=_limit_file_size(20 * 2**20),
-    )  # fmt: skip
+    )
     assert_clean_failure(proc, 1, "disk space")
     assert stored(env) == []
 

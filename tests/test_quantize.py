@@ -1,4 +1,5 @@
-"""Quantization through llama.cpp's own quantizer: every output loads, generates, and has the right size."""
+"""Quantization through llama.cpp's own quantizer: every output loads, generates, and has
+the right size."""
 
 from __future__ import annotations
 

@@ -50,8 +50,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Like conftest's cli_env, shared by this module's long-lived servers."""
     home = tmp_path_factory.mktemp("security")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "EDGE_QWEN_"))}
-    return {**clean, "EDGE_QWEN_HOME": str(home / "home"), "HF_HOME": str(home / "hf"),
-            "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    return {
+        **clean,
+        "EDGE_QWEN_HOME": str(home / "home"),
+        "HF_HOME": str(home / "hf"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +184,16 @@ def test_keys_are_what_a_header_can_carry(bind: str, tmp_path: Path) -> None:
 def wrong_keys() -> list[str]:
     """Authorization values that must all fail: every length, every near miss."""
     near = [KEY[:i] for i in range(len(KEY))]  # every prefix, the empty one included
-    near += [KEY + "x", KEY + KEY, "x" + KEY, KEY[1:], KEY[:-1] + chr(ord(KEY[-1]) ^ 1),
-             KEY.swapcase(), "A" * len(KEY), "A" * 4096]  # fmt: skip
+    near += [
+        KEY + "x",
+        KEY + KEY,
+        "x" + KEY,
+        KEY[1:],
+        KEY[:-1] + chr(ord(KEY[-1]) ^ 1),
+        KEY.swapcase(),
+        "A" * len(KEY),
+        "A" * 4096,
+    ]
     values = [f"Bearer {k}".rstrip() for k in near]  # HTTP trims a trailing space anyway
     values += [KEY, f"Basic {KEY}", f"Bearer  {KEY}", f"Bearer {KEY} {KEY}", f"Token {KEY}", ""]
     return values
@@ -220,7 +233,9 @@ def in_thread(options: ServerOptions, log_level: str = "warning") -> Iterator[st
         raise RuntimeError("no model in this test")
 
     app = create_app("no-model", load, options)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level=log_level))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level=log_level)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.config.port}"
@@ -249,8 +264,10 @@ def test_the_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
     with in_thread(ServerOptions(api_key=KEY)) as url:
         for value in (f"Bearer {KEY[:5]}", f"Bearer {KEY}"):
             httpx.get(f"{url}/v1/models", headers={"authorization": value}, timeout=WAIT)
-    assert calls == [(f"Bearer {KEY[:5]}".encode(), f"Bearer {KEY}".encode()),
-                     (f"Bearer {KEY}".encode(), f"Bearer {KEY}".encode())]  # fmt: skip
+    assert calls == [
+        (f"Bearer {KEY[:5]}".encode(), f"Bearer {KEY}".encode()),
+        (f"Bearer {KEY}".encode(), f"Bearer {KEY}".encode()),
+    ]
 
 
 # --- CORS --------------------------------------------------------------------------------
@@ -259,10 +276,13 @@ def test_the_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
 def preflight(url: str, origin: str) -> httpx.Response:
     return httpx.options(
         f"{url}/v1/chat/completions",
-        headers={"origin": origin, "access-control-request-method": "POST",
-                 "access-control-request-headers": "authorization,content-type"},
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type",
+        },
         timeout=WAIT,
-    )  # fmt: skip
+    )
 
 
 def test_cors_is_closed_by_default(plain: str) -> None:
@@ -279,8 +299,9 @@ def test_cors_allows_only_the_named_origins(keyed: str) -> None:
     assert good.headers.get("access-control-allow-origin") == GOOD
     assert "access-control-allow-credentials" not in good.headers
     for origin in (EVIL, GOOD + ".evil.example", "http://good.example:8080", "null"):
-        reply = httpx.get(f"{keyed}/v1/models", headers={"origin": origin, **bearer(KEY)},
-                          timeout=WAIT)  # fmt: skip
+        reply = httpx.get(
+            f"{keyed}/v1/models", headers={"origin": origin, **bearer(KEY)}, timeout=WAIT
+        )
         assert "access-control-allow-origin" not in reply.headers, origin
         assert "access-control-allow-origin" not in preflight(keyed, origin).headers, origin
 
@@ -316,8 +337,10 @@ def _length(data: bytes) -> int:
 
 def test_an_oversized_body_gets_413_before_it_is_sent(plain: str) -> None:
     def head(size: int) -> bytes:
-        return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n").encode()  # fmt: skip
+        return (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+        ).encode()
 
     # Only the headers go out: the answer comes while the server still waits for 8 MiB.
     status, body = raw_request(plain, head(LIMIT + 1))
@@ -343,18 +366,37 @@ def secret_traffic(url: str) -> None:
     msgs = [{"role": "user", "content": PROMPT}]
     ok, wrong = bearer(KEY), bearer(WRONG)
     with httpx.Client(base_url=url, timeout=WAIT) as c:
-        assert c.post("/v1/chat/completions", json={"model": "q", "messages": msgs}, headers=ok).status_code == 200  # fmt: skip
-        with c.stream("POST", "/v1/chat/completions", headers=ok,
-                      json={"model": "q", "messages": msgs, "stream": True}) as streamed:  # fmt: skip
+        assert (
+            c.post(
+                "/v1/chat/completions", json={"model": "q", "messages": msgs}, headers=ok
+            ).status_code
+            == 200
+        )
+        with c.stream(
+            "POST",
+            "/v1/chat/completions",
+            headers=ok,
+            json={"model": "q", "messages": msgs, "stream": True},
+        ) as streamed:
             assert streamed.status_code == 200 and "[DONE]" in streamed.read().decode()
-        assert c.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 4}, headers=ok).status_code == 200  # fmt: skip
-        assert c.post("/v1/chat/completions", json={"messages": msgs}, headers=wrong).status_code == 401  # fmt: skip
+        assert (
+            c.post(
+                "/v1/completions", json={"prompt": PROMPT, "max_tokens": 4}, headers=ok
+            ).status_code
+            == 200
+        )
+        assert (
+            c.post("/v1/chat/completions", json={"messages": msgs}, headers=wrong).status_code
+            == 401
+        )
         assert c.get("/v1/models", headers={"authorization": WRONG}).status_code == 401
         bad = {"model": "q", "messages": msgs, "temperature": PROMPT}
         assert c.post("/v1/chat/completions", json=bad, headers=ok).status_code == 400
         broken = '{"messages": [{"role": "user", "content": "' + PROMPT
         assert c.post("/v1/chat/completions", content=broken, headers=ok).status_code == 400
-        assert c.post("/v1/chat/completions", json={"messages": PROMPT}, headers=ok).status_code == 400  # fmt: skip
+        assert (
+            c.post("/v1/chat/completions", json={"messages": PROMPT}, headers=ok).status_code == 400
+        )
 
 
 def test_no_key_or_prompt_in_the_serve_logs(model: str, env: dict[str, str]) -> None:
@@ -438,7 +480,12 @@ def test_page_allows_only_its_own_script() -> None:
 def test_page_is_served_with_a_strict_policy(plain: str) -> None:
     reply = httpx.get(plain + "/", timeout=WAIT)
     csp = reply.headers["content-security-policy"]
-    for rule in ("default-src 'self'", "object-src 'none'", "frame-ancestors 'none'",
-                 "img-src 'none'", "connect-src 'self'"):  # fmt: skip
+    for rule in (
+        "default-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "img-src 'none'",
+        "connect-src 'self'",
+    ):
         assert rule in csp, (rule, csp)
     assert "unsafe-eval" not in csp and "*" not in csp and "http" not in csp

@@ -22,8 +22,12 @@ def serve(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subproces
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "serve", "--port", str(port), *args],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, alive=lambda: proc.poll() is None)
@@ -83,13 +87,23 @@ def test_every_setting_can_come_from_the_environment_and_a_flag_wins(
 ) -> None:
     # A Docker user changes the server with -e, never by overriding CMD.
     port = free_port()
-    env = {**cli_env, "EDGE_QWEN_MODEL": str(gguf_of("scripted", "Q8_0")),
-           "EDGE_QWEN_PORT": str(port), "EDGE_QWEN_CTX": "1024", "EDGE_QWEN_PARALLEL": "2",
-           "EDGE_QWEN_API_KEY": "s3cret", "EDGE_QWEN_REASONING_FORMAT": "hidden"}  # fmt: skip
+    env = {
+        **cli_env,
+        "EDGE_QWEN_MODEL": str(gguf_of("scripted", "Q8_0")),
+        "EDGE_QWEN_PORT": str(port),
+        "EDGE_QWEN_CTX": "1024",
+        "EDGE_QWEN_PARALLEL": "2",
+        "EDGE_QWEN_API_KEY": "s3cret",
+        "EDGE_QWEN_REASONING_FORMAT": "hidden",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "serve", "--ctx", "2048"],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, alive=lambda: proc.poll() is None)

@@ -218,11 +218,18 @@ def test_errors_have_openai_shape(scripted_server: str) -> None:
     r = post({"messages": HI, "max_tokens": 2040})  # 9 prompt tokens + 2040 > 2048
     assert r.status_code == 400 and error_of(r)["code"] == "context_length_exceeded"
     assert "max_tokens 2040" in error_of(r)["message"]
-    r = httpx.post(f"{scripted_server}/v1/completions", timeout=WAIT,
-                   json={"prompt": "word " * 3000, "stream": True})  # fmt: skip
+    r = httpx.post(
+        f"{scripted_server}/v1/completions",
+        timeout=WAIT,
+        json={"prompt": "word " * 3000, "stream": True},
+    )
     assert r.status_code == 400 and error_of(r)["code"] == "context_length_exceeded"  # not in-band
-    r = httpx.post(f"{scripted_server}/v1/chat/completions", content=b"{not json", timeout=WAIT,
-                   headers={"content-type": "application/json"})  # fmt: skip
+    r = httpx.post(
+        f"{scripted_server}/v1/chat/completions",
+        content=b"{not json",
+        timeout=WAIT,
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 400 and error_of(r)["type"] == "invalid_request_error"
     r = httpx.get(f"{scripted_server}/v1/nope", timeout=WAIT)
     assert r.status_code == 404 and error_of(r)["type"] == "not_found_error"
@@ -238,13 +245,22 @@ def test_models_and_health(scripted_server: str, client: openai.OpenAI) -> None:
 
 
 def test_text_completion(client: openai.OpenAI) -> None:
-    r = client.completions.create(model="x", prompt="<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
-                                  max_tokens=20, temperature=0)  # fmt: skip
+    r = client.completions.create(
+        model="x",
+        prompt="<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+        max_tokens=20,
+        temperature=0,
+    )
     assert r.choices[0].text == "<think>Let me think</think>\n\nHello world"
     assert r.choices[0].finish_reason == "stop"
-    stream = client.completions.create(model="x", prompt="<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
-                                       max_tokens=20, temperature=0, stream=True,
-                                       stream_options={"include_usage": True})  # fmt: skip
+    stream = client.completions.create(
+        model="x",
+        prompt="<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+        max_tokens=20,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert (
         "".join(c.choices[0].text for c in chunks if c.choices)
@@ -258,9 +274,12 @@ def test_json_response_format(gguf_of: Callable[[str, str], Path]) -> None:
         c = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=WAIT)
         schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
         r = c.chat.completions.create(
-            model="x", messages=HI, max_tokens=60, seed=3,  # type: ignore[arg-type]
+            model="x",
+            messages=HI,
+            max_tokens=60,
+            seed=3,  # type: ignore[arg-type]
             response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
-        )  # fmt: skip
+        )
         assert isinstance(json.loads(r.choices[0].message.content or "")["ok"], bool)
 
 
@@ -300,7 +319,7 @@ def test_full_queue_gets_429(gguf_of: Callable[[str, str], Path]) -> None:
                     f"{url}/v1/chat/completions",
                     json={**LONG, "stream": False, "max_tokens": 3},
                     timeout=WAIT,
-                )  # fmt: skip
+                )
             )
             waiting.start()
             deadline = time.monotonic() + WAIT
@@ -332,8 +351,12 @@ def test_api_key_and_body_limit(gguf_of: Callable[[str, str], Path]) -> None:
             == "Hello world"
         )  # type: ignore[arg-type]
         assert httpx.get(f"{url}/health", timeout=WAIT).status_code == 200  # health needs no key
-        r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * 5000}]},
-                       headers={"authorization": "Bearer s3cret"}, timeout=WAIT)  # fmt: skip
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "x" * 5000}]},
+            headers={"authorization": "Bearer s3cret"},
+            timeout=WAIT,
+        )
         assert r.status_code == 413 and error_of(r)["type"] == "invalid_request_error"
 
 
@@ -350,8 +373,16 @@ def test_prometheus_metrics(scripted_server: str, client: openai.OpenAI) -> None
     assert series["edge_queue_depth"] == "0" and series["edge_in_flight"] == "0"
 
 
-TOOLS = [{"type": "function", "function": {"name": "get_time", "description": "The time now",
-                                           "parameters": {"type": "object", "properties": {}}}}]  # fmt: skip
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "The time now",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
+]
 
 
 def test_tool_calls(gguf_of: Callable[[str, str], Path]) -> None:
@@ -375,12 +406,21 @@ def test_tool_calls(gguf_of: Callable[[str, str], Path]) -> None:
         ]  # type: ignore[union-attr]
         assert chunks[-1].choices[0].finish_reason == "tool_calls"
         # The call and its result go back into the conversation, rendered by the template.
-        follow = [*HI, choice.message.model_dump(exclude_none=True),
-                  {"role": "tool", "tool_call_id": call.id, "content": "12:00"}]  # fmt: skip
+        follow = [
+            *HI,
+            choice.message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "12:00"},
+        ]
         again = c.chat.completions.create(model="x", messages=follow, tools=TOOLS, extra_body=off)  # type: ignore[arg-type]
         assert again.choices[0].finish_reason in ("tool_calls", "stop", "length")
-        none = c.chat.completions.create(model="x", messages=HI, tools=TOOLS, tool_choice="none",  # type: ignore[arg-type]
-                                         extra_body=off, max_tokens=20)  # fmt: skip
+        none = c.chat.completions.create(
+            model="x",
+            messages=HI,
+            tools=TOOLS,
+            tool_choice="none",  # type: ignore[arg-type]
+            extra_body=off,
+            max_tokens=20,
+        )
         assert none.choices[0].message.tool_calls is None  # not parsed when tools are off
 
 
@@ -500,8 +540,11 @@ def test_cors_is_closed_unless_origins_are_named(
         url,
         _,
     ):
-        ok = httpx.options(f"{url}/v1/chat/completions", timeout=WAIT,
-                           headers={**preflight, "Origin": "http://home.lan"})  # fmt: skip
+        ok = httpx.options(
+            f"{url}/v1/chat/completions",
+            timeout=WAIT,
+            headers={**preflight, "Origin": "http://home.lan"},
+        )
         assert ok.headers.get("access-control-allow-origin") == "http://home.lan"
         assert "access-control-allow-credentials" not in ok.headers
         evil = httpx.options(f"{url}/v1/chat/completions", headers=preflight, timeout=WAIT)

@@ -49,8 +49,12 @@ def started(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subproc
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", "serve", "--port", str(port), *args],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, alive=lambda: proc.poll() is None)
@@ -108,8 +112,9 @@ class Reader(threading.Thread):
 
     def run(self) -> None:
         try:
-            with httpx.stream("POST", f"{self.url}/v1/chat/completions", json=self.body,
-                              timeout=WAIT) as r:  # fmt: skip
+            with httpx.stream(
+                "POST", f"{self.url}/v1/chat/completions", json=self.body, timeout=WAIT
+            ) as r:
                 self.status = r.status_code
                 for line in r.iter_lines():
                     if line == "data: [DONE]":
@@ -121,8 +126,12 @@ class Reader(threading.Thread):
 
     @property
     def finish_reasons(self) -> list[str]:
-        return [c["finish_reason"] for p in self.payloads for c in p.get("choices", [])
-                if c.get("finish_reason")]  # fmt: skip
+        return [
+            c["finish_reason"]
+            for p in self.payloads
+            for c in p.get("choices", [])
+            if c.get("finish_reason")
+        ]
 
     def wait_for_chunks(self, n: int) -> None:
         deadline = time.monotonic() + WAIT
@@ -194,8 +203,9 @@ def test_drain_ends_streams_with_a_finish_reason_and_refuses_the_rest(
         # Its stream had already answered 200: the refusal comes in-band, then [DONE].
         assert queued_stream.done and queued_stream.finish_reasons == []
         assert queued_stream.payloads[-1]["error"]["type"] == "server_error"
-        late = httpx.post(f"{url}/v1/chat/completions", json={**RUNAWAY, "stream": False},
-                          timeout=WAIT)  # fmt: skip
+        late = httpx.post(
+            f"{url}/v1/chat/completions", json={**RUNAWAY, "stream": False}, timeout=WAIT
+        )
         assert_503(late)
         assert worker.in_flight == 0
 

@@ -67,8 +67,9 @@ def test_the_checks_can_fail() -> None:
     grown = soak.Probe(rss_kib=106_000, hwm_kib=106_000, fds=17, threads=17)
     outcomes = [soak.Outcome("chat", 200, None), soak.Outcome("chat", 500, "HTTP 500")]
     metrics = {'edge_requests_total{status="500"}': 1.0, "edge_generated_tokens_total": 1e6}
-    report = soak._report(outcomes, metrics, probe, grown, [], 1.0,
-                          concurrency=1, parallel=1, mark=1)  # fmt: skip
+    report = soak._report(
+        outcomes, metrics, probe, grown, [], 1.0, concurrency=1, parallel=1, mark=1
+    )
     text = " ".join(report.problems)
     for needle in ("5xx", "bad requests", "RSS grew", "fds grew", "threads grew", "went on"):
         assert needle in text, (needle, text)

@@ -1,4 +1,5 @@
-"""The streaming <tool_call> splitter: a table of answers, then properties over every way to cut one."""
+"""The streaming <tool_call> splitter: a table of answers, then properties over every way
+to cut one."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ Call = tuple[str, str]  # (name, arguments): what must match, ids being random
 
 
 def check_pending(splitter: ToolCallSplitter) -> None:
-    """Outside a block, only a proper prefix of <tool_call> is held (after a call, whitespace too)."""
+    """Outside a block, only a proper prefix of <tool_call> is held (after a call, whitespace
+    too)."""
     if splitter.in_block:
         return
     held = splitter.pending

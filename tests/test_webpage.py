@@ -20,8 +20,16 @@ if CHROMIUM is None and os.environ.get("EDGE_QWEN_REQUIRE_BROWSER"):
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)"
 )
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TIMEOUT_MS = 30_000
 
 
@@ -137,8 +145,13 @@ def test_csp_stops_markup_even_if_the_page_parsed_it(
         seen = _watch(page)
         response = page.goto(url + "/", timeout=TIMEOUT_MS)
         csp = response.headers["content-security-policy"]
-        for rule in ("default-src 'self'", "connect-src 'self'", "img-src 'none'",
-                     "object-src 'none'", "frame-ancestors 'none'"):  # fmt: skip
+        for rule in (
+            "default-src 'self'",
+            "connect-src 'self'",
+            "img-src 'none'",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+        ):
             assert rule in csp, (rule, csp)
         assert "*" not in csp and "http" not in csp and "unsafe-eval" not in csp
         # The page's own script still runs (it fills in the model's name) ...

@@ -56,8 +56,18 @@ def measure(contender: str, model: Path, s: RawSettings, bin_path: Path | None =
         return _llama_bench(bin_path, model, s)
     kind = "llama" if contender == PLAIN else "engine"
     ctx = s.ctx if contender == at_ctx(s.ctx) else 0
-    argv = [sys.executable, "-m", "edge.bench.raw", kind, str(model), str(s.threads),
-            str(ctx), str(int(s.flash_attn)), str(s.pp), str(s.tg)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "edge.bench.raw",
+        kind,
+        str(model),
+        str(s.threads),
+        str(ctx),
+        str(int(s.flash_attn)),
+        str(s.pp),
+        str(s.tg),
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     if out.returncode != 0:
         raise BenchError(f"{contender} failed: {out.stderr.strip()[-2000:]}")
@@ -65,8 +75,25 @@ def measure(contender: str, model: Path, s: RawSettings, bin_path: Path | None =
 
 
 def _llama_bench(binary: Path, model: Path, s: RawSettings) -> dict:
-    argv = [str(binary), "-m", str(model), "-t", str(s.threads), "-fa", str(int(s.flash_attn)),
-            "-p", str(s.pp), "-n", str(s.tg), "-r", "1", "-ngl", "0", "-o", "json"]  # fmt: skip
+    argv = [
+        str(binary),
+        "-m",
+        str(model),
+        "-t",
+        str(s.threads),
+        "-fa",
+        str(int(s.flash_attn)),
+        "-p",
+        str(s.pp),
+        "-n",
+        str(s.tg),
+        "-r",
+        "1",
+        "-ngl",
+        "0",
+        "-o",
+        "json",
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     if out.returncode != 0:
         raise BenchError(f"llama-bench failed: {out.stderr.strip()[-2000:]}")
@@ -88,7 +115,9 @@ def _engine(model: Path, s: RawSettings) -> dict:
     info = read_model_info(model)
 
     def load(ctx: int) -> Engine:
-        plan = make_plan(info, Settings(ctx=max(64, s.ctx or ctx), threads=s.threads, flash_attn=s.flash_attn))  # fmt: skip
+        plan = make_plan(
+            info, Settings(ctx=max(64, s.ctx or ctx), threads=s.threads, flash_attn=s.flash_attn)
+        )
         engine = Engine(model, plan, info)
         # A warm-up, as llama-bench does. What it leaves cached is no prefix of what is
         # measured next (the pp prompt starts with another token; tg's one-token prompt
@@ -102,8 +131,11 @@ def _engine(model: Path, s: RawSettings) -> dict:
     engine.close()
     engine = load(s.tg + 2)
     # Random weights repeat themselves; the loop guard would end the run early.
-    decode = engine.generate([PROMPT_TOKEN], SamplingParams(temperature=0, max_tokens=s.tg + 1),
-                             thinking=ThinkingControl(loop_guard=False))  # fmt: skip
+    decode = engine.generate(
+        [PROMPT_TOKEN],
+        SamplingParams(temperature=0, max_tokens=s.tg + 1),
+        thinking=ThinkingControl(loop_guard=False),
+    )
     stamps = [e.elapsed for e in decode if isinstance(e, TokenEvent)]
     if len(stamps) != s.tg + 1:
         raise BenchError(f"the engine stopped after {len(stamps)} of {s.tg + 1} tokens")
@@ -114,8 +146,15 @@ def _plain(model: Path, s: RawSettings) -> dict:
     from llama_cpp import Llama
 
     def load(ctx: int) -> Llama:
-        llm = Llama(str(model), n_ctx=s.ctx or ctx, n_batch=512, n_threads=s.threads,
-                    n_threads_batch=s.threads, flash_attn=s.flash_attn, verbose=False)  # fmt: skip
+        llm = Llama(
+            str(model),
+            n_ctx=s.ctx or ctx,
+            n_batch=512,
+            n_threads=s.threads,
+            n_threads_batch=s.threads,
+            flash_attn=s.flash_attn,
+            verbose=False,
+        )
         llm.eval([PROMPT_TOKEN] * 8)  # warm-up
         llm.reset()
         return llm

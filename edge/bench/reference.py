@@ -66,7 +66,10 @@ def find(cache: Path | None = None) -> Reference | None:
     return ref if ok else None
 
 
-def ensure(cache: Path | None = None, log: Callable[[str], None] = print) -> Reference:  # noqa: T201
+def ensure(
+    cache: Path | None = None,
+    log: Callable[[str], None] = print,  # noqa: T201
+) -> Reference:
     """The cached build, building it first when missing (minutes, once)."""
     found = find(cache)
     if found is not None:
@@ -91,11 +94,34 @@ def build(cache: Path, log: Callable[[str], None]) -> Reference:
         work = Path(tmp)
         src = _fetch_source(version, work)
         build_dir = work / "build"
-        _run(["cmake", "-S", str(src), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
-              "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-              "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF"])  # fmt: skip
-        _run(["cmake", "--build", str(build_dir), "--config", "Release", "-j",
-              str(os.cpu_count() or 1), "--target", *TARGETS])  # fmt: skip
+        _run(
+            [
+                "cmake",
+                "-S",
+                str(src),
+                "-B",
+                str(build_dir),
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DLLAMA_CURL=OFF",
+                "-DLLAMA_BUILD_TESTS=OFF",
+                "-DLLAMA_BUILD_EXAMPLES=OFF",
+                "-DLLAMA_BUILD_SERVER=ON",
+                "-DBUILD_SHARED_LIBS=OFF",
+            ]
+        )
+        _run(
+            [
+                "cmake",
+                "--build",
+                str(build_dir),
+                "--config",
+                "Release",
+                "-j",
+                str(os.cpu_count() or 1),
+                "--target",
+                *TARGETS,
+            ]
+        )
         staged = work / "bin"
         staged.mkdir()
         for t in TARGETS:
@@ -110,8 +136,21 @@ def build(cache: Path, log: Callable[[str], None]) -> Reference:
 
 def _fetch_source(version: str, work: Path) -> Path:
     """vendor/llama.cpp out of the llama-cpp-python sdist from the package registry."""
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-          "-d", str(work), f"llama-cpp-python=={version}"])  # fmt: skip
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "-d",
+            str(work),
+            f"llama-cpp-python=={version}",
+        ]
+    )
     archives = list(work.glob("llama_cpp_python-*.tar.gz"))
     if not archives:
         raise ReferenceError(

@@ -304,8 +304,15 @@ def _model_targets(s: dict[str, Any]) -> list[Target]:
     return [replace(t, shape=s.get("shape")) for t in verdicts]
 
 
-def _verdict(figure: str, target: str, quant: str, value: float | None, limit: float,
-             at_least: bool, detail: str) -> Target:  # fmt: skip
+def _verdict(
+    figure: str,
+    target: str,
+    quant: str,
+    value: float | None,
+    limit: float,
+    at_least: bool,
+    detail: str,
+) -> Target:
     if value is None:
         return Target(figure, target, quant, None, limit, at_least, None, f"not measured: {detail}")
     met = value >= limit if at_least else value <= limit
@@ -329,24 +336,45 @@ def _stream_decode_target(s: dict[str, Any], limit: float) -> Target:
     ours = _get(s, "stream", OURS, "decode_tps", "median")
     ref = _get(s, "stream", LLAMA_SERVER, "decode_tps", "median")
     detail = f"median {_fmt(ours, '.1f')} vs {_fmt(ref, '.1f')} tok/s"
-    return _verdict("streamed decode tok/s", _bound(True, limit, LLAMA_SERVER), s["quant"],
-                    _ratio(ours, ref), limit, True, detail)  # fmt: skip
+    return _verdict(
+        "streamed decode tok/s",
+        _bound(True, limit, LLAMA_SERVER),
+        s["quant"],
+        _ratio(ours, ref),
+        limit,
+        True,
+        detail,
+    )
 
 
 def _ttft_target(s: dict[str, Any], limit: float) -> Target:
     ours = _get(s, "stream", OURS, "ttft_s", "median")
     ref = _get(s, "stream", LLAMA_SERVER, "ttft_s", "median")
     detail = f"median {_ms(ours)} vs {_ms(ref)} ms"
-    return _verdict("streamed TTFT", _bound(False, limit, LLAMA_SERVER), s["quant"],
-                    _ratio(ours, ref), limit, False, detail)  # fmt: skip
+    return _verdict(
+        "streamed TTFT",
+        _bound(False, limit, LLAMA_SERVER),
+        s["quant"],
+        _ratio(ours, ref),
+        limit,
+        False,
+        detail,
+    )
 
 
 def _aggregate_target(s: dict[str, Any], clients: str, limit: float) -> Target:
     ours = _get(s, "concurrency", OURS, clients, "aggregate_tps")
     ref = _get(s, "concurrency", LLAMA_SERVER, clients, "aggregate_tps")
     detail = f"{_fmt(ours, '.1f')} vs {_fmt(ref, '.1f')} tok/s"
-    return _verdict(f"{clients} clients: aggregate tok/s", _bound(True, limit, LLAMA_SERVER),
-                    s["quant"], _ratio(ours, ref), limit, True, detail)  # fmt: skip
+    return _verdict(
+        f"{clients} clients: aggregate tok/s",
+        _bound(True, limit, LLAMA_SERVER),
+        s["quant"],
+        _ratio(ours, ref),
+        limit,
+        True,
+        detail,
+    )
 
 
 def _concurrency_targets(s: dict[str, Any]) -> list[Target]:
@@ -356,19 +384,37 @@ def _concurrency_targets(s: dict[str, Any]) -> list[Target]:
     ours, ref, py = at4.get(OURS, {}), at4.get(LLAMA_SERVER, {}), at4.get(PY_SERVER, {})
     q = s["quant"]
     agg = [r.get("aggregate_tps") for r in (ours, py)]
-    vs_py = _verdict("4 clients: aggregate tok/s", _bound(True, PY_LIMIT, PY_SERVER), q,
-                     _ratio(agg[0], agg[1]), PY_LIMIT, True,
-                     f"{_fmt(agg[0], '.1f')} vs {_fmt(agg[1], '.1f')} tok/s")  # fmt: skip
+    vs_py = _verdict(
+        "4 clients: aggregate tok/s",
+        _bound(True, PY_LIMIT, PY_SERVER),
+        q,
+        _ratio(agg[0], agg[1]),
+        PY_LIMIT,
+        True,
+        f"{_fmt(agg[0], '.1f')} vs {_fmt(agg[1], '.1f')} tok/s",
+    )
     t95 = [r.get("ttft_p95_s") for r in (ours, ref)]
-    ttft = _verdict("4 clients: TTFT p95", _bound(False, TTFT95_LIMIT, LLAMA_SERVER), q,
-                    _ratio(t95[0], t95[1]), TTFT95_LIMIT, False,
-                    f"{_ms(t95[0])} vs {_ms(t95[1])} ms")  # fmt: skip
+    ttft = _verdict(
+        "4 clients: TTFT p95",
+        _bound(False, TTFT95_LIMIT, LLAMA_SERVER),
+        q,
+        _ratio(t95[0], t95[1]),
+        TTFT95_LIMIT,
+        False,
+        f"{_ms(t95[0])} vs {_ms(t95[1])} ms",
+    )
     at8 = _get(s, "concurrency", OURS, "8") or {}
     lo, hi, errors = at8.get("client_tps_min"), at8.get("client_tps_max"), at8.get("errors")
     spread = _ratio(hi, lo) if errors == 0 else None
-    fair = _verdict("8 clients: fastest / slowest client, no errors", f"≤ {FAIR_LIMIT:.2f}", q,
-                    spread, FAIR_LIMIT, False,
-                    f"{_count(errors)} errors; client tok/s {_fmt(lo, '.1f')}–{_fmt(hi, '.1f')}")  # fmt: skip
+    fair = _verdict(
+        "8 clients: fastest / slowest client, no errors",
+        f"≤ {FAIR_LIMIT:.2f}",
+        q,
+        spread,
+        FAIR_LIMIT,
+        False,
+        f"{_count(errors)} errors; client tok/s {_fmt(lo, '.1f')}–{_fmt(hi, '.1f')}",
+    )
     return [vs_py, ttft, fair]
 
 
@@ -376,8 +422,15 @@ def _bench_decode_target(s: dict[str, Any]) -> Target:
     ours = _get(s, "stream", OURS, "decode_tps", "median")
     ref = _get(s, "raw", LLAMA_BENCH, "tg_tps", "median")
     detail = f"{_fmt(ours, '.1f')} tok/s streamed vs {_fmt(ref, '.1f')} tok/s raw"
-    return _verdict("streamed decode tok/s", _bound(True, BENCH_DECODE_LIMIT, f"{LLAMA_BENCH} tg"),
-                    s["quant"], _ratio(ours, ref), BENCH_DECODE_LIMIT, True, detail)  # fmt: skip
+    return _verdict(
+        "streamed decode tok/s",
+        _bound(True, BENCH_DECODE_LIMIT, f"{LLAMA_BENCH} tg"),
+        s["quant"],
+        _ratio(ours, ref),
+        BENCH_DECODE_LIMIT,
+        True,
+        detail,
+    )
 
 
 def _turn_target(s: dict[str, Any]) -> Target:
@@ -389,8 +442,15 @@ def _turn_target(s: dict[str, Any]) -> Target:
         f"median over {entry.get('repeats', 0)} repeats of turn-N/turn-1 TTFT; "
         f"per-turn medians {first} ms → {last} ms"
     )
-    return _verdict("turn-N TTFT", _bound(False, TURN_LIMIT, "turn 1"), s["quant"],
-                    entry.get("last_over_first"), TURN_LIMIT, False, detail)  # fmt: skip
+    return _verdict(
+        "turn-N TTFT",
+        _bound(False, TURN_LIMIT, "turn 1"),
+        s["quant"],
+        entry.get("last_over_first"),
+        TURN_LIMIT,
+        False,
+        detail,
+    )
 
 
 def _rss_target(s: dict[str, Any]) -> Target:
@@ -400,8 +460,15 @@ def _rss_target(s: dict[str, Any]) -> Target:
         f"peak RSS {_mib(rss)} MiB vs bound {_mib(bound)} MiB "
         f"(GGUF {_mib(s.get('file_bytes'))} + KV {_mib(s.get('kv_bytes'))} + 200)"
     )
-    return _verdict("peak RSS", _bound(False, RSS_LIMIT, "(GGUF + KV + 200 MiB)"), s["quant"],
-                    _ratio(rss, bound), RSS_LIMIT, False, detail)  # fmt: skip
+    return _verdict(
+        "peak RSS",
+        _bound(False, RSS_LIMIT, "(GGUF + KV + 200 MiB)"),
+        s["quant"],
+        _ratio(rss, bound),
+        RSS_LIMIT,
+        False,
+        detail,
+    )
 
 
 # ---------------------------------------------------------------------------- Markdown
@@ -463,8 +530,13 @@ def plot_key(name: str, shape: str | None) -> str:
     return name if shape is None else f"{name}-{shape}"
 
 
-def _shape_section(shape: str | None, models: list[dict[str, Any]], meta: dict[str, Any],
-                   settings: dict[str, Any], plots: dict[str, str]) -> list[str]:  # fmt: skip
+def _shape_section(
+    shape: str | None,
+    models: list[dict[str, Any]],
+    meta: dict[str, Any],
+    settings: dict[str, Any],
+    plots: dict[str, str],
+) -> list[str]:
     parts = []
     suffix = ""
     if shape is not None:
@@ -688,8 +760,9 @@ def _targets_block(verdicts: list[Target], suffix: str = "") -> str:
     if not verdicts:
         return title + "_not measured_"
     headers = ["quant", "figure", "target", "measured", "verdict", "detail"]
-    rows = [[t.quant, t.figure, t.target, _fmt(t.value, ".3f"), _outcome(t), t.detail]
-            for t in verdicts]  # fmt: skip
+    rows = [
+        [t.quant, t.figure, t.target, _fmt(t.value, ".3f"), _outcome(t), t.detail] for t in verdicts
+    ]
     return title + _table(headers, rows)
 
 

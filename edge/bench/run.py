@@ -114,15 +114,20 @@ def _check(opts: BenchOptions) -> None:
     from edge.model.quantize import quant_type
 
     if opts.model is not None and opts.quants:
-        raise UsageError("--quant picks the synthetic model's type; it cannot apply to --model.",
-                         "Give one of them.")  # fmt: skip
+        raise UsageError(
+            "--quant picks the synthetic model's type; it cannot apply to --model.",
+            "Give one of them.",
+        )
     if opts.model is not None and opts.shapes:
-        raise UsageError("--shape picks the synthetic model's shape; it cannot apply to --model.",
-                         "Give one of them.")  # fmt: skip
+        raise UsageError(
+            "--shape picks the synthetic model's shape; it cannot apply to --model.",
+            "Give one of them.",
+        )
     for name in opts.shapes:
         if name not in SHAPES:
-            raise UsageError(f"Unknown benchmark shape {name!r}.",
-                             f"Choose from: {', '.join(SHAPES)}.")  # fmt: skip
+            raise UsageError(
+                f"Unknown benchmark shape {name!r}.", f"Choose from: {', '.join(SHAPES)}."
+            )
     opts.quants = tuple(quant_type(q).name for q in opts.quants)
     opts.shapes = tuple(dict.fromkeys(opts.shapes))  # a repeated --shape runs once
 
@@ -165,17 +170,28 @@ def _flash_attn(group: _Group, opts: BenchOptions) -> bool:
     return make_plan(info, Settings(ctx=opts.ctx, threads=group.threads)).flash_attn
 
 
-def _measure(path: Path, group: _Group, fa: bool, opts: BenchOptions, ref: Any,
-             results: dict[str, Any], log: Log) -> None:  # fmt: skip
+def _measure(
+    path: Path,
+    group: _Group,
+    fa: bool,
+    opts: BenchOptions,
+    ref: Any,
+    results: dict[str, Any],
+    log: Log,
+) -> None:
     """Every figure for one model file, appended to results["models"]."""
     from edge.engine.plan import read_model_info
 
     info = read_model_info(path)
     entry: dict[str, Any] = {
-        "shape": group.shape, "threads": group.threads, "flash_attn": fa,
-        "quant": info.file_type, "path": str(path), "file_bytes": path.stat().st_size,
+        "shape": group.shape,
+        "threads": group.threads,
+        "flash_attn": fa,
+        "quant": info.file_type,
+        "path": str(path),
+        "file_bytes": path.stat().st_size,
         "kv_bytes": int(info.kv_bytes_per_token("f16") * opts.ctx),
-    }  # fmt: skip
+    }
     results["models"].append(entry)
     log(f"— {path.name} ({_threads(group.threads)}): raw engine")
     entry["raw"] = _raw(path, group.threads, opts, fa, ref, log)
@@ -220,19 +236,34 @@ def _served(s: ServerSettings, opts: BenchOptions, llama_server: Path | None, lo
 
 def _single_client(running: list[Server], z: Sizes, log: Log) -> dict:
     log("  streamed requests")
-    stream = servers.interleaved(running, z.stream_rounds, lambda sv, r: _strip(
-        servers.stream_chat(sv, servers.user(f"s{r}"), z.stream_tokens)))  # fmt: skip
+    stream = servers.interleaved(
+        running,
+        z.stream_rounds,
+        lambda sv, r: _strip(servers.stream_chat(sv, servers.user(f"s{r}"), z.stream_tokens)),
+    )
     log("  non-streamed requests")
-    plain = servers.interleaved(running, z.nonstream_rounds, lambda sv, r: servers.plain_chat(
-        sv, servers.user(f"n{r}"), z.stream_tokens))  # fmt: skip
+    plain = servers.interleaved(
+        running,
+        z.nonstream_rounds,
+        lambda sv, r: servers.plain_chat(sv, servers.user(f"n{r}"), z.stream_tokens),
+    )
     log("  multi-turn conversations")
-    turns = servers.interleaved(running, z.turn_repeats, lambda sv, r: servers.multiturn(
-        sv, f"m{r}", z.turns, z.turn_tokens))  # fmt: skip
+    turns = servers.interleaved(
+        running,
+        z.turn_repeats,
+        lambda sv, r: servers.multiturn(sv, f"m{r}", z.turns, z.turn_tokens),
+    )
     return {"stream": stream, "nonstream": plain, "multiturn": turns}
 
 
-def _concurrency(running: list[Server], s: ServerSettings, opts: BenchOptions,
-                 llama_server: Path | None, peaks: dict[str, int], log: Log) -> dict:  # fmt: skip
+def _concurrency(
+    running: list[Server],
+    s: ServerSettings,
+    opts: BenchOptions,
+    llama_server: Path | None,
+    peaks: dict[str, int],
+    log: Log,
+) -> dict:
     z = opts.sizes
     out: dict[str, dict[str, Any]] = {sv.name: {} for sv in running}
     for i, n in enumerate(z.clients):
@@ -245,7 +276,8 @@ def _concurrency(running: list[Server], s: ServerSettings, opts: BenchOptions,
         for sv in running[k:] + running[:k]:
             got = servers.concurrent(sv, f"c{n}", n, z.client_tokens)
             log(
-                f"  {sv.name}, {n} clients: {got['aggregate_tps']:.1f} tok/s, {got['errors']} errors"
+                f"  {sv.name}, {n} clients: "
+                f"{got['aggregate_tps']:.1f} tok/s, {got['errors']} errors"
             )
             out[sv.name][str(n)] = got
     return out
@@ -286,19 +318,19 @@ def _meta(opts: BenchOptions, ref: Any) -> dict[str, Any]:
             "cores": os.cpu_count(),
             "ram_gib": _ram_gib(),
             "os": platform.platform(),
-        },  # fmt: skip
+        },
         "versions": {
             "edge_qwen": __version__,
             "llama_cpp_python": llama_cpp_version(),
             "python": platform.python_version(),
             "reference": f"llama.cpp vendored in llama-cpp-python {ref.version}" if ref else None,
-        },  # fmt: skip
+        },
         "shapes": {},  # name -> what it stands for; threads and flash_attn are per model
         "settings": {
             "ctx": opts.ctx,
             "kv_type": "f16",
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(z).items()},
-        },  # fmt: skip
+        },
     }
 
 

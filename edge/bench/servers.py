@@ -95,35 +95,63 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def command(name: str, s: ServerSettings, port: int, llama_server: Path | None,
-            parallel: int = 1) -> list[str]:  # fmt: skip
+def command(
+    name: str, s: ServerSettings, port: int, llama_server: Path | None, parallel: int = 1
+) -> list[str]:
     """The command line that starts `name` with the shared settings."""
-    t, c = str(s.threads), str(s.ctx)
+    t, c, fa = str(s.threads), str(s.ctx), s.flash_attn
     if name == OURS:
-        return [sys.executable, "-m", "edge.cli", "serve", "-m", str(s.model), "--port", str(port),
-                "--ctx", c, "--threads", t, "--flash-attn" if s.flash_attn else "--no-flash-attn",
-                "--parallel", str(parallel)]  # fmt: skip
+        head = [sys.executable, "-m", "edge.cli", "serve", "-m", str(s.model)]
+        flags = {"--port": port, "--ctx": c, "--threads": t, "--parallel": parallel}
+        return [*head, *_pairs(flags), "--flash-attn" if fa else "--no-flash-attn"]
     if name == LLAMA_SERVER:
         assert llama_server is not None
-        return [str(llama_server), "-m", str(s.model), "--host", "127.0.0.1", "--port", str(port),
-                "-c", c, "-t", t, "-tb", t, "-fa", "on" if s.flash_attn else "off", "--jinja",
-                "-np", str(parallel), "--no-webui"]  # fmt: skip
+        flags = {
+            "-m": s.model,
+            "--host": "127.0.0.1",
+            "--port": port,
+            "-c": c,
+            "-t": t,
+            "-tb": t,
+            "-fa": "on" if fa else "off",
+            "-np": parallel,
+        }
+        return [str(llama_server), *_pairs(flags), "--jinja", "--no-webui"]
     if name == PY_SERVER:
-        return [sys.executable, "-m", "llama_cpp.server", "--model", str(s.model), "--host",
-                "127.0.0.1", "--port", str(port), "--n_ctx", c, "--n_threads", t,
-                "--n_threads_batch", t, "--n_batch", "512", "--flash_attn", str(s.flash_attn)]  # fmt: skip
+        head = [sys.executable, "-m", "llama_cpp.server"]
+        flags = {
+            "--model": s.model,
+            "--host": "127.0.0.1",
+            "--port": port,
+            "--n_ctx": c,
+            "--n_threads": t,
+            "--n_threads_batch": t,
+            "--n_batch": 512,
+            "--flash_attn": fa,
+        }
+        return [*head, *_pairs(flags)]
     raise ValueError(name)
 
 
-def start(name: str, s: ServerSettings, log_dir: Path, llama_server: Path | None = None,
-          parallel: int = 1) -> Server:  # fmt: skip
+def _pairs(flags: dict[str, object]) -> list[str]:
+    """`{"--port": 8000}` → `["--port", "8000"]`."""
+    return [part for flag, value in flags.items() for part in (flag, str(value))]
+
+
+def start(
+    name: str, s: ServerSettings, log_dir: Path, llama_server: Path | None = None, parallel: int = 1
+) -> Server:
     """Start a server and wait until it answers a one-token request (model loaded, pages in)."""
     port = free_port()
     log = log_dir / f"{name.replace(' ', '-')}-{port}.log"
     env = {**os.environ, "EDGE_QWEN_API_KEY": ""}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(command(name, s, port, llama_server, parallel), stdout=out,
-                                stderr=subprocess.STDOUT, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            command(name, s, port, llama_server, parallel),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     server = Server(name, proc, port, log, {"loop_guard": False} if name == OURS else {})
     try:
         _wait_ready(server)
@@ -154,8 +182,14 @@ def _wait_ready(server: Server, limit: float = 180) -> None:
 
 
 def _body(server: Server, messages: list[dict[str, str]], max_tokens: int, stream: bool) -> dict:
-    body: dict[str, Any] = {"model": "bench", "messages": messages, "max_tokens": max_tokens,
-                            "temperature": 0, "logit_bias": BANNED, "stream": stream}  # fmt: skip
+    body: dict[str, Any] = {
+        "model": "bench",
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "logit_bias": BANNED,
+        "stream": stream,
+    }
     if stream:
         body["stream_options"] = {"include_usage": True}
     return {**body, **server.extra}
@@ -167,8 +201,12 @@ def stream_chat(server: Server, messages: list[dict[str, str]], max_tokens: int)
     text: list[str] = []
     usage: dict[str, Any] = {}
     start = time.perf_counter()
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions",
-                      json=_body(server, messages, max_tokens, True), timeout=TIMEOUT) as r:  # fmt: skip
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/chat/completions",
+        json=_body(server, messages, max_tokens, True),
+        timeout=TIMEOUT,
+    ) as r:
         if r.status_code != 200:
             raise BenchError(f"{server.name} answered {r.status_code}: {r.read()[:300]!r}")
         for line in r.iter_lines():
@@ -188,16 +226,25 @@ def stream_chat(server: Server, messages: list[dict[str, str]], max_tokens: int)
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     tokens = int(usage.get("completion_tokens") or len(stamps))
     span = stamps[-1] - stamps[0]
-    return {"ttft_s": stamps[0] - start, "itl_s": gaps, "total_s": end - start, "tokens": tokens,
-            "chunks": len(stamps), "decode_tps": (len(stamps) - 1) / span if span > 0 else 0.0,
-            "text": "".join(text)}  # fmt: skip
+    return {
+        "ttft_s": stamps[0] - start,
+        "itl_s": gaps,
+        "total_s": end - start,
+        "tokens": tokens,
+        "chunks": len(stamps),
+        "decode_tps": (len(stamps) - 1) / span if span > 0 else 0.0,
+        "text": "".join(text),
+    }
 
 
 def plain_chat(server: Server, messages: list[dict[str, str]], max_tokens: int) -> dict:
     """The same request without streaming: the first visible text is the whole answer."""
     start = time.perf_counter()
-    r = httpx.post(f"{server.url}/v1/chat/completions",
-                   json=_body(server, messages, max_tokens, False), timeout=TIMEOUT)  # fmt: skip
+    r = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json=_body(server, messages, max_tokens, False),
+        timeout=TIMEOUT,
+    )
     total = time.perf_counter() - start
     if r.status_code != 200:
         raise BenchError(f"{server.name} answered {r.status_code}: {r.text[:300]}")
@@ -245,9 +292,16 @@ def concurrent(server: Server, tag: str, clients: int, max_tokens: int) -> dict:
     tokens = sum(r["tokens"] for r in done)
     # Each client's own rate, request sent to last token: a client kept waiting shows here.
     rates = [r["tokens"] / r["total_s"] for r in done if r["total_s"] > 0]
-    return {"aggregate_tps": tokens / wall, "ttft_s": [r["ttft_s"] for r in done], "client_tps": rates,
-            "errors": clients - len(done), "requests": clients, "wall_s": wall, "tokens": tokens,
-            "error_messages": errors[:3]}  # fmt: skip
+    return {
+        "aggregate_tps": tokens / wall,
+        "ttft_s": [r["ttft_s"] for r in done],
+        "client_tps": rates,
+        "errors": clients - len(done),
+        "requests": clients,
+        "wall_s": wall,
+        "tokens": tokens,
+        "error_messages": errors[:3],
+    }
 
 
 def interleaved(servers: list[Server], rounds: int, fn: Callable[[Server, int], Any]) -> dict:

@@ -131,7 +131,11 @@ class Conversation:
 def sampling_for(thinking: bool, opts: TurnOptions) -> SamplingParams:
     """Qwen's recommended sampling for the mode, overridden by whatever was given."""
     base = sampling_defaults(thinking)
-    pick = lambda name: getattr(opts, name) if getattr(opts, name) is not None else base[name]  # noqa: E731
+
+    def pick(name: str) -> float:
+        given = getattr(opts, name)
+        return base[name] if given is None else given
+
     return SamplingParams(
         temperature=float(pick("temperature")),
         top_p=float(pick("top_p")),

@@ -128,7 +128,8 @@ def content_text(content: Any) -> str:
         return content
     if not isinstance(content, (list, tuple)):
         raise UsageError(
-            f"Message content must be a string or a list of text parts, not {type(content).__name__}.",
+            "Message content must be a string or a list of text parts, "
+            f"not {type(content).__name__}.",
             'Send a string, or parts like [{"type": "text", "text": "..."}].',
         )
     return "\n".join(_part_text(part) for part in content)
@@ -277,7 +278,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return float(value)
     raise UsageError(
-        f"Chat messages, tools and template variables must be JSON data, not {type(value).__name__}.",
+        "Chat messages, tools and template variables must be JSON data, "
+        f"not {type(value).__name__}.",
         "Convert objects to dicts, lists, strings and numbers first.",
     )
 

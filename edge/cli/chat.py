@@ -107,13 +107,22 @@ def run(
 
     text = _read_prompt(prompt)
     conv = _open_conversation(
-        think, system, model=model, ctx=ctx, threads=threads, kv=kv,
-        flash_attn=flash_attn, gpu_layers=gpu_layers,
-    )  # fmt: skip
+        think,
+        system,
+        model=model,
+        ctx=ctx,
+        threads=threads,
+        kv=kv,
+        flash_attn=flash_attn,
+        gpu_layers=gpu_layers,
+    )
     opts = _turn_options(
-        temperature=temperature, max_tokens=max_tokens, seed=seed,
-        thinking_budget=thinking_budget, loop_guard=loop_guard,
-    )  # fmt: skip
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        thinking_budget=thinking_budget,
+        loop_guard=loop_guard,
+    )
     try:
         finish = run_once(conv, text, opts, show_thinking=show_thinking, as_json=as_json)
     finally:
@@ -149,13 +158,22 @@ def chat(
     from edge.cli.repl import ChatLoop
 
     conv = _open_conversation(
-        think, system, model=model, ctx=ctx, threads=threads, kv=kv,
-        flash_attn=flash_attn, gpu_layers=gpu_layers,
-    )  # fmt: skip
+        think,
+        system,
+        model=model,
+        ctx=ctx,
+        threads=threads,
+        kv=kv,
+        flash_attn=flash_attn,
+        gpu_layers=gpu_layers,
+    )
     opts = _turn_options(
-        temperature=temperature, max_tokens=max_tokens, seed=seed,
-        thinking_budget=thinking_budget, loop_guard=loop_guard,
-    )  # fmt: skip
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        thinking_budget=thinking_budget,
+        loop_guard=loop_guard,
+    )
     try:
         ChatLoop(conv, opts, show_thinking=show_thinking).run()
     finally:

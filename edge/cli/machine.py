@@ -81,10 +81,18 @@ def bench(
         raise UsageError(f"No GGUF file at {model}.", "Give the path of a .gguf file.")
     cfg = settings(threads=threads)
     opts = BenchOptions(
-        out=out, quick=quick, quants=tuple(quant or ()), shapes=tuple(shape or ()),
-        model=model, threads=cfg.threads, ctx=ctx, flash_attn=flash_attn,
-        reference=reference, markdown=markdown, cache=cfg.home / "bench",
-    )  # fmt: skip
+        out=out,
+        quick=quick,
+        quants=tuple(quant or ()),
+        shapes=tuple(shape or ()),
+        model=model,
+        threads=cfg.threads,
+        ctx=ctx,
+        flash_attn=flash_attn,
+        reference=reference,
+        markdown=markdown,
+        cache=cfg.home / "bench",
+    )
     run(opts, say)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))
 
@@ -110,8 +118,15 @@ def doctor(
     """
     from edge.engine.doctor import render, report
 
-    cfg = settings(model=model, ctx=ctx, threads=threads, kv=kv, flash_attn=flash_attn,
-                   gpu_layers=gpu_layers, parallel=parallel)  # fmt: skip
+    cfg = settings(
+        model=model,
+        ctx=ctx,
+        threads=threads,
+        kv=kv,
+        flash_attn=flash_attn,
+        gpu_layers=gpu_layers,
+        parallel=parallel,
+    )
     data, problems, warnings = report(cfg)
     if as_json:
         typer.echo(json.dumps({**data, "problems": problems, "warnings": warnings}, indent=2))

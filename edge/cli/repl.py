@@ -208,7 +208,8 @@ class ChatLoop:
                 raise _usage(f"{name} needs a file name, e.g. {name} chat.json")
             getattr(self.conv, name[1:])(Path(arg).expanduser())
             print(
-                f"{'saved to' if name == '/save' else 'loaded'} {arg} ({len(self.conv.messages)} messages)",
+                f"{'saved to' if name == '/save' else 'loaded'} {arg} "
+                f"({len(self.conv.messages)} messages)",
                 file=sys.stderr,
             )
         elif name == "/stats":

@@ -65,21 +65,35 @@ def serve(
     from edge.server.lifecycle import serve_forever
 
     cfg = settings(
-        model=model, host=host, port=port, lan=lan, api_key=api_key, no_auth=no_auth,
-        max_queue=max_queue, parallel=parallel, reasoning_format=reasoning_format,
+        model=model,
+        host=host,
+        port=port,
+        lan=lan,
+        api_key=api_key,
+        no_auth=no_auth,
+        max_queue=max_queue,
+        parallel=parallel,
+        reasoning_format=reasoning_format,
         cors_origins=tuple(cors_origin) if cors_origin else None,
-        ctx=ctx, threads=threads, kv=kv, flash_attn=flash_attn, gpu_layers=gpu_layers,
-    )  # fmt: skip
+        ctx=ctx,
+        threads=threads,
+        kv=kv,
+        flash_attn=flash_attn,
+        gpu_layers=gpu_layers,
+    )
     cfg = cfg.model_copy(update={"parallel": cfg.parallel or DEFAULT_PARALLEL})
     bind = "0.0.0.0" if cfg.lan and cfg.host == "127.0.0.1" else cfg.host
     key = server_key(bind, cfg.api_key, lan=cfg.lan, no_auth=cfg.no_auth, home=cfg.home, say=say)
     path, info, plan = plan_model(cfg)
     model_id = path.parent.name if path.name == "model.gguf" else path.stem
     options = ServerOptions(
-        api_key=key, max_queue=cfg.max_queue, reasoning_format=cfg.reasoning_format,
-        cors_origins=cfg.cors_origins, max_body_bytes=cfg.max_body_bytes,
+        api_key=key,
+        max_queue=cfg.max_queue,
+        reasoning_format=cfg.reasoning_format,
+        cors_origins=cfg.cors_origins,
+        max_body_bytes=cfg.max_body_bytes,
         body_timeout_s=cfg.body_timeout_s,
-    )  # fmt: skip
+    )
 
     def load() -> tuple[Engine, ChatTemplate]:
         template = ChatTemplate.from_gguf(path)  # first: it is quick, and fails fast

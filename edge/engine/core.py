@@ -136,8 +136,10 @@ class Engine:
         if need > self.plan.n_ctx:
             asked = f" plus max_tokens {max_tokens}" if max_tokens else ""
             raise ContextOverflowError(
-                f"The prompt is {len(prompt)} tokens{asked} but the context holds {self.plan.n_ctx}.",
-                "Shorten the conversation (/reset in chat), ask for fewer tokens, or use a larger --ctx.",
+                f"The prompt is {len(prompt)} tokens{asked} "
+                f"but the context holds {self.plan.n_ctx}.",
+                "Shorten the conversation (/reset in chat), ask for fewer tokens, "
+                "or use a larger --ctx.",
             )
 
     def submit(self, job: Job, inbox: Inbox) -> Ticket:
@@ -158,9 +160,13 @@ class Engine:
         return waiting.ticket
 
     def generate(
-        self, prompt: list[int], params: SamplingParams, *,
-        thinking: ThinkingControl | None = None, in_think: bool = False,
-    ) -> Iterator[Event]:  # fmt: skip
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        *,
+        thinking: ThinkingControl | None = None,
+        in_think: bool = False,
+    ) -> Iterator[Event]:
         """Run one job on this thread (`edge.engine.seam.generate`)."""
         return generate(self, Job(prompt, params, thinking or ThinkingControl(), in_think))
 
@@ -209,7 +215,9 @@ class Engine:
         finally:
             self._shut()
 
-    def _loop(self) -> None:
+    # C901 exceptions: the scheduler's loop and step each read best as one sequence of
+    # phases on the one thread that owns the context; split, their invariants scatter.
+    def _loop(self) -> None:  # noqa: C901
         while True:
             with self._wake:
                 while not (self._closing or self._waiting or self._forget_idle or self._active()):
@@ -330,7 +338,7 @@ class Engine:
         slot.tokens, slot.cached, slot.admitted = prompt[:keep], keep, self._admissions
         slot.feed = list(prompt[keep:])
 
-    def _step(self) -> None:
+    def _step(self) -> None:  # noqa: C901  (see _loop)
         for slot in self._active():
             if slot.ticket is not None and slot.ticket.cancelled:
                 self._retire(slot, "cancelled")
@@ -465,7 +473,8 @@ class Engine:
         if isinstance(outcome, EdgeError):
             self._out.append((ticket, outcome))
             return
-        for event in state.finish(outcome, len(ticket.job.prompt), slot.cached):  # type: ignore[arg-type]
+        n_prompt = len(ticket.job.prompt)
+        for event in state.finish(outcome, n_prompt, slot.cached):  # type: ignore[arg-type]
             self._out.append((ticket, event))
 
 
@@ -550,8 +559,12 @@ class _Batch:
     def add_all(self, tokens: list[int], pos: int, seq: int, logits_last: bool) -> None:
         raw, i = self.raw, self.n
         token, position, n_seq, seq_id, logits = (
-            raw.token, raw.pos, raw.n_seq_id, raw.seq_id, raw.logits
-        )  # fmt: skip
+            raw.token,
+            raw.pos,
+            raw.n_seq_id,
+            raw.seq_id,
+            raw.logits,
+        )
         last = len(tokens) - 1
         for k, t in enumerate(tokens):
             token[i] = t
@@ -708,8 +721,11 @@ def build_sampler(vocab: Vocab, p: SamplingParams, fast_greedy: bool = True) -> 
             biases[i].token, biases[i].bias = token, bias
         stages.append(lib.llama_sampler_init_logit_bias(vocab.n_vocab, len(biases), biases))
     if penalties:
-        stages.append(lib.llama_sampler_init_penalties(
-            vocab.n_vocab, 64, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))  # fmt: skip
+        stages.append(
+            lib.llama_sampler_init_penalties(
+                vocab.n_vocab, 64, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
+            )
+        )
     if grammar is not None:
         made = lib.llama_sampler_init_grammar(vocab.ptr, grammar.encode("utf-8"), b"root")
         if not made:
@@ -717,20 +733,26 @@ def build_sampler(vocab: Vocab, p: SamplingParams, fast_greedy: bool = True) -> 
                 free_sampler(stage)
             raise UsageError("The grammar could not be parsed.")
         stages.append(made)
-    if p.temperature <= 0:
-        stages.append(lib.llama_sampler_init_greedy())
-    else:
-        if p.top_k > 0:
-            stages.append(lib.llama_sampler_init_top_k(p.top_k))
-        stages.append(lib.llama_sampler_init_top_p(p.top_p, 1))
-        stages.append(lib.llama_sampler_init_min_p(p.min_p, 1))
-        stages.append(lib.llama_sampler_init_temp(p.temperature))
-        seed = p.seed if p.seed is not None else time.time_ns() & 0xFFFFFFFF
-        stages.append(lib.llama_sampler_init_dist(seed))
+    stages += _choosing_stages(lib, p)
     chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
     for stage in stages:  # the chain owns its stages from here on
         lib.llama_sampler_chain_add(chain, stage)
     return chain
+
+
+def _choosing_stages(lib: Any, p: SamplingParams) -> list[Any]:
+    """The chain's last stages, which pick the token: greedy, or top-k, top-p, min-p,
+    temperature and a seeded draw."""
+    if p.temperature <= 0:
+        return [lib.llama_sampler_init_greedy()]
+    seed = p.seed if p.seed is not None else time.time_ns() & 0xFFFFFFFF
+    return [
+        *([lib.llama_sampler_init_top_k(p.top_k)] if p.top_k > 0 else []),
+        lib.llama_sampler_init_top_p(p.top_p, 1),
+        lib.llama_sampler_init_min_p(p.min_p, 1),
+        lib.llama_sampler_init_temp(p.temperature),
+        lib.llama_sampler_init_dist(seed),
+    ]
 
 
 def free_sampler(sampler: Any) -> None:

@@ -19,7 +19,8 @@ from edge.errors import EdgeError
 
 CUDA_INSTALL_HINT = (
     'reinstall with CUDA: CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall '
-    "--no-cache-dir --no-binary llama-cpp-python llama-cpp-python==<version> (README: Install with CUDA)"
+    "--no-cache-dir --no-binary llama-cpp-python llama-cpp-python==<version> "
+    "(README: Install with CUDA)"
 )
 
 
@@ -50,13 +51,17 @@ def report(settings: Settings) -> tuple[dict[str, Any], list[str], list[str]]:
     }
     gpu_backends = [b for b in build["backends"] if b not in ("CPU", "BLAS", "RPC")]
     if gpu_backends and not gpus:
-        warnings.append(f"this llama.cpp build has {', '.join(gpu_backends)} but found no GPU it "
-                        "can use (no GPU, or its driver is missing or older than the toolkit the "
-                        "build used), so everything runs on the CPU")  # fmt: skip
+        warnings.append(
+            f"this llama.cpp build has {', '.join(gpu_backends)} but found no GPU it "
+            "can use (no GPU, or its driver is missing or older than the toolkit the "
+            "build used), so everything runs on the CPU"
+        )
     elif nvidia and not build["gpu_offload"]:
         names = ", ".join(d.description for d in nvidia)
-        warnings.append(f"NVIDIA GPU found ({names}) but this llama.cpp build cannot offload to "
-                        f"it, so everything runs on the CPU: {CUDA_INSTALL_HINT}")  # fmt: skip
+        warnings.append(
+            f"NVIDIA GPU found ({names}) but this llama.cpp build cannot offload to "
+            f"it, so everything runs on the CPU: {CUDA_INSTALL_HINT}"
+        )
     try:
         data["plan"] = _plan(settings)
     except EdgeError as exc:
@@ -87,15 +92,16 @@ def plan_data(path: Path, info: ModelInfo, plan: Plan) -> dict[str, Any]:
             **asdict(plan.budget),
             "vram_headroom": plan.budget.vram_headroom,
             "vram_budget": plan.budget.vram_budget,
-        },  # fmt: skip
+        },
         "arithmetic": arithmetic(info, plan),
     }
 
 
 def arithmetic(info: ModelInfo, plan: Plan) -> dict[str, Any]:
     """Every term of the plan's memory, as doctor prints it."""
-    fp = footprint(info, plan.n_gpu_layers, plan.n_ctx, plan.kv_type, plan.flash_attn,
-                   plan.n_outputs_max)  # fmt: skip
+    fp = footprint(
+        info, plan.n_gpu_layers, plan.n_ctx, plan.kv_type, plan.flash_attn, plan.n_outputs_max
+    )
     blocks = info.block_bytes()
     on_gpu = min(plan.n_gpu_layers, info.layers)
     return {
@@ -125,12 +131,16 @@ def render(data: dict[str, Any]) -> list[str]:
         f"RAM available: {_mib(ram) if ram else 'unknown'}",
     ]
     for g in data["gpus"]:
-        lines.append(f"GPU {g['name']}: {g['description']} · {_mib(g['free_bytes'])} free of "
-                     f"{_mib(g['total_bytes'])}")  # fmt: skip
+        lines.append(
+            f"GPU {g['name']}: {g['description']} · {_mib(g['free_bytes'])} free of "
+            f"{_mib(g['total_bytes'])}"
+        )
     if not data["gpus"]:
         seen = data["nvml"]["devices"]
-        lines.append("GPU: none that this build can use" + (
-            f" (NVML sees {', '.join(d['description'] for d in seen)})" if seen else ""))  # fmt: skip
+        lines.append(
+            "GPU: none that this build can use"
+            + (f" (NVML sees {', '.join(d['description'] for d in seen)})" if seen else "")
+        )
     lines.append(f"store: {data['store']} ({len(data['models'])} models)")
     lines.append(render_settings(data["settings"]))
     if "plan" in data:
@@ -150,32 +160,47 @@ def render_settings(shown: dict[str, Any]) -> str:
 
 def render_plan(plan: dict[str, Any]) -> list[str]:
     """The plan's lines: where each part goes and what it costs."""
-    a, budget = plan["arithmetic"], Budget(**{k: plan["budget"][k] for k in (
-        "gpu", "vram_total", "vram_free", "ram_available")})  # fmt: skip
+    a, budget = (
+        plan["arithmetic"],
+        Budget(
+            **{k: plan["budget"][k] for k in ("gpu", "vram_total", "vram_free", "ram_available")}
+        ),
+    )
     lines = [f"plan: {plan['summary']}", f"  model: {plan['model']}"]
     kv_on = {(True, False): "GPU", (False, True): "RAM"}.get((a["gpu_kv"] > 0, a["ram_kv"] > 0))
     where = kv_on or f"{_mib(a['gpu_kv'])} GPU + {_mib(a['ram_kv'])} RAM"
-    lines.append(f"  layers: {plan['layers']} × {_mib(a['bytes_per_layer'])}, "
-                 f"{a['layers_on_gpu']} of them on the GPU")  # fmt: skip
+    lines.append(
+        f"  layers: {plan['layers']} × {_mib(a['bytes_per_layer'])}, "
+        f"{a['layers_on_gpu']} of them on the GPU"
+    )
     if a["output_on_gpu"]:
         output = f"{_mib(a['output_layer_bytes'])} on the GPU" + (
-            " (a copy of the tied embedding)" if a["output_tied"] else "")  # fmt: skip
+            " (a copy of the tied embedding)" if a["output_tied"] else ""
+        )
     else:
         output = "the token embedding (tied)" if a["output_tied"] else _mib(a["output_layer_bytes"])
         output += " in RAM"
-    lines.append(f"  output layer: {output}; token embedding {_mib(a['token_embedding_bytes'])} "
-                 "in RAM (llama.cpp keeps the input layer there)")  # fmt: skip
-    lines.append(f"  KV cache: {a['kv_bytes_per_token'] / 1024:.0f} KiB/token × {plan['n_ctx']} "
-                 f"tokens = {_mib(a['gpu_kv'] + a['ram_kv'])} ({plan['kv_type']}, {where})")  # fmt: skip
+    lines.append(
+        f"  output layer: {output}; token embedding {_mib(a['token_embedding_bytes'])} "
+        "in RAM (llama.cpp keeps the input layer there)"
+    )
+    lines.append(
+        f"  KV cache: {a['kv_bytes_per_token'] / 1024:.0f} KiB/token × {plan['n_ctx']} "
+        f"tokens = {_mib(a['gpu_kv'] + a['ram_kv'])} ({plan['kv_type']}, {where})"
+    )
     lines.append(f"  compute buffers: {_mib(a['gpu_compute'])} GPU + {_mib(a['ram_compute'])} RAM")
     if a["layers_on_gpu"] or a["output_on_gpu"]:
-        lines.append(f"  VRAM: {_mib(a['gpu_weights'])} weights + {_mib(a['gpu_kv'])} KV + "
-                     f"{_mib(a['gpu_compute'])} compute = {_mib(a['vram_bytes'])} of "
-                     f"{_mib(budget.vram_budget)} usable ({_mib(budget.vram_free)} free − "
-                     f"{_mib(budget.vram_headroom)} headroom)")  # fmt: skip
-    lines.append(f"  RAM: {_mib(a['ram_weights'])} weights + {_mib(a['ram_kv'])} KV + "
-                 f"{_mib(a['ram_compute'])} compute + runtime = {_mib(a['ram_bytes'])}"
-                 + (f" of {_mib(budget.ram_available)} available" if budget.ram_available else ""))  # fmt: skip
+        lines.append(
+            f"  VRAM: {_mib(a['gpu_weights'])} weights + {_mib(a['gpu_kv'])} KV + "
+            f"{_mib(a['gpu_compute'])} compute = {_mib(a['vram_bytes'])} of "
+            f"{_mib(budget.vram_budget)} usable ({_mib(budget.vram_free)} free − "
+            f"{_mib(budget.vram_headroom)} headroom)"
+        )
+    lines.append(
+        f"  RAM: {_mib(a['ram_weights'])} weights + {_mib(a['ram_kv'])} KV + "
+        f"{_mib(a['ram_compute'])} compute + runtime = {_mib(a['ram_bytes'])}"
+        + (f" of {_mib(budget.ram_available)} available" if budget.ram_available else "")
+    )
     return lines
 
 

@@ -146,7 +146,8 @@ class Plan:
         return self.n_parallel
 
     def describe(self, info: ModelInfo) -> str:
-        """One line, e.g. `Qwen3-0.6B Q8_0 · CPU, 2 threads · ctx 8192 · KV f16 (896 MiB) · 610 MiB`."""
+        """One line, e.g.
+        `Qwen3-0.6B Q8_0 · CPU, 2 threads · ctx 8192 · KV f16 (896 MiB) · weights 604 MiB`."""
         if self.n_gpu_layers == 0:
             where = "CPU"
         else:
@@ -157,7 +158,8 @@ class Plan:
             f"{info.name} {info.file_type} · {where}, {self.n_threads} threads · ctx {self.n_ctx}"
             f" · KV {self.kv_type} ({self.kv_bytes / MiB:.0f} MiB)"
             f"{f' shared by {self.n_parallel} sequences' if self.n_parallel > 1 else ''}"
-            f"{' · flash attn' if self.flash_attn else ''} · weights {self.weights_bytes / MiB:.0f} MiB"
+            f"{' · flash attn' if self.flash_attn else ''}"
+            f" · weights {self.weights_bytes / MiB:.0f} MiB"
         ) + "".join(f" ({note})" for note in self.notes)
 
 
@@ -270,8 +272,9 @@ def compute_bytes(info: ModelInfo, n_ctx: int, flash_attn: bool, outputs: int) -
     return ub * 4 * rows + attention + info.n_vocab * outputs * 4 + MiB
 
 
-def footprint(info: ModelInfo, n_gpu_layers: int, n_ctx: int, kv_type: str,
-              flash_attn: bool, outputs: int = 1) -> Footprint:  # fmt: skip
+def footprint(
+    info: ModelInfo, n_gpu_layers: int, n_ctx: int, kv_type: str, flash_attn: bool, outputs: int = 1
+) -> Footprint:
     """Bytes on the GPU and in RAM when the last `n_gpu_layers` layers are offloaded.
 
     llama.cpp counts the output layer as layer n+1: offloading n+1 puts everything but the
@@ -358,8 +361,15 @@ def make_plan(
     return _finish(info, choice, notes, s, n_parallel, budget)
 
 
-def _fixed(info: ModelInfo, budget: Budget, n_ctx: int | None, kv: str | None,
-           fa: bool | None, layers: int, parallel: int) -> _Choice:  # fmt: skip
+def _fixed(
+    info: ModelInfo,
+    budget: Budget,
+    n_ctx: int | None,
+    kv: str | None,
+    fa: bool | None,
+    layers: int,
+    parallel: int,
+) -> _Choice:
     """A placement the user chose (or the CPU): kept, with a warning when it looks too big."""
     layers = min(layers, info.layers + 1) if layers > 0 else 0
     ctx = n_ctx or min(DEFAULT_CTX, info.ctx_train)
@@ -373,14 +383,22 @@ def _fixed(info: ModelInfo, budget: Budget, n_ctx: int | None, kv: str | None,
     if layers and budget.gpu:
         need = footprint(info, layers, ctx, kv_type, flash, parallel).vram
         if need > budget.vram_budget:
-            notes.append(f"{layers} layers need ~{need // MiB} MiB of VRAM but "
-                         f"{budget.vram_budget // MiB} MiB is free after headroom: "
-                         "if loading fails, fewer layers are tried")  # fmt: skip
+            notes.append(
+                f"{layers} layers need ~{need // MiB} MiB of VRAM but "
+                f"{budget.vram_budget // MiB} MiB is free after headroom: "
+                "if loading fails, fewer layers are tried"
+            )
     return _Choice(layers, ctx, kv_type, flash, notes)
 
 
-def _fit_gpu(info: ModelInfo, budget: Budget, n_ctx: int | None, kv: str | None,
-             fa: bool | None, parallel: int) -> _Choice:  # fmt: skip
+def _fit_gpu(
+    info: ModelInfo,
+    budget: Budget,
+    n_ctx: int | None,
+    kv: str | None,
+    fa: bool | None,
+    parallel: int,
+) -> _Choice:
     """Everything on the GPU if it fits, f16 KV before q8_0; a context nobody asked for
     shrinks before any layer stays in RAM; then as many layers as fit (partial offload)."""
     flash = True if fa is None else fa
@@ -404,17 +422,33 @@ def _fit_gpu(info: ModelInfo, budget: Budget, n_ctx: int | None, kv: str | None,
     layers = next((n for n in range(info.layers, 0, -1) if fits(n, ctx, kv_type)), 0)
     if layers:
         full = footprint(info, whole, ctx, kv_type, flash, parallel).vram
-        return _Choice(layers, ctx, kv_type, flash, [
-            f"{layers}/{whole} layers on the GPU: all of them need {full // MiB} MiB of VRAM, "
-            f"{room // MiB} MiB is free after headroom"])  # fmt: skip
+        return _Choice(
+            layers,
+            ctx,
+            kv_type,
+            flash,
+            [
+                f"{layers}/{whole} layers on the GPU: all of them need {full // MiB} MiB of VRAM, "
+                f"{room // MiB} MiB is free after headroom"
+            ],
+        )
     cpu = _fixed(info, budget, n_ctx, kv, fa, 0, parallel)
-    cpu.notes.append(f"{budget.vram_free // MiB} MiB of free VRAM is not enough for one layer "
-                     f"(headroom {budget.vram_headroom // MiB} MiB): running on the CPU")  # fmt: skip
+    cpu.notes.append(
+        f"{budget.vram_free // MiB} MiB of free VRAM is not enough for one layer "
+        f"(headroom {budget.vram_headroom // MiB} MiB): running on the CPU"
+    )
     return cpu
 
 
-def _fit_ram(info: ModelInfo, budget: Budget, choice: _Choice, n_ctx: int | None,
-             kv: str | None, fa: bool | None, parallel: int) -> _Choice:  # fmt: skip
+def _fit_ram(
+    info: ModelInfo,
+    budget: Budget,
+    choice: _Choice,
+    n_ctx: int | None,
+    kv: str | None,
+    fa: bool | None,
+    parallel: int,
+) -> _Choice:
     """Shrink the context (and quantize the KV cache, if allowed) until the RAM side fits."""
     ram = budget.ram_available
     if ram is None:
@@ -429,13 +463,20 @@ def _fit_ram(info: ModelInfo, budget: Budget, choice: _Choice, n_ctx: int | None
     ctx = choice.n_ctx
     while ctx >= min(MIN_AUTO_CTX, choice.n_ctx):
         for kv_type in kvs:
-            trial = _Choice(choice.n_gpu_layers, ctx, kv_type, choice.fa or kv_type == "q8_0",
-                            list(choice.notes))  # fmt: skip
+            trial = _Choice(
+                choice.n_gpu_layers,
+                ctx,
+                kv_type,
+                choice.fa or kv_type == "q8_0",
+                list(choice.notes),
+            )
             if need(trial) <= ram:
                 if ctx != choice.n_ctx:
                     asked = "the requested" if n_ctx else "the default"
-                    trial.notes.append(f"context {ctx} instead of {asked} {choice.n_ctx}: "
-                                       f"{ram // MiB} MiB of RAM is free")  # fmt: skip
+                    trial.notes.append(
+                        f"context {ctx} instead of {asked} {choice.n_ctx}: "
+                        f"{ram // MiB} MiB of RAM is free"
+                    )
                 if kv_type != choice.kv:
                     trial.notes.append(f"KV cache q8_0 to fit in {ram // MiB} MiB of RAM")
                 return trial
@@ -448,35 +489,47 @@ def _fit_ram(info: ModelInfo, budget: Budget, choice: _Choice, n_ctx: int | None
     )
 
 
-def _finish(info: ModelInfo, c: _Choice, notes: list[str], wishes: Settings, parallel: int,
-            budget: Budget) -> Plan:  # fmt: skip
+def _finish(
+    info: ModelInfo, c: _Choice, notes: list[str], wishes: Settings, parallel: int, budget: Budget
+) -> Plan:
     threads = wishes.threads
     n = threads or physical_cores()
     return Plan(
         # Asked for N threads, llama.cpp gets N for everything; by default prompts also
         # use the hyper-threads, which help batches of many tokens.
-        n_threads=n, n_threads_batch=n if threads else max(n, os.cpu_count() or n),
-        n_batch=N_BATCH, use_mlock=False, weights_bytes=info.weights_bytes,
-        notes=tuple(notes + c.notes), n_parallel=parallel, wishes=wishes,
+        n_threads=n,
+        n_threads_batch=n if threads else max(n, os.cpu_count() or n),
+        n_batch=N_BATCH,
+        use_mlock=False,
+        weights_bytes=info.weights_bytes,
+        notes=tuple(notes + c.notes),
+        n_parallel=parallel,
+        wishes=wishes,
         **_placement(info, c.n_gpu_layers, c.n_ctx, c.kv, c.fa, parallel, budget),
-    )  # fmt: skip
+    )
 
 
-def _placement(info: ModelInfo, layers: int, ctx: int, kv: str, fa: bool, parallel: int,
-               budget: Budget) -> dict[str, Any]:  # fmt: skip
+def _placement(
+    info: ModelInfo, layers: int, ctx: int, kv: str, fa: bool, parallel: int, budget: Budget
+) -> dict[str, Any]:
     """The plan fields that follow from where the layers go and how big the cache is."""
     fp = footprint(info, layers, ctx, kv, fa, parallel)
     return {
-        "n_gpu_layers": layers, "n_ctx": ctx, "kv_type": kv, "flash_attn": fa,
+        "n_gpu_layers": layers,
+        "n_ctx": ctx,
+        "kv_type": kv,
+        "flash_attn": fa,
         # On CPU llama.cpp repacks K-quant weights into an interleaved copy; with the file
         # mapped, the mapped pages stay resident too (0.6b Q4_K_M, ctx 4096: peak RSS 1160
         # vs 959 MiB). Reading the file instead keeps one copy, loads faster, decodes the
         # same. Fully offloaded, llama.cpp unmaps what went to the GPU: mapping costs nothing.
         "use_mmap": layers > info.layers,
         "kv_bytes": int(info.kv_bytes_per_token(kv) * ctx),
-        "vram_bytes": fp.vram, "ram_bytes": fp.ram,
-        "gpu": budget.gpu if layers else None, "budget": budget,
-    }  # fmt: skip
+        "vram_bytes": fp.vram,
+        "ram_bytes": fp.ram,
+        "gpu": budget.gpu if layers else None,
+        "budget": budget,
+    }
 
 
 def smaller(info: ModelInfo, plan: Plan, budget: Budget | None = None) -> Plan | None:
@@ -502,14 +555,16 @@ def smaller(info: ModelInfo, plan: Plan, budget: Budget | None = None) -> Plan |
     return None
 
 
-def _retry(info: ModelInfo, plan: Plan, layers: int, ctx: int, budget: Budget | None,
-           what: str) -> Plan:  # fmt: skip
+def _retry(
+    info: ModelInfo, plan: Plan, layers: int, ctx: int, budget: Budget | None, what: str
+) -> Plan:
     return replace(
         plan,
         notes=(*(n for n in plan.notes if not n.startswith(RETRY_NOTE)), f"{RETRY_NOTE} {what}"),
-        **_placement(info, layers, ctx, plan.kv_type, plan.flash_attn, plan.n_parallel,
-                     budget or plan.budget),
-    )  # fmt: skip
+        **_placement(
+            info, layers, ctx, plan.kv_type, plan.flash_attn, plan.n_parallel, budget or plan.budget
+        ),
+    )
 
 
 def _build_offloads() -> bool:

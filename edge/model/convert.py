@@ -47,9 +47,14 @@ _NP_DTYPE: dict[str, np.dtype[Any]] = {
 _ITEMSIZE = {k: v.itemsize for k, v in _NP_DTYPE.items()}
 _CHUNK_BYTES = 32 * 1024 * 1024
 _REQUIRED = (
-    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-    "intermediate_size", "vocab_size", "rms_norm_eps",
-)  # fmt: skip
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "rms_norm_eps",
+)
 
 # HF per-layer tensor suffix → llama.cpp's per-block name.
 _LAYER_NAMES = {

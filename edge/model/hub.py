@@ -149,7 +149,8 @@ def _check_sha256(path: Path, etag: str, repo: str, filename: str) -> None:
     if h.hexdigest() != etag:
         path.unlink(missing_ok=True)
         raise DownloadError(
-            f"{repo}/{filename} arrived corrupted (sha256 mismatch); the partial file was discarded.",
+            f"{repo}/{filename} arrived corrupted (sha256 mismatch); "
+            "the partial file was discarded.",
             "Run the same command again to download it afresh.",
         )
 
@@ -187,7 +188,8 @@ def pick_gguf(files: list[str], quant: str, repo: str) -> str:
     )
 
 
-def translate(exc: Exception, repo: str, revision: str) -> Exception:
+# C901 exception: a flat table of exception classes, one branch each.
+def translate(exc: Exception, repo: str, revision: str) -> Exception:  # noqa: C901
     """One clear EdgeError for each way a hub download fails (by exception class)."""
     from huggingface_hub import constants
     from huggingface_hub import errors as hf
@@ -235,7 +237,8 @@ def translate(exc: Exception, repo: str, revision: str) -> Exception:
         return DownloadError(f"{where} refused the download of {repo}: {exc}", "Try again later.")
     if _is_transport_error(exc):  # mid-file: the partial is kept
         return DownloadError(
-            f"The connection to {where} failed while downloading {repo} ({exc.__class__.__name__}).",
+            f"The connection to {where} failed while downloading {repo} "
+            f"({exc.__class__.__name__}).",
             "Run the same command again: the download resumes where it stopped.",
         )
     return exc

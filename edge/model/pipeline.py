@@ -1,4 +1,4 @@
-"""pull = download → convert → quantize → store, and `ensure_model`, the one way to get a GGUF.
+"""pull = download → convert → quantize → store; `ensure_model`, the one way to get a GGUF.
 
 Every step writes inside a store staging folder; the model appears under its name only
 when all steps finished and the manifest is written.
@@ -233,7 +233,8 @@ def folder_fingerprint(path: Path) -> str:
     for p in files:
         st = p.stat()
         h.update(
-            f"{p.relative_to(path) if path.is_dir() else p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+            f"{p.relative_to(path) if path.is_dir() else p.name}"
+            f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
         )
     return "local-" + h.hexdigest()[:40]
 

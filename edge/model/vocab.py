@@ -72,7 +72,8 @@ def load_vocab(folder: Path, vocab_size: int, config_bos: int | None = None) -> 
         added[entry["id"]] = entry
     if max(by_id) >= vocab_size:
         raise InvalidModelError(
-            f"{folder}: the tokenizer has id {max(by_id)} but config.json says vocab_size {vocab_size}."
+            f"{folder}: the tokenizer has id {max(by_id)} "
+            f"but config.json says vocab_size {vocab_size}."
         )
     tokens, types = [], []
     for i in range(vocab_size):

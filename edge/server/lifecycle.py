@@ -48,9 +48,12 @@ def serve_forever(
 
     api = make_app(failed)
     config = uvicorn.Config(
-        api, host=host, port=port, log_level="warning",
+        api,
+        host=host,
+        port=port,
+        log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )  # fmt: skip
+    )
     servers.append(_Server(config, api))
     # uvicorn re-raises SIGTERM once it has shut down; asked to stop, we exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
