@@ -1,4 +1,10 @@
-"""Shared fixtures: synthetic checkpoints built once per session, isolated homes, the CLI."""
+"""Shared fixtures: synthetic checkpoints built once per session, isolated homes, the CLI.
+
+The fast loop is `python -m pytest -m "not slow"` (under a minute): pure logic and the
+server over a fake engine at the seam. Every test that needs a model built by llama.cpp
+or the CLI as a process is marked slow here, from the fixtures it uses (directly or
+through another fixture); modules that start processes or browsers say so themselves.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,23 @@ from edge.model.synthetic import write_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLI_TIMEOUT = 300
+SLOW_FIXTURES = {
+    "tiny_dir",
+    "scripted_dir",
+    "looping_dir",
+    "tooling_dir",
+    "gguf_of",
+    "cli_env",
+    "bench_home",
+    "model_06b",
+    "hostile_gguf",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

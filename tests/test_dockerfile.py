@@ -199,6 +199,7 @@ def test_healthcheck_asks_health_within_bounds(instructions: list[Instruction]) 
     assert http_timeout and float(http_timeout.group(1)) < seconds(check.options["timeout"])
 
 
+@pytest.mark.slow  # runs a process
 def test_hadolint_is_clean() -> None:
     # In this interpreter's environment even when it is not on PATH (pytest run by path).
     hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
@@ -299,6 +300,7 @@ def health_argv(instructions: list[Instruction]) -> list[str]:
     return healthcheck_of(instructions).argv
 
 
+@pytest.mark.slow  # runs a process
 def test_healthcheck_passes_against_a_ready_server(
     health_argv: list[str],
     instructions: list[Instruction],
@@ -313,6 +315,7 @@ def test_healthcheck_passes_against_a_ready_server(
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow  # runs a process
 def test_healthcheck_fails_where_nothing_listens(health_argv: list[str]) -> None:
     proc = run_healthcheck(health_argv, free_port())
     assert proc.returncode != 0
@@ -345,6 +348,7 @@ def loading_server() -> Iterator[int]:
         thread.join(timeout=RUN_TIMEOUT)
 
 
+@pytest.mark.slow  # runs a process
 def test_healthcheck_fails_while_the_model_loads(
     health_argv: list[str], loading_server: int
 ) -> None:
@@ -352,6 +356,7 @@ def test_healthcheck_fails_while_the_model_loads(
     assert proc.returncode != 0 and "503" in proc.stderr
 
 
+@pytest.mark.slow  # runs a process
 def test_healthcheck_gives_up_on_a_hung_server(health_argv: list[str]) -> None:
     """A server that accepts the connection and never answers: the command's own timeout."""
     with socket.socket() as hung:
