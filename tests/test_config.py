@@ -92,3 +92,9 @@ def test_settings_are_frozen_and_doctor_never_shows_the_key() -> None:
     with pytest.raises(ValueError):
         s.ctx = 5  # type: ignore[misc]
     assert s.shown()["api_key"] == "(set)" and "secret" not in str(s.shown())
+
+
+def test_the_readme_lists_every_variable() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [f for f in Settings.model_fields if f"`{Settings.env_name(f)}`" not in readme]
+    assert missing == []
