@@ -21,42 +21,45 @@ from edge.cli.app import (
 )
 from edge.errors import UsageError
 
+QuickOpt = Annotated[
+    bool, typer.Option("--quick", help="A smaller run (minutes) that still makes every figure")
+]
+QuantsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Quantization of the synthetic model (repeatable; default Q4_K_M, Q8_0 for "
+        "0.6b, Q4_K_M for gpu-proxy)"
+    ),
+]
+ShapesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Shape of the synthetic model (repeatable; default 0.6b and gpu-proxy, the "
+        "GPU-regime proxy: a ~5 ms token on 1 thread, --threads does not apply)"
+    ),
+]
+GgufOpt = Annotated[Path | None, typer.Option("--model", "-m", help="Benchmark this GGUF instead")]
+OutOpt = Annotated[Path, typer.Option(help="Folder for results.json, plots, summary.md")]
+MarkdownOpt = Annotated[
+    Path | None, typer.Option(help="Also put the tables into this Markdown file")
+]
+ReferenceOpt = Annotated[
+    bool,
+    typer.Option("--reference/--no-reference", help="Compare with upstream llama.cpp (built once)"),
+]
+BenchCtxOpt = Annotated[int, typer.Option(help="Context every contender is given")]
+
 
 @command
 def bench(
-    quick: Annotated[
-        bool, typer.Option("--quick", help="A smaller run (minutes) that still makes every figure")
-    ] = False,
-    quant: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Quantization of the synthetic model (repeatable; default Q4_K_M, Q8_0 for "
-            "0.6b, Q4_K_M for gpu-proxy)"
-        ),
-    ] = None,
-    shape: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Shape of the synthetic model (repeatable; default 0.6b and gpu-proxy, the "
-            "GPU-regime proxy: a ~5 ms token on 1 thread, --threads does not apply)"
-        ),
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Benchmark this GGUF instead")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for results.json, plots, summary.md")] = Path(
-        "bench-results"
-    ),
-    markdown: Annotated[
-        Path | None, typer.Option(help="Also put the tables into this Markdown file")
-    ] = None,
-    reference: Annotated[
-        bool,
-        typer.Option(
-            "--reference/--no-reference", help="Compare with upstream llama.cpp (built once)"
-        ),
-    ] = True,
-    ctx: Annotated[int, typer.Option(help="Context every contender is given")] = 4096,
+    quick: QuickOpt = False,
+    quant: QuantsOpt = None,
+    shape: ShapesOpt = None,
+    model: GgufOpt = None,
+    out: OutOpt = Path("bench-results"),
+    markdown: MarkdownOpt = None,
+    reference: ReferenceOpt = True,
+    ctx: BenchCtxOpt = 4096,
     threads: ThreadsOpt = None,
     flash_attn: FlashOpt = None,
 ) -> None:

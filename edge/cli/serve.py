@@ -19,32 +19,40 @@ from edge.cli.app import (
     settings,
 )
 
+HostOpt = Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1)")]
+PortOpt = Annotated[int | None, typer.Option(help="Port (default 8000)")]
+LanOpt = Annotated[
+    bool | None, typer.Option("--lan", help="Serve the home LAN: all interfaces, API key on")
+]
+KeyOpt = Annotated[str | None, typer.Option(help="Require this Bearer key")]
+NoAuthOpt = Annotated[
+    bool | None, typer.Option("--no-auth", help="Serve off loopback without a key (unsafe)")
+]
+QueueOpt = Annotated[
+    int | None, typer.Option(help="Requests that may wait; more get 429 (default 16)")
+]
+ParallelOpt = Annotated[
+    int | None, typer.Option(help="Requests decoded together in one batch (default 4)")
+]
+CorsOpt = Annotated[list[str] | None, typer.Option(help="Allow this browser origin (repeatable)")]
+ReasoningOpt = Annotated[
+    str | None,
+    typer.Option(help="separate (reasoning_content, default), inline (<think>), hidden"),
+]
+
 
 @command
 def serve(
     model: ModelOpt = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
-    lan: Annotated[
-        bool | None, typer.Option("--lan", help="Serve the home LAN: all interfaces, API key on")
-    ] = None,
-    api_key: Annotated[str | None, typer.Option(help="Require this Bearer key")] = None,
-    no_auth: Annotated[
-        bool | None, typer.Option("--no-auth", help="Serve off loopback without a key (unsafe)")
-    ] = None,
-    max_queue: Annotated[
-        int | None, typer.Option(help="Requests that may wait; more get 429 (default 16)")
-    ] = None,
-    parallel: Annotated[
-        int | None, typer.Option(help="Requests decoded together in one batch (default 4)")
-    ] = None,
-    cors_origin: Annotated[
-        list[str] | None, typer.Option(help="Allow this browser origin (repeatable)")
-    ] = None,
-    reasoning_format: Annotated[
-        str | None,
-        typer.Option(help="separate (reasoning_content, default), inline (<think>), hidden"),
-    ] = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    lan: LanOpt = None,
+    api_key: KeyOpt = None,
+    no_auth: NoAuthOpt = None,
+    max_queue: QueueOpt = None,
+    parallel: ParallelOpt = None,
+    cors_origin: CorsOpt = None,
+    reasoning_format: ReasoningOpt = None,
     ctx: CtxOpt = None,
     threads: ThreadsOpt = None,
     kv: KvOpt = None,
