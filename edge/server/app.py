@@ -27,10 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from edge.chat.template import ChatTemplate
 from edge.engine import EngineAPI, Finish, Job, TokenEvent
 from edge.errors import (
+    AuthError,
+    BodyTooLargeError,
     ContextFullError,
     ContextOverflowError,
     EdgeError,
     EngineClosedError,
+    LoadingError,
+    ParamError,
     QueueFullError,
     UsageError,
     shutting_down,
@@ -60,26 +64,14 @@ class ServerOptions:
     cors_origins: tuple[str, ...] = ()
 
 
-class Loading(EdgeError):
-    """The model is still loading (HTTP 503)."""
-
-
-class AuthError(EdgeError):
-    """Missing or wrong API key (HTTP 401)."""
-
-
-class TooLarge(EdgeError):
-    """Request body over the limit (HTTP 413)."""
-
-
 # One table: error class → (HTTP status, OpenAI error type). First match wins.
 _STATUS: list[tuple[type[Exception], int, str]] = [
     (ContextOverflowError, 400, "invalid_request_error"),
     (UsageError, 400, "invalid_request_error"),
     (AuthError, 401, "authentication_error"),
-    (TooLarge, 413, "invalid_request_error"),
+    (BodyTooLargeError, 413, "invalid_request_error"),
     (QueueFullError, 429, "rate_limit_error"),
-    (Loading, 503, "server_error"),
+    (LoadingError, 503, "server_error"),
     (ContextFullError, 503, "server_error"),
     (EngineClosedError, 503, "server_error"),
     (EdgeError, 500, "server_error"),
@@ -128,7 +120,9 @@ class Runtime:
         if self.draining:  # also covers a model that finishes loading during the shutdown
             raise shutting_down()
         if self.worker is None or self.template is None or self.failed:
-            raise Loading(self.failed or "The model is still loading.", "Retry in a few seconds.")
+            raise LoadingError(
+                self.failed or "The model is still loading.", "Retry in a few seconds."
+            )
         return self.worker, self.template
 
 
@@ -228,7 +222,7 @@ class Guard:
         }
         size = headers.get("content-length", "")
         if size.isascii() and size.isdigit() and int(size) > self.opts.max_body_bytes:
-            return TooLarge(f"The request body is over {self.opts.max_body_bytes} bytes.")
+            return BodyTooLargeError(f"The request body is over {self.opts.max_body_bytes} bytes.")
         if self.opts.api_key and str(scope.get("path", "")).startswith("/v1/"):
             given = headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, f"Bearer {self.opts.api_key}".encode()):
@@ -445,7 +439,7 @@ async def _text_completion(req: CompletionRequest, worker: EngineWorker, model: 
     from edge.engine import SamplingParams, ThinkingControl
 
     if req.n != 1:
-        raise chat_api.ParamError("n", "Only n=1 is supported.")
+        raise ParamError("n", "Only n=1 is supported.")
     prompt_text = req.prompt if isinstance(req.prompt, str) else "".join(req.prompt)
     chat_api.check_text(prompt_text, "prompt")
     params = SamplingParams(

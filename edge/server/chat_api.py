@@ -17,16 +17,8 @@ from edge.chat.template import ChatTemplate, sampling_defaults, soft_switch
 from edge.chat.tools import ToolCallSplitter
 from edge.engine import Finish, SamplingParams, ThinkingControl
 from edge.engine import schema_grammar as engine_schema_grammar
-from edge.errors import UsageError
+from edge.errors import ParamError, UsageError
 from edge.server.schema import ChatCompletionRequest
-
-
-class ParamError(UsageError):
-    """An invalid request parameter; `param` names it (HTTP 400)."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass
