@@ -189,7 +189,7 @@ def test_drain_cuts_the_running_and_refuses_the_waiting() -> None:
 
 
 def test_every_domain_error_maps_to_one_status() -> None:
-    from edge.server.app import error_response
+    from edge.server.errors import error_response
 
     assert error_response(ContextFullError("full")).status_code == 503
     assert error_response(EdgeError("other")).status_code == 500

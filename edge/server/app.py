@@ -6,42 +6,29 @@ only raise. The engine is loaded in the background so /health answers 503 until 
 
 from __future__ import annotations
 
-import asyncio
-import hmac
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.chat.template import ChatTemplate
 from edge.engine import EngineAPI, Finish, Job, TokenEvent
-from edge.errors import (
-    AuthError,
-    BodyTooLargeError,
-    ContextFullError,
-    ContextOverflowError,
-    EdgeError,
-    EngineClosedError,
-    LoadingError,
-    ParamError,
-    QueueFullError,
-    UsageError,
-    shutting_down,
-)
+from edge.errors import ParamError
 from edge.server import chat_api
+from edge.server.errors import OPENAPI_ERRORS, error_response, install_error_handlers
+from edge.server.guard import install_guard
 from edge.server.metrics import Metrics
-from edge.server.schema import ChatCompletionRequest, CompletionRequest, ErrorResponse
+from edge.server.runtime import Runtime
+from edge.server.schema import ChatCompletionRequest, CompletionRequest
 from edge.server.worker import EngineWorker, Keepalive
 
 log = logging.getLogger("edge.server")
@@ -62,68 +49,6 @@ class ServerOptions:
     body_timeout_s: float = 60.0  # the whole body must arrive within this (slow clients)
     reasoning_format: str = "separate"
     cors_origins: tuple[str, ...] = ()
-
-
-# One table: error class → (HTTP status, OpenAI error type). First match wins.
-_STATUS: list[tuple[type[Exception], int, str]] = [
-    (ContextOverflowError, 400, "invalid_request_error"),
-    (UsageError, 400, "invalid_request_error"),
-    (AuthError, 401, "authentication_error"),
-    (BodyTooLargeError, 413, "invalid_request_error"),
-    (QueueFullError, 429, "rate_limit_error"),
-    (LoadingError, 503, "server_error"),
-    (ContextFullError, 503, "server_error"),
-    (EngineClosedError, 503, "server_error"),
-    (EdgeError, 500, "server_error"),
-]
-
-
-def error_body(
-    message: str, etype: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """OpenAI's error object."""
-    return {"error": {"message": message, "type": etype, "param": param, "code": code}}
-
-
-def error_response(exc: Exception) -> JSONResponse:
-    """The HTTP answer for any domain error."""
-    for cls, status, etype in _STATUS:
-        if isinstance(exc, cls):
-            assert isinstance(exc, EdgeError)
-            message = exc.message + (f" {exc.hint}" if exc.hint else "")
-            code = "context_length_exceeded" if isinstance(exc, ContextOverflowError) else None
-            headers = {"Retry-After": "2"} if status in (429, 503) else None
-            param = getattr(exc, "param", None)
-            return JSONResponse(error_body(message, etype, param, code), status, headers=headers)
-    log.exception("unexpected error", exc_info=exc)
-    return JSONResponse(error_body("Internal server error.", "server_error"), 500)
-
-
-class Runtime:
-    """The loaded model behind the routes; None fields while loading."""
-
-    def __init__(self, model_id: str) -> None:
-        self.model_id = model_id
-        self.worker: EngineWorker | None = None
-        self.template: ChatTemplate | None = None
-        self.failed: str | None = None
-        self.draining = False
-
-    def drain(self) -> None:
-        """A graceful shutdown begins (on the event loop): running generations end now with
-        a finish reason, queued and new requests get 503."""
-        self.draining = True
-        if self.worker is not None:
-            self.worker.drain()
-
-    def ready(self) -> tuple[EngineWorker, ChatTemplate]:
-        if self.draining:  # also covers a model that finishes loading during the shutdown
-            raise shutting_down()
-        if self.worker is None or self.template is None or self.failed:
-            raise LoadingError(
-                self.failed or "The model is still loading.", "Retry in a few seconds."
-            )
-        return self.worker, self.template
 
 
 def create_app(
@@ -168,123 +93,17 @@ def create_app(
     app = FastAPI(title="edge-qwen", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.runtime = rt
 
-    _install_guards(app, opts, metrics)
-    _install_errors(app)
+    install_guard(
+        app,
+        metrics,
+        api_key=opts.api_key,
+        max_body_bytes=opts.max_body_bytes,
+        body_timeout_s=opts.body_timeout_s,
+        cors_origins=opts.cors_origins,
+    )
+    install_error_handlers(app)
     _install_routes(app, rt, opts, metrics)
     return app
-
-
-def _install_guards(app: FastAPI, opts: ServerOptions, metrics: Metrics) -> None:
-    # The Guard refuses before anything reads the body. CORS, added after it, wraps it (the
-    # last added runs first): a browser's preflight never carries the key, so it must be
-    # answered before the Guard asks for one, and refusals then carry CORS headers too.
-    # CORSMiddleware never reads the body, so the size limit still comes first.
-    app.add_middleware(Guard, opts=opts, metrics=metrics)
-    if opts.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["authorization", "content-type"], allow_credentials=False)  # fmt: skip
-
-
-class Guard:
-    """Body-size limit, body deadline and API key, as plain ASGI.
-
-    The size is checked twice: on Content-Length before anything is read, and on the bytes
-    as they arrive, for chunked bodies that announce no length. The body must also arrive
-    within `body_timeout_s`, so a client trickling bytes cannot hold a request open forever.
-    (Starlette's BaseHTTPMiddleware would wrap `receive` and can make a streaming
-    response look disconnected, which cancels generations that are still wanted.)
-    """
-
-    def __init__(self, app: Any, opts: ServerOptions, metrics: Metrics) -> None:
-        self.app, self.opts, self.metrics = app, opts, metrics
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def counting_send(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                self.metrics.request(int(message["status"]))
-            await send(message)
-
-        problem = self._check(scope)
-        if problem is not None:
-            await error_response(problem)(scope, receive, counting_send)
-            return
-        await self.app(scope, self._bounded(receive), counting_send)
-
-    def _check(self, scope: dict[str, Any]) -> EdgeError | None:
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
-        }
-        size = headers.get("content-length", "")
-        if size.isascii() and size.isdigit() and int(size) > self.opts.max_body_bytes:
-            return BodyTooLargeError(f"The request body is over {self.opts.max_body_bytes} bytes.")
-        if self.opts.api_key and str(scope.get("path", "")).startswith("/v1/"):
-            given = headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {self.opts.api_key}".encode()):
-                return AuthError("Missing or wrong API key.", "Send 'Authorization: Bearer <key>'.")
-        return None
-
-    def _bounded(self, receive: Any) -> Callable[[], Any]:
-        """`receive`, refusing a body over the limit or late; untouched once the body is in
-        (a streaming response then waits on it for the client's disconnect)."""
-        limit, timeout = self.opts.max_body_bytes, self.opts.body_timeout_s
-        deadline = time.monotonic() + timeout
-        seen, done = 0, False
-        close = {"Connection": "close"}  # the rest of the body is never read
-
-        async def bounded() -> Any:
-            nonlocal seen, done
-            if done:
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                raise HTTPException(408, f"The request body did not arrive within {timeout:g} seconds.", close) from None  # fmt: skip
-            if message["type"] != "http.request":
-                done = True
-                return message
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise HTTPException(413, f"The request body is over {limit} bytes.", close)
-            done = not message.get("more_body", False)
-            return message
-
-        return bounded
-
-
-def _install_errors(app: FastAPI) -> None:
-    @app.exception_handler(EdgeError)
-    async def on_edge_error(_: Request, exc: EdgeError) -> JSONResponse:
-        return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-        param = ".".join(loc) or None
-        message = (
-            f"Invalid value for '{param}': {first.get('msg', 'invalid')}."
-            if param
-            else "Invalid JSON body."
-        )
-        return JSONResponse(error_body(message, "invalid_request_error", param), 400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        etype = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse(error_body(str(exc.detail), etype), exc.status_code, exc.headers)
-
-
-# What /openapi.json says errors look like (instead of FastAPI's 422 validation shape).
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": ErrorResponse, "description": "OpenAI's error object"},
-    "5XX": {"model": ErrorResponse, "description": "OpenAI's error object"},
-}
 
 
 def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Metrics) -> None:
@@ -309,12 +128,12 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
             metrics.render(waiting, busy), media_type="text/plain; version=0.0.4"
         )
 
-    @app.get("/v1/models", responses=_ERRORS)
+    @app.get("/v1/models", responses=OPENAPI_ERRORS)
     async def models() -> dict[str, Any]:
         card = {"id": rt.model_id, "object": "model", "created": 0, "owned_by": "edge-qwen"}
         return {"object": "list", "data": [card]}
 
-    @app.post("/v1/chat/completions", response_model=None, responses=_ERRORS)
+    @app.post("/v1/chat/completions", response_model=None, responses=OPENAPI_ERRORS)
     async def chat_completions(req: ChatCompletionRequest) -> Any:
         worker, template = rt.ready()
 
@@ -335,7 +154,7 @@ def _install_routes(app: FastAPI, rt: Runtime, opts: ServerOptions, metrics: Met
             return EventSourceResponse(_chat_sse(job, rt.model_id, events))
         return await _complete(job, rt.model_id, events)
 
-    @app.post("/v1/completions", response_model=None, responses=_ERRORS)
+    @app.post("/v1/completions", response_model=None, responses=OPENAPI_ERRORS)
     async def completions(req: CompletionRequest) -> Any:
         worker, _ = rt.ready()
         return await _text_completion(req, worker, rt.model_id)
