@@ -17,7 +17,8 @@ from edge.chat.template import ChatTemplate
 from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ContextFullError, EdgeError
 from edge.server import ServerOptions, create_app
-from edge.server.chat_api import ChatJob, ChunkBytes, chunk, dumps
+from edge.server.chat_api import ChatJob, ChunkBytes, chunk
+from edge.server.sse import dumps
 from tests.fake_engine import FakeEngine
 
 HI = [{"role": "user", "content": "Hi"}]
