@@ -1,6 +1,7 @@
 """Domain errors: a one-sentence message plus a hint saying what to do.
 
-The CLI prints both and exits non-zero; the HTTP layer maps each class to a status.
+Every `EdgeError` subclass lives here. The CLI prints message and hint and exits
+non-zero; the HTTP layer maps each class to a status in one table (edge/server/errors.py).
 Nothing else should inspect message text to decide what an error means.
 """
 
@@ -16,6 +17,7 @@ class EdgeError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.param: str | None = None  # the request field at fault, for OpenAI's error object
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
@@ -25,6 +27,14 @@ class UsageError(EdgeError):
     """The request itself is wrong: unknown quant type, bad option combination."""
 
     exit_code = 2
+
+
+class ParamError(UsageError):
+    """An invalid request parameter; `param` names it (HTTP 400)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class NotFoundError(EdgeError):
@@ -83,3 +93,23 @@ def shutting_down() -> EngineClosedError:
 
 class QueueFullError(EdgeError):
     """Too many requests are already waiting (HTTP 429)."""
+
+
+class LoadingError(EdgeError):
+    """The server has no model to answer with yet: still loading, or it failed to (HTTP 503)."""
+
+
+class AuthError(EdgeError):
+    """A request to the API without the right key (HTTP 401)."""
+
+
+class BodyTooLargeError(EdgeError):
+    """A request body over the server's size limit (HTTP 413)."""
+
+
+class BenchError(EdgeError):
+    """A contender failed to start or answer during a benchmark."""
+
+
+class ReferenceBuildError(EdgeError):
+    """The reference llama.cpp build (for benchmarks) could not be made."""

@@ -260,7 +260,7 @@ def test_the_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("edge.server.app.hmac.compare_digest", spy)
+    monkeypatch.setattr("edge.server.guard.hmac.compare_digest", spy)
     with in_thread(ServerOptions(api_key=KEY)) as url:
         for value in (f"Bearer {KEY[:5]}", f"Bearer {KEY}"):
             httpx.get(f"{url}/v1/models", headers={"authorization": value}, timeout=WAIT)

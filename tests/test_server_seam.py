@@ -1,63 +1,24 @@
 """The server over a fake engine at the seam, in process (no model, no uvicorn): SSE
-framing, errors as HTTP rows and in-band, the queue's 429, drain. Fast; the same
-behaviours run against the real engine and a real uvicorn in test_server.py."""
+framing of chat and text completions, keep-alives, folded answers, the queue's 429, drain.
+Fast; the same behaviours run against the real engine and a real uvicorn in
+test_server.py. The error table is tested in test_server_errors.py, the Guard and CORS in
+test_server_guard.py, on the same helpers (tests/seam.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 
-from edge.chat.template import ChatTemplate
 from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ContextFullError, EdgeError
-from edge.server import ServerOptions, create_app
-from edge.server.chat_api import ChatJob, ChunkBytes, chunk, dumps
+from edge.server import ServerOptions
+from edge.server.chat_api import ChatJob, ChunkBytes, chunk
+from edge.server.sse import dumps
 from tests.fake_engine import FakeEngine
-
-HI = [{"role": "user", "content": "Hi"}]
-
-
-def qwen_template() -> ChatTemplate:
-    from edge.model.synthetic import tokenizer_files_dir
-
-    config = json.loads((tokenizer_files_dir() / "tokenizer_config.json").read_text("utf-8"))
-    return ChatTemplate(config["chat_template"])
-
-
-@asynccontextmanager
-async def client_of(
-    engine: FakeEngine, options: ServerOptions | None = None
-) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    app = create_app("fake", lambda: (engine, qwen_template()), options)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            for _ in range(500):  # the model "loads" in a background thread
-                if (await client.get("/health")).status_code == 200:
-                    break
-                await asyncio.sleep(0.01)
-            yield client, app
-    engine.close()
-
-
-def run(test: Callable[[], Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(test(), 30))
-
-
-def sse(body: str) -> list[Any]:
-    """The `data:` payloads of an SSE body, JSON decoded; [DONE] as the string."""
-    out: list[Any] = []
-    for line in body.split("\n"):
-        if line.startswith("data: "):
-            data = line[len("data: ") :]
-            out.append(data if data == "[DONE]" else json.loads(data))
-    return out
+from tests.seam import HI, client_of, events_of, qwen_template, run, sse
 
 
 def test_a_stream_is_framed_as_openai_chunks() -> None:
@@ -89,21 +50,15 @@ def test_a_stream_is_framed_as_openai_chunks() -> None:
     )
 
 
+FUNCTION = {"name": "f", "arguments": "{}"}
+
+
 @pytest.mark.parametrize(
     "delta",
     [
         {"content": 'a "quoted"\n\\ line ✓ \u2028 \x01'},
         {"reasoning_content": "x\ty", "reasoning": "x\ty"},
-        {
-            "tool_calls": [
-                {
-                    "index": 0,
-                    "id": "c1",
-                    "type": "function",
-                    "function": {"name": "f", "arguments": "{}"},
-                }
-            ]
-        },  # fmt: skip
+        {"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": FUNCTION}]},
         {"role": "assistant", "content": ""},
     ],
 )
@@ -165,14 +120,14 @@ def test_drain_cuts_the_running_and_refuses_the_waiting() -> None:
     async def go() -> tuple[list[Any], httpx.Response, httpx.Response]:
         async with client_of(engine) as (client, app):
             worker = app.state.runtime.worker
-            running = asyncio.create_task(client.post("/v1/chat/completions", json={
-                "messages": HI, "stream": True}))  # fmt: skip
+            streamed = {"messages": HI, "stream": True}
+            running = asyncio.create_task(client.post("/v1/chat/completions", json=streamed))
             for _ in range(500):  # the stream holds the one slot before the second comes
                 if worker.generated_tokens > 3:
                     break
                 await asyncio.sleep(0.01)
-            waiting = asyncio.create_task(client.post("/v1/chat/completions", json={
-                "messages": HI}))  # fmt: skip
+            folded = {"messages": HI}
+            waiting = asyncio.create_task(client.post("/v1/chat/completions", json=folded))
             for _ in range(500):
                 if worker.in_flight == 2:
                     break
@@ -189,7 +144,7 @@ def test_drain_cuts_the_running_and_refuses_the_waiting() -> None:
 
 
 def test_every_domain_error_maps_to_one_status() -> None:
-    from edge.server.app import error_response
+    from edge.server.errors import error_response
 
     assert error_response(ContextFullError("full")).status_code == 503
     assert error_response(EdgeError("other")).status_code == 500
@@ -226,3 +181,126 @@ def test_a_client_leaving_while_its_grammar_compiles_leaves_nothing_behind(fails
     if not fails:
         assert engine.tickets[-1].cancelled  # submitted late, and cancelled at once
     engine.close()
+
+
+# --- SSE framing, chat and text completions ----------------------------------------------
+
+CHAT = ("/v1/chat/completions", {"messages": HI})
+TEXT = ("/v1/completions", {"prompt": "Once"})
+
+
+@pytest.mark.parametrize("api", [CHAT, TEXT], ids=["chat", "text"])
+def test_a_stream_is_whole_data_events_then_done(api: tuple[str, dict[str, Any]]) -> None:
+    path, body = api
+    engine = FakeEngine()
+    engine.enqueue(["a\nb", "\n\n", "c"], "stop")  # newlines in text must stay inside JSON
+
+    async def go() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            return await client.post(path, json={**body, "stream": True})
+
+    r = run(go)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/event-stream; charset=utf-8"
+    events = events_of(r.text)
+    assert events[-1] == "data: [DONE]" and events.count("data: [DONE]") == 1
+    assert all(e.startswith("data: ") and "\n" not in e for e in events), events
+    assert "".join(_text(c) for c in sse(r.text)[:-1]) == "a\nb\n\nc"
+
+
+def _text(chunk: dict[str, Any]) -> str:
+    choice = chunk["choices"][0] if chunk["choices"] else {}
+    return choice.get("text") or choice.get("delta", {}).get("content") or ""
+
+
+def test_a_chat_stream_without_include_usage_ends_with_the_finish_chunk() -> None:
+    engine = FakeEngine()
+    engine.enqueue(["x", "y", "z"], "stop")
+
+    async def go() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            body = {"messages": HI, "stream": True, "max_tokens": 2}
+            return await client.post("/v1/chat/completions", json=body)
+
+    chunks = sse(run(go).text)
+    assert chunks[-1] == "[DONE]"
+    final = chunks[-2]
+    assert final["object"] == "chat.completion.chunk"
+    assert final["choices"] == [
+        {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}
+    ]
+    assert final["timings"]["predicted_n"] == 2
+    assert not any("usage" in c for c in chunks[:-1])
+    assert [_text(c) for c in chunks[1:-2]] == ["x", "y"]
+
+
+def test_a_text_stream_has_text_chunks_a_finish_chunk_and_the_usage_chunk() -> None:
+    engine = FakeEngine()
+    engine.enqueue(["Hel", "lo ✓"], "stop")
+
+    async def go() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            body = {"prompt": "Once", "stream": True, "stream_options": {"include_usage": True}}
+            return await client.post("/v1/completions", json=body)
+
+    chunks = sse(run(go).text)
+    assert chunks[-1] == "[DONE]"
+    *texts, final, usage = chunks[:-1]
+    assert [c["choices"][0]["text"] for c in texts] == ["Hel", "lo ✓"]
+    assert all(c["choices"][0]["finish_reason"] is None for c in texts)
+    assert final["choices"] == [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]
+    assert usage["choices"] == []
+    assert usage["usage"] == {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
+    assert {c["object"] for c in chunks[:-1]} == {"text_completion"}
+    assert len({c["id"] for c in chunks[:-1]}) == 1 and usage["id"].startswith("cmpl-")
+    assert engine.jobs[0].prompt == list(b"Once")  # no chat template around the prompt
+
+
+def test_the_folded_answers_hold_what_the_streams_hold() -> None:
+    engine = FakeEngine()
+    engine.enqueue(["<think>", "\nhmm", "</think>", "\n\n", "Hi ", "there"], "stop")
+    engine.enqueue(["one", " two", " three"], "stop")
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with client_of(engine) as (client, _):
+            chat = await client.post("/v1/chat/completions", json={"messages": HI})
+            text = await client.post("/v1/completions", json={"prompt": "x", "max_tokens": 2})
+            return chat.json(), text.json()
+
+    chat, text = run(go)
+    assert chat["object"] == "chat.completion" and chat["id"].startswith("chatcmpl-")
+    message = chat["choices"][0]["message"]
+    assert message["content"] == "Hi there" and message["reasoning_content"].strip() == "hmm"
+    assert chat["choices"][0]["finish_reason"] == "stop"
+    assert chat["usage"]["completion_tokens"] == 6
+    assert chat["usage"]["completion_tokens_details"] == {"reasoning_tokens": 0}
+    assert text["object"] == "text_completion"
+    assert text["choices"] == [
+        {"index": 0, "text": "one two", "logprobs": None, "finish_reason": "length"}
+    ]
+    assert text["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+
+
+@pytest.mark.parametrize("api", [CHAT, TEXT], ids=["chat", "text"])
+def test_keepalive_comments_flow_while_the_prompt_is_read(
+    api: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("edge.server.worker.KEEPALIVE_AFTER", 0.05)
+    path, body = api
+    engine = FakeEngine()
+    engine.enqueue(["late"], "stop")
+    engine.gate.clear()  # the engine is silent, as while a long prompt is decoded
+
+    async def go() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            request = asyncio.create_task(client.post(path, json={**body, "stream": True}))
+            await asyncio.sleep(0.4)
+            engine.gate.set()
+            return await request
+
+    events = events_of(run(go).text)
+    first_text = next(i for i, e in enumerate(events) if "late" in e)
+    keepalives = [i for i, e in enumerate(events) if e == ": keep-alive"]
+    assert len(keepalives) >= 2, events
+    assert max(keepalives) < first_text  # only while nothing else came
+    assert events[-1] == "data: [DONE]"

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.bench import BenchError
 from edge.config import Settings
+from edge.errors import BenchError
 
 ENGINE = "edge-qwen engine"
 PLAIN = "llama-cpp-python Llama"

@@ -16,13 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import EdgeError
+# The class is ReferenceBuildError (the builtin ReferenceError is another thing); the old
+# name stays bound here for callers that catch `reference.ReferenceError`.
+from edge.errors import ReferenceBuildError as ReferenceError
 
 TARGETS = ("llama-bench", "llama-server")
-
-
-class ReferenceError(EdgeError):
-    """The reference build could not be made."""
 
 
 @dataclass(frozen=True)

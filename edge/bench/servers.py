@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from edge.bench import BenchError
+from edge.errors import BenchError
 
 OURS = "edge-qwen serve"
 LLAMA_SERVER = "llama-server"

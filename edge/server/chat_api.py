@@ -1,12 +1,13 @@
-"""OpenAI chat completions on top of the engine: request → job, events → chunks or one response.
+"""OpenAI chat completions, the translation half: request → `ChatJob`, engine text → deltas
+and chunks (reasoning apart, tool calls parsed), usage and timings.
 
-Pure translation, no I/O: the routes feed engine events in and send out what this returns.
+Pure translation, no I/O: chat_completions.py holds the route and feeds engine events in;
+it streams or folds what this returns. Checks shared with other APIs are in params.py.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -16,17 +17,10 @@ from edge.chat.reasoning import ThinkSplitter
 from edge.chat.template import ChatTemplate, sampling_defaults, soft_switch
 from edge.chat.tools import ToolCallSplitter
 from edge.engine import Finish, SamplingParams, ThinkingControl
-from edge.engine import schema_grammar as engine_schema_grammar
-from edge.errors import UsageError
+from edge.errors import ParamError
+from edge.server.params import check_text, parse_logit_bias, response_schema, stop_list
 from edge.server.schema import ChatCompletionRequest
-
-
-class ParamError(UsageError):
-    """An invalid request parameter; `param` names it (HTTP 400)."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
+from edge.server.sse import DATA, END, dumps
 
 
 @dataclass
@@ -74,7 +68,7 @@ def build_job(
         raise ParamError("logprobs", "logprobs are not supported yet.")
     if req.tool_choice not in (None, "auto", "none"):
         raise ParamError("tool_choice", "tool_choice supports 'auto' and 'none'.")
-    schema = _response_schema(req)
+    schema = response_schema(req.response_format)
     thinking = thinking_wanted(req, default=True) and schema is None  # a grammar cannot think
     use_tools = bool(req.tools) and req.tool_choice != "none"
     messages = [_message_dict(m) for m in req.messages]
@@ -94,7 +88,7 @@ def build_job(
         seed=req.seed,
         logit_bias=parse_logit_bias(req.logit_bias, n_vocab),
         max_tokens=req.max_completion_tokens or req.max_tokens,
-        stop=[req.stop] if isinstance(req.stop, str) else list(req.stop or []),
+        stop=stop_list(req.stop),
         json_schema=schema,
     )
     fmt = req.reasoning_format or default_format
@@ -114,15 +108,6 @@ def build_job(
     )
 
 
-def check_text(text: str, param: str) -> None:
-    """Refuse text that is not valid Unicode: JSON's "\\ud800" escapes decode to lone
-    surrogates, which have no UTF-8 and would fail deep in the tokenizer."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ParamError(param, f"The text holds a lone surrogate (at {exc.start}): not valid Unicode.") from None  # fmt: skip
-
-
 def _pick(value: float | None, default: float) -> float:
     return default if value is None else value
 
@@ -132,86 +117,6 @@ def _message_dict(m: Any) -> dict[str, Any]:
     if d["role"] == "developer":  # OpenAI's newer name for the system role
         d["role"] = "system"
     return d
-
-
-def parse_logit_bias(raw: dict[str, float] | None, n_vocab: int | None = None) -> dict[int, float]:
-    """OpenAI's logit_bias (string token ids, values -100…100) as llama.cpp wants it.
-
-    Ids are checked against the vocabulary: llama.cpp indexes its logits with them
-    unchecked, so an id past the end crashes the whole server.
-    """
-    out = {}
-    for key, value in (raw or {}).items():
-        if not _TOKEN_ID.fullmatch(key):
-            raise ParamError(
-                "logit_bias", f"logit_bias keys are token ids; '{key[:40]}' is not one."
-            )
-        token = int(key)
-        if n_vocab is not None and token >= n_vocab:
-            raise ParamError(
-                "logit_bias", f"Token id {token} is not in the vocabulary (0…{n_vocab - 1})."
-            )
-        if not -100 <= value <= 100:  # also refuses NaN
-            raise ParamError("logit_bias", f"logit_bias values go from -100 to 100, not {value}.")
-        out[token] = float(value)  # ±100 bans or forces a token, as with OpenAI
-    return out
-
-
-_TOKEN_ID = re.compile(r"[0-9]{1,10}")
-
-
-def _response_schema(req: ChatCompletionRequest) -> dict[str, Any] | None:
-    rf = req.response_format
-    if rf is None or rf.type == "text":
-        return None
-    if rf.type == "json_object":
-        return {"type": "object"}
-    schema = (rf.json_schema or {}).get("schema")
-    if not isinstance(schema, dict):
-        raise ParamError("response_format", "json_schema needs a 'schema' object.")
-    _check_bounds(schema)
-    if _EMPTY_RULE.search(_schema_grammar(schema)):
-        # An empty enum/anyOf/type list: no text can match, and llama.cpp's grammar
-        # sampler crashes the whole server on such a grammar instead of failing.
-        raise ParamError("response_format", "The JSON schema matches no value at all.")
-    return schema
-
-
-_EMPTY_RULE = re.compile(r"::=[ \t]*$", re.MULTILINE)
-
-
-# The grammar converter spells repetitions out, so its output (time and memory) grows with
-# these bounds: {"minLength": 10**9} would take the whole server down.
-_BOUNDS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
-MAX_REPEAT = 10_000
-_REPEAT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
-
-
-def _check_bounds(schema: Any, depth: int = 0) -> None:
-    """Refuse repetition bounds the grammar converter could not spell out."""
-    if depth > 64:
-        raise ParamError("response_format", "The JSON schema is nested too deeply.")
-    if isinstance(schema, list):
-        for item in schema:
-            _check_bounds(item, depth + 1)
-        return
-    if not isinstance(schema, dict):
-        return
-    for key, value in schema.items():
-        if key in _BOUNDS and isinstance(value, (int, float)) and value > MAX_REPEAT:
-            raise ParamError("response_format", f"'{key}' over {MAX_REPEAT} is not supported.")
-        if key == "pattern" and isinstance(value, str):
-            for low, high in _REPEAT.findall(value):
-                if max(len(low), len(high)) > 5 or max(int(low), int(high or 0)) > MAX_REPEAT:
-                    raise ParamError("response_format", f"Repetitions over {MAX_REPEAT} are not supported in 'pattern'.")  # fmt: skip
-        _check_bounds(value, depth + 1)
-
-
-def _schema_grammar(schema: dict[str, Any]) -> str:
-    try:
-        return engine_schema_grammar(schema)
-    except UsageError as exc:
-        raise ParamError("response_format", exc.message) from None
 
 
 class ChunkWriter:
@@ -272,8 +177,8 @@ class ChunkWriter:
             if p.kind == "content":
                 out += self._content(p.text)
                 continue
-            call = {"id": p.call.id, "type": "function",
-                    "function": {"name": p.call.name, "arguments": p.call.arguments}}  # fmt: skip
+            function = {"name": p.call.name, "arguments": p.call.arguments}
+            call = {"id": p.call.id, "type": "function", "function": function}
             self.tool_calls.append(call)
             out.append({"tool_calls": [{"index": self.calls, **call}]})
             self.calls += 1
@@ -311,11 +216,6 @@ def timings(finish: Finish) -> dict[str, float]:
     }
 
 
-def dumps(payload: Any) -> str:
-    """Compact JSON, non-ASCII kept as is: the wire format of every chunk."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-
-
 _quote = json.encoder.encode_basestring  # a str as a JSON string, the way dumps writes it
 
 
@@ -327,8 +227,8 @@ class ChunkBytes:
     def __init__(self, job: ChatJob, model: str) -> None:
         head = dumps(chunk(job, model, {}))
         cut = head.index('"delta":') + len('"delta":')
-        self._prefix = b"data: " + head[:cut].encode()
-        self._suffix = head[cut + 2 :].encode() + b"\n\n"  # after the empty delta's "{}"
+        self._prefix = DATA + head[:cut].encode()
+        self._suffix = head[cut + 2 :].encode() + END  # after the empty delta's "{}"
 
     def delta(self, d: dict[str, Any]) -> bytes:
         """One delta's chunk."""

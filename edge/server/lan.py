@@ -41,7 +41,8 @@ def server_key(
     if not lan:
         raise UsageError(
             f"Binding {bind} exposes the server to the network, so an API key is required.",
-            "Pass --api-key KEY (or set EDGE_QWEN_API_KEY), use --lan to generate one, or --no-auth.",
+            "Pass --api-key KEY (or set EDGE_QWEN_API_KEY), use --lan to generate one, "
+            "or --no-auth.",
         )
     stored = home / "api_key"
     if stored.is_file():
@@ -61,7 +62,8 @@ def _usable(key: str | None) -> str | None:
     if key and not (key.isascii() and key.isprintable()):
         raise UsageError(
             "The API key must be printable ASCII: clients send it in an HTTP header.",
-            "Choose another key, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'.",
+            "Choose another key, "
+            "e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'.",
         )
     return key or None
 

@@ -64,12 +64,16 @@ class Metrics:
             lines += [
                 f'edge_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.requests.items())
             ]
-            lines += [
-                "# TYPE edge_prompt_tokens_total counter", f"edge_prompt_tokens_total {self.prompt_tokens}",
-                "# TYPE edge_generated_tokens_total counter", f"edge_generated_tokens_total {self.generated_tokens}",
-                "# TYPE edge_time_to_first_token_seconds histogram", *self.ttft.lines("edge_time_to_first_token_seconds"),
-                "# TYPE edge_inter_token_seconds histogram", *self.itl.lines("edge_inter_token_seconds"),
-                "# TYPE edge_queue_depth gauge", f"edge_queue_depth {waiting}",
-                "# TYPE edge_in_flight gauge", f"edge_in_flight {in_flight}",
-            ]  # fmt: skip
+            lines += self._counter("edge_prompt_tokens_total", self.prompt_tokens)
+            lines += self._counter("edge_generated_tokens_total", self.generated_tokens)
+            lines += ["# TYPE edge_time_to_first_token_seconds histogram"]
+            lines += self.ttft.lines("edge_time_to_first_token_seconds")
+            lines += ["# TYPE edge_inter_token_seconds histogram"]
+            lines += self.itl.lines("edge_inter_token_seconds")
+            lines += ["# TYPE edge_queue_depth gauge", f"edge_queue_depth {waiting}"]
+            lines += ["# TYPE edge_in_flight gauge", f"edge_in_flight {in_flight}"]
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _counter(name: str, value: int) -> list[str]:
+        return [f"# TYPE {name} counter", f"{name} {value}"]

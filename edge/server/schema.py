@@ -90,6 +90,6 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every error answer: `{"error": {...}}` (for the OpenAPI schema; built in app.py)."""
+    """Every error answer: `{"error": {...}}`."""
 
     error: ErrorDetail

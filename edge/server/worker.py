@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from edge.engine.seam import EngineAPI, Event, Item, Job, Ticket, TokenEvent
 from edge.errors import EdgeError, QueueFullError, shutting_down
 from edge.server.metrics import Metrics
 
-KEEPALIVE_AFTER = 10.0  # seconds without an event before the stream gets a comment line
+# Seconds without an event before a stream gets a keep-alive comment. Read when a worker
+# is made, so tests can shorten it (monkeypatch) instead of waiting.
+KEEPALIVE_AFTER = 10.0
 
 
 class Keepalive:
@@ -27,6 +29,9 @@ class Keepalive:
 
 
 KEEPALIVE = Keepalive()
+
+Stream = AsyncGenerator[Event | Keepalive, None]
+"""One job's events as `EngineWorker.stream` gives them; closing it cancels the job."""
 
 
 class _Box:
@@ -131,11 +136,11 @@ class EngineWorker:
         engine: EngineAPI,
         max_queue: int = 16,
         metrics: Metrics | None = None,
-        keepalive_after: float = KEEPALIVE_AFTER,
+        keepalive_after: float | None = None,
     ) -> None:
         self.engine = engine
         self.limits = engine.limits
-        self.keepalive_after = keepalive_after
+        self.keepalive_after = KEEPALIVE_AFTER if keepalive_after is None else keepalive_after
         self.metrics = metrics or Metrics()
         self.max_queue = max_queue
         self.in_flight = 0  # submitted and not yet ended in the engine, running or waiting
@@ -173,7 +178,7 @@ class EngineWorker:
                 "Retry in a few seconds.",
             )
 
-    async def stream(self, job: Job) -> AsyncIterator[Event | Keepalive]:
+    async def stream(self, job: Job) -> Stream:
         """Events of one job; closing the iterator cancels it (also while it waits)."""
         self.admit(job)
         inbox = self._inbox_here()

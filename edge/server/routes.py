@@ -1,0 +1,48 @@
+"""The small routes: the web chat page, /health, /metrics and /v1/models."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+
+from edge.server.errors import OPENAPI_ERRORS
+from edge.server.metrics import Metrics
+from edge.server.runtime import Runtime
+
+# The page's own inline script and style only; nothing from elsewhere, no plugins, no framing.
+CSP = (
+    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'none'; object-src 'none'; frame-ancestors 'none'"
+)
+
+
+def install(app: FastAPI, rt: Runtime, metrics: Metrics) -> None:
+    """The page, the probes and the model list."""
+    page = (resources.files("edge.server") / "static" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def web_chat() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": CSP})
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if rt.worker is None or rt.failed:
+            return JSONResponse(
+                {"status": "error" if rt.failed else "loading", "detail": rt.failed}, 503
+            )
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics")
+    async def prometheus() -> PlainTextResponse:
+        waiting, busy = (rt.worker.waiting, rt.worker.busy) if rt.worker else (0, 0)
+        return PlainTextResponse(
+            metrics.render(waiting, busy), media_type="text/plain; version=0.0.4"
+        )
+
+    @app.get("/v1/models", responses=OPENAPI_ERRORS)
+    async def models() -> dict[str, Any]:
+        card = {"id": rt.model_id, "object": "model", "created": 0, "owned_by": "edge-qwen"}
+        return {"object": "list", "data": [card]}

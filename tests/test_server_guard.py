@@ -1,0 +1,199 @@
+"""The Guard and CORS, fast (fake engine, no uvicorn): the API key, body size and body
+deadline refusals, and the CORS headers a browser needs, also on refusals. The same run
+against a real uvicorn (raw sockets, constant-time compare) in test_security.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from edge.server import ServerOptions
+from tests.fake_engine import FakeEngine
+from tests.seam import HI, client_of, run
+
+KEY = "sk-test-K3y"
+ORIGIN = "http://app.example"
+LIMIT = 1000
+CHAT = "/v1/chat/completions"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def requests(options: ServerOptions, *calls: tuple[str, str, dict[str, Any]]) -> Any:
+    """(method, path, httpx keyword arguments) each, in order, on one app."""
+    engine = FakeEngine()
+
+    async def go() -> list[httpx.Response]:
+        async with client_of(engine, options) as (client, _):
+            return [await client.request(m, path, **kw) for m, path, kw in calls]
+
+    return run(go)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), (bearer("wrong"), 401), ({"authorization": KEY}, 401), (bearer(KEY), 200)],
+    ids=["missing", "wrong", "no-bearer", "right"],
+)
+def test_the_api_needs_the_exact_key(headers: dict[str, str], status: int) -> None:
+    chat, models = requests(
+        ServerOptions(api_key=KEY),
+        ("POST", CHAT, {"json": {"messages": HI}, "headers": headers}),
+        ("GET", "/v1/models", {"headers": headers}),
+    )
+    assert chat.status_code == models.status_code == status
+    if status == 401:
+        assert chat.json() == {
+            "error": {
+                "message": "Missing or wrong API key. Send 'Authorization: Bearer <key>'.",
+                "type": "authentication_error",
+                "param": None,
+                "code": None,
+            }
+        }
+
+
+def test_the_page_health_and_metrics_stay_open_without_the_key() -> None:
+    page, health, metrics = requests(
+        ServerOptions(api_key=KEY),
+        ("GET", "/", {}),
+        ("GET", "/health", {}),
+        ("GET", "/metrics", {}),
+    )
+    assert page.status_code == 200 and page.text.startswith("<!doctype html>")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert metrics.status_code == 200 and "edge_requests_total" in metrics.text
+
+
+def test_refusals_are_counted_by_status() -> None:
+    *_, metrics = requests(
+        ServerOptions(api_key=KEY, max_body_bytes=LIMIT),
+        ("GET", "/v1/models", {}),
+        ("GET", "/v1/models", {}),
+        ("POST", CHAT, {"content": b" " * (LIMIT + 1), "headers": bearer(KEY)}),
+        ("GET", "/metrics", {}),
+    )
+    assert 'edge_requests_total{status="401"} 2' in metrics.text
+    assert 'edge_requests_total{status="413"} 1' in metrics.text
+
+
+def preflight(origin: str) -> tuple[str, str, dict[str, Any]]:
+    headers = {
+        "origin": origin,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type",
+    }
+    return ("OPTIONS", CHAT, {"headers": headers})
+
+
+def test_cors_preflight_of_a_named_origin_passes_without_the_key() -> None:
+    ok, other = requests(
+        ServerOptions(api_key=KEY, cors_origins=(ORIGIN,)),
+        preflight(ORIGIN),
+        preflight("http://evil.example"),
+    )
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == ORIGIN
+    assert ok.headers["access-control-allow-methods"] == "GET, POST"
+    assert "authorization" in ok.headers["access-control-allow-headers"]
+    assert "access-control-allow-credentials" not in ok.headers
+    assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+
+
+def test_cors_headers_come_on_answers_and_on_refusals() -> None:
+    origin = {"origin": ORIGIN}
+    refused, too_big, answered = requests(
+        ServerOptions(api_key=KEY, cors_origins=(ORIGIN,), max_body_bytes=LIMIT),
+        ("POST", CHAT, {"json": {"messages": HI}, "headers": origin}),
+        ("POST", CHAT, {"content": b" " * (LIMIT + 1), "headers": {**origin, **bearer(KEY)}}),
+        ("POST", CHAT, {"json": {"messages": HI}, "headers": {**origin, **bearer(KEY)}}),
+    )
+    assert (refused.status_code, too_big.status_code, answered.status_code) == (401, 413, 200)
+    for r in (refused, too_big, answered):
+        assert r.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_cors_is_closed_unless_origins_are_named() -> None:
+    pre, chat = requests(
+        ServerOptions(),
+        preflight(ORIGIN),
+        ("POST", CHAT, {"json": {"messages": HI}, "headers": {"origin": ORIGIN}}),
+    )
+    assert pre.status_code == 405  # no CORS middleware: OPTIONS is just a method not allowed
+    assert chat.status_code == 200
+    assert not any(h.startswith("access-control-") for h in (*pre.headers, *chat.headers))
+
+
+def test_a_body_announced_over_the_limit_is_refused_unread() -> None:
+    engine = FakeEngine()
+    reads = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal reads
+        reads += 1
+        yield b"{}"
+
+    async def go() -> httpx.Response:
+        async with client_of(engine, ServerOptions(max_body_bytes=LIMIT)) as (client, _):
+            headers = {"content-length": str(LIMIT + 1), "content-type": "application/json"}
+            request = client.build_request("POST", CHAT, content=body(), headers=headers)
+            return await client.send(request)
+
+    r = run(go)
+    assert r.status_code == 413
+    assert r.json() == {
+        "error": {
+            "message": f"The request body is over {LIMIT} bytes.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    assert reads == 0 and engine.jobs == []
+
+
+def test_a_chunked_body_is_cut_at_the_limit() -> None:
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(10):
+            sent += 1
+            yield b" " * 300
+
+    too_big, at_limit = requests(
+        ServerOptions(max_body_bytes=LIMIT),
+        ("POST", CHAT, {"content": body()}),  # no Content-Length: chunked
+        ("POST", CHAT, {"content": b" " * LIMIT, "headers": {"content-type": "application/json"}}),
+    )
+    assert too_big.status_code == 413 and too_big.headers["connection"] == "close"
+    assert sent == 4  # the refusal came at the first chunk over the limit; the rest stayed
+    assert too_big.json()["error"]["message"] == f"The request body is over {LIMIT} bytes."
+    # At the limit the body is read; blanks are no JSON object, so it is a 400, not a 413.
+    assert at_limit.status_code == 400
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408() -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"messages": '
+        await asyncio.sleep(1)
+        yield b"[]}"
+
+    (late,) = requests(
+        ServerOptions(body_timeout_s=0.2),
+        ("POST", CHAT, {"content": trickle(), "headers": {"content-type": "application/json"}}),
+    )
+    assert late.status_code == 408 and late.headers["connection"] == "close"
+    assert late.json()["error"] == {
+        "message": "The request body did not arrive within 0.2 seconds.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
