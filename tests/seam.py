@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 
 from edge.chat.template import ChatTemplate
+from edge.config import Settings
 from edge.engine import EngineAPI
-from edge.server import ServerOptions, create_app
+from edge.server import create_app
 from tests.fake_engine import FakeEngine
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -32,7 +33,7 @@ def qwen_template() -> ChatTemplate:
 @asynccontextmanager
 async def client_of(
     engine: FakeEngine,
-    options: ServerOptions | None = None,
+    options: Settings | None = None,
     load: Callable[[], tuple[EngineAPI, ChatTemplate]] | None = None,
     ready: bool = True,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:

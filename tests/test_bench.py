@@ -16,6 +16,7 @@ import pytest
 
 from edge.bench import models, reference, run, servers
 from edge.bench.report import BEGIN_MARKER, END_MARKER, summarize, targets
+from edge.errors import ReferenceBuildError
 from edge.model import synthetic
 from tests.conftest import assert_clean_failure, run_cli
 
@@ -146,7 +147,7 @@ def test_reference_build_without_cmake_says_how_to_go_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no cmake, no compiler
-    with pytest.raises(reference.ReferenceError) as err:
+    with pytest.raises(ReferenceBuildError) as err:
         reference.ensure(tmp_path / "cache", log=lambda _: None)
     assert "cmake" in err.value.message and "--no-reference" in (err.value.hint or "")
 

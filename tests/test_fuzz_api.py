@@ -40,7 +40,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from edge.server import ServerOptions
+from edge.config import Settings
 from tests.test_server import HI, error_of, serving
 
 EXAMPLES = int(os.environ.get("EDGE_QWEN_FUZZ_EXAMPLES", "150"))
@@ -59,7 +59,7 @@ def server(gguf_of: Callable[[str, str], Path]) -> Iterator[tuple[str, Any]]:
 
 @pytest.fixture(scope="module")
 def keyed(gguf_of: Callable[[str, str], Path]) -> Iterator[str]:
-    opts = ServerOptions(api_key=KEY, max_body_bytes=SMALL_LIMIT, body_timeout_s=BODY_TIMEOUT)
+    opts = Settings(api_key=KEY, max_body_bytes=SMALL_LIMIT, body_timeout_s=BODY_TIMEOUT)
     with serving(gguf_of("scripted", "Q8_0"), opts, n_ctx=512) as (url, _):
         yield url
 

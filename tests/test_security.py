@@ -35,14 +35,14 @@ from test_server import free_port, wait_ready
 
 from edge.config import Settings
 from edge.errors import UsageError
-from edge.server import ServerOptions, create_app
+from edge.server import create_app
 from edge.server.lan import server_key
 
 WAIT = 60.0
 KEY = "k3y-Zq8vR2mW5tY7uP0aS4dF6gH9jL1x"  # 32 characters
 GOOD = "http://good.example"
 EVIL = "http://evil.example"
-LIMIT = ServerOptions().max_body_bytes  # `serve` keeps the default: 8 MiB
+LIMIT = Settings().max_body_bytes  # `serve` keeps the default: 8 MiB
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +226,7 @@ def test_only_the_exact_key_opens_the_api(keyed: str) -> None:
 
 
 @contextmanager
-def in_thread(options: ServerOptions, log_level: str = "warning") -> Iterator[str]:
+def in_thread(options: Settings, log_level: str = "warning") -> Iterator[str]:
     """A real uvicorn in a thread around an app whose model never loads (/v1/models still works)."""
 
     def load() -> Any:
@@ -261,7 +261,7 @@ def test_the_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
         return real(a, b)
 
     monkeypatch.setattr("edge.server.guard.hmac.compare_digest", spy)
-    with in_thread(ServerOptions(api_key=KEY)) as url:
+    with in_thread(Settings(api_key=KEY)) as url:
         for value in (f"Bearer {KEY[:5]}", f"Bearer {KEY}"):
             httpx.get(f"{url}/v1/models", headers={"authorization": value}, timeout=WAIT)
     assert calls == [
@@ -433,7 +433,7 @@ def test_no_key_or_prompt_in_debug_logs(gguf_of: Callable[[str, str], Path]) -> 
     def load() -> tuple[Engine, ChatTemplate]:
         return Engine(gguf, make_plan(info, Settings(ctx=2048)), info), ChatTemplate.from_gguf(gguf)
 
-    app = create_app("qwen3-test", load, ServerOptions(api_key=KEY))
+    app = create_app("qwen3-test", load, Settings(api_key=KEY))
     config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="debug")
     server = uvicorn.Server(config)  # its Config has set up uvicorn's loggers by now
     collect = Collect()

@@ -24,7 +24,7 @@ from edge.chat.template import ChatTemplate
 from edge.config import Settings
 from edge.engine import Engine
 from edge.engine.plan import make_plan, read_model_info
-from edge.server import ServerOptions, create_app
+from edge.server import create_app
 
 HI = [{"role": "user", "content": "Hi"}]
 WAIT = 60.0
@@ -52,7 +52,7 @@ def wait_ready(url: str, alive: Callable[[], bool] = lambda: True) -> None:
 
 @contextmanager
 def serving(
-    gguf: Path, options: ServerOptions | None = None, n_ctx: int = 2048, parallel: int = 1
+    gguf: Path, options: Settings | None = None, n_ctx: int = 2048, parallel: int = 1
 ) -> Iterator[tuple[str, Any]]:
     """A real uvicorn server in a thread, on the batching engine `edge-qwen serve` uses;
     yields (base URL, app)."""
@@ -309,7 +309,7 @@ def test_disconnect_stops_generation(gguf_of: Callable[[str, str], Path]) -> Non
 
 
 def test_full_queue_gets_429(gguf_of: Callable[[str, str], Path]) -> None:
-    with serving(gguf_of("looping", "Q8_0"), ServerOptions(max_queue=1), n_ctx=8192) as (url, app):
+    with serving(gguf_of("looping", "Q8_0"), Settings(max_queue=1), n_ctx=8192) as (url, app):
         worker = app.state.runtime.worker
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=LONG, timeout=WAIT) as running:
             lines = running.iter_lines()  # kept: dropping the iterator closes the connection
@@ -339,9 +339,10 @@ def test_full_queue_gets_429(gguf_of: Callable[[str, str], Path]) -> None:
 
 
 def test_api_key_and_body_limit(gguf_of: Callable[[str, str], Path]) -> None:
-    with serving(
-        gguf_of("scripted", "Q8_0"), ServerOptions(api_key="s3cret", max_body_bytes=4096)
-    ) as (url, _):
+    with serving(gguf_of("scripted", "Q8_0"), Settings(api_key="s3cret", max_body_bytes=4096)) as (
+        url,
+        _,
+    ):
         bad = openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             bad.chat.completions.create(model="x", messages=HI)  # type: ignore[arg-type]
@@ -536,7 +537,7 @@ def test_cors_is_closed_unless_origins_are_named(
     preflight = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
     r = httpx.options(f"{scripted_server}/v1/chat/completions", headers=preflight, timeout=WAIT)
     assert "access-control-allow-origin" not in r.headers
-    with serving(gguf_of("scripted", "Q8_0"), ServerOptions(cors_origins=("http://home.lan",))) as (
+    with serving(gguf_of("scripted", "Q8_0"), Settings(cors_origins=("http://home.lan",))) as (
         url,
         _,
     ):

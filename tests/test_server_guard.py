@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edge.server import ServerOptions
+from edge.config import Settings
 from tests.fake_engine import FakeEngine
 from tests.seam import HI, client_of, run
 
@@ -25,7 +25,7 @@ def bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-def requests(options: ServerOptions, *calls: tuple[str, str, dict[str, Any]]) -> Any:
+def requests(options: Settings, *calls: tuple[str, str, dict[str, Any]]) -> Any:
     """(method, path, httpx keyword arguments) each, in order, on one app."""
     engine = FakeEngine()
 
@@ -43,7 +43,7 @@ def requests(options: ServerOptions, *calls: tuple[str, str, dict[str, Any]]) ->
 )
 def test_the_api_needs_the_exact_key(headers: dict[str, str], status: int) -> None:
     chat, models = requests(
-        ServerOptions(api_key=KEY),
+        Settings(api_key=KEY),
         ("POST", CHAT, {"json": {"messages": HI}, "headers": headers}),
         ("GET", "/v1/models", {"headers": headers}),
     )
@@ -61,7 +61,7 @@ def test_the_api_needs_the_exact_key(headers: dict[str, str], status: int) -> No
 
 def test_the_page_health_and_metrics_stay_open_without_the_key() -> None:
     page, health, metrics = requests(
-        ServerOptions(api_key=KEY),
+        Settings(api_key=KEY),
         ("GET", "/", {}),
         ("GET", "/health", {}),
         ("GET", "/metrics", {}),
@@ -74,7 +74,7 @@ def test_the_page_health_and_metrics_stay_open_without_the_key() -> None:
 
 def test_refusals_are_counted_by_status() -> None:
     *_, metrics = requests(
-        ServerOptions(api_key=KEY, max_body_bytes=LIMIT),
+        Settings(api_key=KEY, max_body_bytes=LIMIT),
         ("GET", "/v1/models", {}),
         ("GET", "/v1/models", {}),
         ("POST", CHAT, {"content": b" " * (LIMIT + 1), "headers": bearer(KEY)}),
@@ -95,7 +95,7 @@ def preflight(origin: str) -> tuple[str, str, dict[str, Any]]:
 
 def test_cors_preflight_of_a_named_origin_passes_without_the_key() -> None:
     ok, other = requests(
-        ServerOptions(api_key=KEY, cors_origins=(ORIGIN,)),
+        Settings(api_key=KEY, cors_origins=(ORIGIN,)),
         preflight(ORIGIN),
         preflight("http://evil.example"),
     )
@@ -110,7 +110,7 @@ def test_cors_preflight_of_a_named_origin_passes_without_the_key() -> None:
 def test_cors_headers_come_on_answers_and_on_refusals() -> None:
     origin = {"origin": ORIGIN}
     refused, too_big, answered = requests(
-        ServerOptions(api_key=KEY, cors_origins=(ORIGIN,), max_body_bytes=LIMIT),
+        Settings(api_key=KEY, cors_origins=(ORIGIN,), max_body_bytes=LIMIT),
         ("POST", CHAT, {"json": {"messages": HI}, "headers": origin}),
         ("POST", CHAT, {"content": b" " * (LIMIT + 1), "headers": {**origin, **bearer(KEY)}}),
         ("POST", CHAT, {"json": {"messages": HI}, "headers": {**origin, **bearer(KEY)}}),
@@ -122,7 +122,7 @@ def test_cors_headers_come_on_answers_and_on_refusals() -> None:
 
 def test_cors_is_closed_unless_origins_are_named() -> None:
     pre, chat = requests(
-        ServerOptions(),
+        Settings(),
         preflight(ORIGIN),
         ("POST", CHAT, {"json": {"messages": HI}, "headers": {"origin": ORIGIN}}),
     )
@@ -141,7 +141,7 @@ def test_a_body_announced_over_the_limit_is_refused_unread() -> None:
         yield b"{}"
 
     async def go() -> httpx.Response:
-        async with client_of(engine, ServerOptions(max_body_bytes=LIMIT)) as (client, _):
+        async with client_of(engine, Settings(max_body_bytes=LIMIT)) as (client, _):
             headers = {"content-length": str(LIMIT + 1), "content-type": "application/json"}
             request = client.build_request("POST", CHAT, content=body(), headers=headers)
             return await client.send(request)
@@ -169,7 +169,7 @@ def test_a_chunked_body_is_cut_at_the_limit() -> None:
             yield b" " * 300
 
     too_big, at_limit = requests(
-        ServerOptions(max_body_bytes=LIMIT),
+        Settings(max_body_bytes=LIMIT),
         ("POST", CHAT, {"content": body()}),  # no Content-Length: chunked
         ("POST", CHAT, {"content": b" " * LIMIT, "headers": {"content-type": "application/json"}}),
     )
@@ -187,7 +187,7 @@ def test_a_body_that_does_not_arrive_in_time_gets_408() -> None:
         yield b"[]}"
 
     (late,) = requests(
-        ServerOptions(body_timeout_s=0.2),
+        Settings(body_timeout_s=0.2),
         ("POST", CHAT, {"content": trickle(), "headers": {"content-type": "application/json"}}),
     )
     assert late.status_code == 408 and late.headers["connection"] == "close"

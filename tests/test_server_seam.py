@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from edge.config import Settings
 from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ContextFullError, EdgeError
-from edge.server import ServerOptions
 from edge.server.chat_api import ChatJob, ChunkBytes, chunk
 from edge.server.sse import dumps
 from tests.fake_engine import FakeEngine
@@ -94,7 +94,7 @@ def test_a_full_queue_gets_429_and_the_queued_request_runs_later() -> None:
     engine.gate.clear()  # the first request holds the only slot until the gate opens
 
     async def go() -> tuple[int, int, int]:
-        async with client_of(engine, ServerOptions(max_queue=1)) as (client, app):
+        async with client_of(engine, Settings(max_queue=1)) as (client, app):
             worker = app.state.runtime.worker
             body = {"messages": HI, "max_tokens": 5}
             first = asyncio.create_task(client.post("/v1/chat/completions", json=body))

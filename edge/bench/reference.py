@@ -16,9 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-# The class is ReferenceBuildError (the builtin ReferenceError is another thing); the old
-# name stays bound here for callers that catch `reference.ReferenceError`.
-from edge.errors import ReferenceBuildError as ReferenceError
+from edge.errors import ReferenceBuildError
 
 TARGETS = ("llama-bench", "llama-server")
 
@@ -74,7 +72,7 @@ def ensure(
         return found
     for tool in ("cmake", "c++"):
         if shutil.which(tool) is None:
-            raise ReferenceError(
+            raise ReferenceBuildError(
                 f"Building the llama.cpp reference needs {tool}, which is not on PATH.",
                 "Install cmake and a C++ compiler, or run the benchmark with --no-reference.",
             )
@@ -128,7 +126,7 @@ def build(cache: Path, log: Callable[[str], None]) -> Reference:
         staged.rename(dest / "bin")
     found = find(cache)
     if found is None:
-        raise ReferenceError(f"The reference build in {dest} left no binaries.", None)
+        raise ReferenceBuildError(f"The reference build in {dest} left no binaries.", None)
     return found
 
 
@@ -151,7 +149,7 @@ def _fetch_source(version: str, work: Path) -> Path:
     )
     archives = list(work.glob("llama_cpp_python-*.tar.gz"))
     if not archives:
-        raise ReferenceError(
+        raise ReferenceBuildError(
             f"pip fetched no llama-cpp-python {version} sdist.", "Is the package index reachable?"
         )
     prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
@@ -167,7 +165,7 @@ def _run(argv: list[str]) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise ReferenceError(
+        raise ReferenceBuildError(
             f"`{' '.join(argv[:3])} …` failed (exit {proc.returncode}):\n{tail}",
             "Run the benchmark with --no-reference to measure edge-qwen alone.",
         )

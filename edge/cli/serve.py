@@ -68,7 +68,7 @@ def serve(
     from edge.chat.template import ChatTemplate
     from edge.config import DEFAULT_PARALLEL
     from edge.engine import Engine, open_engine
-    from edge.server import ServerOptions, create_app
+    from edge.server import create_app
     from edge.server.lan import server_key
     from edge.server.lifecycle import serve_forever
 
@@ -94,20 +94,13 @@ def serve(
     key = server_key(bind, cfg.api_key, lan=cfg.lan, no_auth=cfg.no_auth, home=cfg.home, say=say)
     path, info, plan = plan_model(cfg)
     model_id = path.parent.name if path.name == "model.gguf" else path.stem
-    options = ServerOptions(
-        api_key=key,
-        max_queue=cfg.max_queue,
-        reasoning_format=cfg.reasoning_format,
-        cors_origins=cfg.cors_origins,
-        max_body_bytes=cfg.max_body_bytes,
-        body_timeout_s=cfg.body_timeout_s,
-    )
+    served = cfg.model_copy(update={"api_key": key})  # the key in force, maybe generated
 
     def load() -> tuple[Engine, ChatTemplate]:
         template = ChatTemplate.from_gguf(path)  # first: it is quick, and fails fast
         return open_engine(path, plan, info, say), template
 
     def make_app(on_failed: Any) -> Any:
-        return create_app(model_id, load, options, on_failed=on_failed)
+        return create_app(model_id, load, served, on_failed=on_failed)
 
     serve_forever(make_app, bind, cfg.port, model_id, say)

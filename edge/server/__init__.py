@@ -1,5 +1,9 @@
-"""The OpenAI-compatible HTTP server (`edge-qwen serve`)."""
+"""The OpenAI-compatible HTTP server (`edge-qwen serve`).
 
-from edge.server.app import ServerOptions, create_app
+Public face: `create_app(model_id, load, settings)` builds the app around any engine at the
+seam; `lifecycle.serve_forever` runs it under uvicorn. See app.py for the map of the rest.
+"""
 
-__all__ = ["ServerOptions", "create_app"]
+from edge.server.app import create_app
+
+__all__ = ["create_app"]

@@ -1,4 +1,4 @@
-"""`create_app(model_id, load, options)`: the OpenAI-compatible HTTP API, wired from its
+"""`create_app(model_id, load, settings)`: the OpenAI-compatible HTTP API, wired from its
 pieces, with no module-level state.
 
 The engine is loaded in the background so /health answers 503 until ready. The pieces:
@@ -13,11 +13,11 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from fastapi import FastAPI
 
 from edge.chat.template import ChatTemplate
+from edge.config import Settings
 from edge.engine import EngineAPI
 from edge.server import chat_completions, completions, routes
 from edge.server.errors import install_error_handlers
@@ -29,30 +29,19 @@ from edge.server.worker import EngineWorker
 log = logging.getLogger("edge.server")
 
 
-@dataclass
-class ServerOptions:
-    """What `edge-qwen serve` configures."""
-
-    api_key: str | None = None
-    max_queue: int = 16
-    max_body_bytes: int = 8 * 2**20
-    body_timeout_s: float = 60.0  # the whole body must arrive within this (slow clients)
-    reasoning_format: str = "separate"
-    cors_origins: tuple[str, ...] = ()
-
-
 def create_app(
     model_id: str,
     load: Callable[[], tuple[EngineAPI, ChatTemplate]],
-    options: ServerOptions | None = None,
+    settings: Settings | None = None,
     on_failed: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """The API around a model that `load()` opens (in the background, at startup).
+    """The API around a model that `load()` opens (in the background, at startup), with
+    the serving half of `settings`: API key, queue, body limits, CORS, reasoning format.
 
     When loading fails, /health and every request say why, and `on_failed(reason)` runs:
     the CLI uses it to stop the server rather than leave it up without a model.
     """
-    opts = options or ServerOptions()
+    opts = settings or Settings()
     rt = Runtime(model_id)
     metrics = Metrics()
 

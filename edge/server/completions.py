@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
+from edge.config import QWEN3_SAMPLING
 from edge.engine import Finish, Job, SamplingParams, ThinkingControl, TokenEvent
 from edge.errors import ParamError
 from edge.server import sse
@@ -48,11 +49,12 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
 def sampling(req: CompletionRequest, n_vocab: int) -> SamplingParams:
     """Qwen3's non-thinking defaults where the request says nothing."""
+    plain = QWEN3_SAMPLING[False]
     return SamplingParams(
-        temperature=0.7 if req.temperature is None else req.temperature,
-        top_p=req.top_p or 0.8,
-        top_k=20 if req.top_k is None else req.top_k,
-        min_p=req.min_p or 0.0,
+        temperature=plain["temperature"] if req.temperature is None else req.temperature,
+        top_p=req.top_p or plain["top_p"],
+        top_k=int(plain["top_k"]) if req.top_k is None else req.top_k,
+        min_p=req.min_p or plain["min_p"],
         seed=req.seed,
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
