@@ -18,10 +18,17 @@ WAIT = 60.0
 
 
 @contextmanager
-def serve(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def serve(
+    args: list[str], env: dict[str, str], port_in_env: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`edge-qwen serve ARGS` on a free port, given by --port or by EDGE_QWEN_PORT."""
     port = free_port()
+    if port_in_env:
+        env = {**env, "EDGE_QWEN_PORT": str(port)}
+    else:
+        args = ["--port", str(port), *args]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "serve", "--port", str(port), *args],
+        [sys.executable, "-m", "edge.cli", "serve", *args],
         env=env,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -86,31 +93,18 @@ def test_every_setting_can_come_from_the_environment_and_a_flag_wins(
     gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
 ) -> None:
     # A Docker user changes the server with -e, never by overriding CMD.
-    port = free_port()
     env = {
         **cli_env,
         "EDGE_QWEN_MODEL": str(gguf_of("scripted", "Q8_0")),
-        "EDGE_QWEN_PORT": str(port),
         "EDGE_QWEN_CTX": "1024",
         "EDGE_QWEN_PARALLEL": "2",
         "EDGE_QWEN_API_KEY": "s3cret",
         "EDGE_QWEN_REASONING_FORMAT": "hidden",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "serve", "--ctx", "2048"],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, alive=lambda: proc.poll() is None)
+    with serve(["--ctx", "2048"], env, port_in_env=True) as (url, proc):
         assert httpx.get(f"{url}/v1/models", timeout=WAIT).status_code == 401
         ok = httpx.get(f"{url}/v1/models", headers={"authorization": "Bearer s3cret"}, timeout=WAIT)
         assert ok.status_code == 200
-    finally:
         proc.terminate()
         _, err = proc.communicate(timeout=WAIT)
     assert "ctx 2048" in err and "shared by 2 sequences" in err, err  # --ctx over EDGE_QWEN_CTX
