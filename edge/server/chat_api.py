@@ -13,12 +13,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.chat.reasoning import ThinkSplitter
+from edge.chat.parts import AnswerSplitter, Part
 from edge.chat.template import ChatTemplate, sampling_defaults, soft_switch
-from edge.chat.tools import ToolCallSplitter
+from edge.chat.tools import ToolCall
 from edge.engine import Finish, SamplingParams, ThinkingControl
 from edge.errors import ParamError
-from edge.server.params import check_text, parse_logit_bias, response_schema, stop_list
+from edge.server.params import (
+    check_text,
+    parse_logit_bias,
+    response_schema,
+    stop_list,
+    thinking_budget,
+)
 from edge.server.schema import ChatCompletionRequest
 from edge.server.sse import DATA, END, dumps
 
@@ -95,7 +101,7 @@ def build_job(
     return ChatJob(
         prompt_text=text,
         params=params,
-        control=ThinkingControl(budget=req.thinking_budget, loop_guard=req.loop_guard),
+        control=ThinkingControl(budget=budget_of(req), loop_guard=req.loop_guard),
         thinking=thinking,
         reasoning_format="inline"
         if fmt in ("inline", "none")
@@ -105,6 +111,17 @@ def build_job(
         return_reasoning=req.return_reasoning,
         tools=use_tools,
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
+    )
+
+
+def budget_of(req: ChatCompletionRequest) -> int | None:
+    """The thinking budget, by whichever name the client used."""
+    return thinking_budget(
+        {
+            "thinking_budget": req.thinking_budget,
+            "thinking_token_budget": req.thinking_token_budget,
+            "reasoning_budget": req.reasoning_budget,
+        }
     )
 
 
@@ -120,36 +137,36 @@ def _message_dict(m: Any) -> dict[str, Any]:
 
 
 class ChunkWriter:
-    """Turns engine text into OpenAI deltas: reasoning apart, tool calls parsed."""
+    """Turns the answer's parts into OpenAI deltas: reasoning apart, tool calls whole."""
 
     def __init__(self, job: ChatJob, model: str) -> None:
         self.job, self.model = job, model
-        self.think = ThinkSplitter()
-        self.tools = ToolCallSplitter() if job.tools else None
-        self.calls = 0
+        self.parts = AnswerSplitter(tools=job.tools)
         self.content = ""
         self.reasoning = ""
         self.tool_calls: list[dict[str, Any]] = []
         self._inline_open = False
 
+    @property
+    def calls(self) -> int:
+        """Tool calls so far."""
+        return len(self.tool_calls)
+
     def text(self, text: str) -> list[dict[str, Any]]:
         """Deltas for a piece of generated text."""
-        return self._deltas(self.think.feed(text))
+        return self._deltas(self.parts.feed(text))
 
     def finish(self, reason: str) -> list[dict[str, Any]]:
         """Deltas for what the splitters still held at the end."""
-        deltas = self._deltas(self.think.finish("stop" if reason == "stop" else "length"))
-        if self.tools is not None:
-            deltas += self._tool_deltas(self.tools.finish())
-        return deltas
+        return self._deltas(self.parts.finish(reason))
 
-    def _deltas(self, pieces: list[Any]) -> list[dict[str, Any]]:
+    def _deltas(self, parts: list[Part]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for p in pieces:
+        for p in parts:
             if p.kind == "reasoning":
                 out += self._reasoning(p.text)
-            elif self.tools is not None:
-                out += self._tool_deltas(self.tools.feed(p.text))
+            elif p.call is not None:
+                out.append(self._tool_call(p.call))
             else:
                 out += self._content(p.text)
         return out
@@ -171,18 +188,11 @@ class ChunkWriter:
         self.content += text
         return [{"content": text}]
 
-    def _tool_deltas(self, pieces: list[Any]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for p in pieces:
-            if p.kind == "content":
-                out += self._content(p.text)
-                continue
-            function = {"name": p.call.name, "arguments": p.call.arguments}
-            call = {"id": p.call.id, "type": "function", "function": function}
-            self.tool_calls.append(call)
-            out.append({"tool_calls": [{"index": self.calls, **call}]})
-            self.calls += 1
-        return out
+    def _tool_call(self, call: ToolCall) -> dict[str, Any]:
+        function = {"name": call.name, "arguments": call.arguments}
+        entry = {"id": call.id, "type": "function", "function": function}
+        self.tool_calls.append(entry)
+        return {"tool_calls": [{"index": len(self.tool_calls) - 1, **entry}]}
 
     def finish_reason(self, reason: str) -> str:
         """OpenAI's finish reason for the engine's."""

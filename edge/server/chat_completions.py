@@ -18,6 +18,7 @@ from edge.server.errors import OPENAPI_ERRORS
 from edge.server.runtime import Runtime
 from edge.server.schema import ChatCompletionRequest
 from edge.server.worker import EngineWorker, Stream
+from edge.server.worker import fold as fold_events
 
 
 def install(app: FastAPI, rt: Runtime, *, reasoning_format: str) -> None:
@@ -72,17 +73,8 @@ def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
 async def fold(job: ChatJob, model: str, events: Stream) -> dict[str, Any]:
     """The non-streaming answer: the same stream, folded."""
     writer = chat_api.ChunkWriter(job, model)
-    finish: Finish | None = None
-    try:
-        async for event in events:
-            if isinstance(event, TokenEvent) and event.text:
-                writer.text(event.text)
-            elif isinstance(event, Finish):
-                writer.finish(event.reason)
-                finish = event
-    finally:
-        await events.aclose()  # a gone client cancels the work
-    assert finish is not None
+    finish = await fold_events(events, lambda e: writer.text(e.text) if e.text else None)
+    writer.finish(finish.reason)
     message: dict[str, Any] = {"role": "assistant", "content": writer.content}
     if job.return_reasoning and job.reasoning_format == "separate" and writer.reasoning:
         message["reasoning_content"] = message["reasoning"] = writer.reasoning

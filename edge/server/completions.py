@@ -23,6 +23,7 @@ from edge.server.params import check_text, parse_logit_bias, stop_list
 from edge.server.runtime import Runtime
 from edge.server.schema import CompletionRequest
 from edge.server.worker import Stream
+from edge.server.worker import fold as fold_events
 
 
 def install(app: FastAPI, rt: Runtime) -> None:
@@ -104,16 +105,9 @@ def stream(answer: TextAnswer, events: Stream, include_usage: bool) -> AsyncIter
 
 async def fold(answer: TextAnswer, events: Stream) -> dict[str, Any]:
     """The non-streaming answer: the same stream, folded."""
-    text, finish = "", None
-    try:
-        async for event in events:
-            if isinstance(event, TokenEvent):
-                text += event.text
-            elif isinstance(event, Finish):
-                finish = event
-    finally:
-        await events.aclose()  # a gone client cancels the work
-    assert finish is not None
+    pieces: list[str] = []
+    finish = await fold_events(events, lambda e: pieces.append(e.text))
+    text = "".join(pieces)
     return {**answer.body(text, openai_finish(finish.reason)), "usage": plain_usage(finish)}
 
 

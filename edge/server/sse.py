@@ -1,8 +1,10 @@
 """Server-sent events, framed in one place for every API that streams.
 
-A stream is `data: <json>` events, `: keep-alive` comments while the prompt is read (so
-proxies keep it open), an error sent in-band once the status line is gone, then
-`data: [DONE]`. Each API only says what a token and the finish look like.
+`relay` runs one generation's events into bytes for any API: a token's bytes, keep-alives
+while the prompt is read (so proxies keep the stream open), the finish, or an error sent
+in-band once the status line is gone. `frame` is OpenAI's framing over it (`data: <json>`
+events, `: keep-alive` comments, `data: [DONE]`); Responses and Messages name their events
+(`event`). Each API only says what a token and the finish look like.
 """
 
 from __future__ import annotations
@@ -31,33 +33,62 @@ def data(payload: dict[str, Any]) -> bytes:
     return DATA + dumps(payload).encode() + END
 
 
-async def frame(
+def event(name: str, payload: dict[str, Any]) -> bytes:
+    """One named event, `event: <name>` and its data, as Responses and Messages stream."""
+    return b"event: " + name.encode() + b"\n" + data(payload)
+
+
+def frame(
     events: Stream,
     on_token: Callable[[TokenEvent], bytes],
     on_finish: Callable[[Finish], list[dict[str, Any]]],
     head: tuple[dict[str, Any], ...] = (),
 ) -> AsyncIterator[bytes]:
-    """The SSE bytes of one generation: `head` events, then a token's bytes from `on_token`
-    (b"" for none: the hot path, one write a token), the events `on_finish` gives, [DONE].
-    Closing this iterator (the client left) cancels the generation."""
-    for payload in head:
-        yield data(payload)
+    """OpenAI's SSE bytes of one generation: `head` events, then a token's bytes from
+    `on_token` (b"" for none: the hot path, one write a token), the events `on_finish`
+    gives, `data: [DONE]`; an error after the status line is sent in-band."""
+    return relay(
+        events,
+        on_token,
+        lambda finish: b"".join(map(data, on_finish(finish))),
+        lambda exc: DATA + bytes(error_response(exc).body) + END,
+        head=b"".join(map(data, head)),
+        tail=DONE,
+    )
+
+
+async def relay(
+    events: Stream,
+    on_token: Callable[[TokenEvent], bytes],
+    on_finish: Callable[[Finish], bytes],
+    on_error: Callable[[Exception], bytes],
+    *,
+    head: bytes = b"",
+    tail: bytes = b"",
+    keepalive: bytes = KEEPALIVE,
+) -> AsyncIterator[bytes]:
+    """The bytes of one generation in any API's framing: `head`, each token's bytes (b""
+    for none), `keepalive` after a silent spell, the finish's bytes (or the error's, once
+    the status line is gone), `tail`. Closing this iterator (the client left) cancels the
+    generation."""
+    if head:
+        yield head
     try:
-        event = await anext(events, None)
-        while event is not None:
-            if isinstance(event, TokenEvent):
-                chunk = on_token(event)
+        item = await anext(events, None)
+        while item is not None:
+            if isinstance(item, TokenEvent):
+                chunk = on_token(item)
                 if chunk:
                     yield chunk
-            elif isinstance(event, Keepalive):
-                yield KEEPALIVE
-            elif isinstance(event, Finish):
-                for payload in on_finish(event):
-                    yield data(payload)
+            elif isinstance(item, Keepalive):
+                yield keepalive
+            elif isinstance(item, Finish):
+                yield on_finish(item)
                 break
-            event = await anext(events, None)
+            item = await anext(events, None)
     except Exception as exc:
-        yield DATA + bytes(error_response(exc).body) + END
+        yield on_error(exc)
     finally:
         await events.aclose()
-    yield DONE
+    if tail:
+        yield tail

@@ -15,7 +15,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-from edge.engine.seam import EngineAPI, Event, Item, Job, Ticket, TokenEvent
+from edge.engine.seam import EngineAPI, Event, Finish, Item, Job, Ticket, TokenEvent
 from edge.errors import EdgeError, QueueFullError, shutting_down
 from edge.server.metrics import Metrics
 
@@ -32,6 +32,20 @@ KEEPALIVE = Keepalive()
 
 Stream = AsyncGenerator[Event | Keepalive, None]
 """One job's events as `EngineWorker.stream` gives them; closing it cancels the job."""
+
+
+async def fold(events: Stream, on_token: Callable[[TokenEvent], object]) -> Finish:
+    """Run a stream to its end for a non-streaming answer: each token to `on_token`, the
+    Finish returned, an engine error raised; leaving early (the client left) cancels it."""
+    try:
+        async for event in events:
+            if isinstance(event, TokenEvent):
+                on_token(event)
+            elif isinstance(event, Finish):
+                return event
+    finally:
+        await events.aclose()
+    raise AssertionError("a stream ends with a Finish or an error")
 
 
 class _Box:
