@@ -244,3 +244,31 @@ def test_a_model_that_failed_to_load_says_why_everywhere() -> None:
     assert health.status_code == 503 and health.json() == {"status": "error", "detail": reason}
     assert chat.status_code == 503 and chat.json()["error"]["message"].startswith(reason)
     assert chat.headers["retry-after"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "budget"),
+    [
+        ({"thinking_budget": 7}, 200, 7),
+        ({"thinking_token_budget": 7}, 200, 7),  # vLLM's name
+        ({"reasoning_budget": 7}, 200, 7),  # llama.cpp's name
+        ({"thinking_token_budget": 7, "reasoning_budget": 7}, 200, 7),  # agreeing is fine
+        ({"thinking_token_budget": 7, "reasoning_budget": 8}, 400, None),
+        ({"reasoning_budget": -1}, 400, None),
+    ],
+)
+def test_every_budget_spelling_reaches_the_one_budget(
+    fields: dict[str, int], status: int, budget: int | None
+) -> None:
+    engine = FakeEngine()
+
+    async def body() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            return await client.post("/v1/chat/completions", json={"messages": HI, **fields})
+
+    r = run(body)
+    assert r.status_code == status, r.text
+    if status == 200:
+        assert engine.jobs[-1].thinking.budget == budget
+    else:
+        assert r.json()["error"]["param"] in fields

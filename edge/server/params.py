@@ -24,6 +24,20 @@ def check_text(text: str, param: str) -> None:
         raise ParamError(param, message) from None
 
 
+def thinking_budget(spellings: dict[str, int | None]) -> int | None:
+    """The one thinking budget from the fields that may set it (vLLM's
+    `thinking_token_budget`, llama.cpp's `reasoning_budget`, each API's own form), keyed by
+    the field's name as the client wrote it. Fields that disagree are refused by name."""
+    given = {name: value for name, value in spellings.items() if value is not None}
+    for name, value in given.items():
+        if value < 0:
+            raise ParamError(name, f"A thinking budget is a count of tokens, not {value}.")
+    if len(set(given.values())) > 1:
+        names = " and ".join(f"'{n}' ({v})" for n, v in given.items())
+        raise ParamError(next(iter(given)), f"The thinking budgets {names} disagree: give one.")
+    return next(iter(given.values()), None)
+
+
 def stop_list(stop: str | list[str] | None) -> list[str]:
     """OpenAI's `stop` (one string or several) as a list."""
     return [stop] if isinstance(stop, str) else list(stop or [])

@@ -70,7 +70,10 @@ class ChatCompletionRequest(SamplingFields):
     think: bool | None = None
     return_reasoning: bool = True
     reasoning_format: Literal["separate", "inline", "hidden", "none", "deepseek"] | None = None
-    thinking_budget: int | None = Field(None, ge=0)
+    # The thinking budget in tokens, by each name clients use: ours, vLLM's, llama.cpp's.
+    thinking_budget: int | None = None
+    thinking_token_budget: int | None = None
+    reasoning_budget: int | None = None
     loop_guard: bool = True  # edge-qwen extension: end runaway repetition
 
 
