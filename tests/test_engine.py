@@ -264,3 +264,76 @@ def test_a_message_over_the_context_leaves_the_conversation_usable(
         if isinstance(e, Delta) and e.kind == "answer"
     )
     assert answer == "Hello world" and len(conv.messages) == 2
+
+
+def log_softmax(rows: Any) -> Any:
+    import numpy as np
+
+    rows = np.asarray(rows, dtype=np.float64)
+    top = rows.max(axis=-1, keepdims=True)
+    return rows - top - np.log(np.exp(rows - top).sum(axis=-1, keepdims=True))
+
+
+@pytest.fixture(scope="module")
+def tiny_logprobs(gguf_of: Callable[[str, str], Path]) -> Iterator[tuple[Path, Any]]:
+    """A random-weight model (a real spread of probabilities), with two slots."""
+    path = gguf_of("tiny", "Q8_0")
+    engine = open_engine(path, ctx=256, parallel=2)
+    yield path, engine
+    engine.close()
+
+
+def test_logprobs_equal_llama_cpps_own_logits(tiny_logprobs: tuple[Path, Any]) -> None:
+    """The prompt's and the answer's logprobs, and their top alternatives, are the softmax
+    of the logits llama-cpp-python's own Llama computes for the same tokens."""
+    from llama_cpp import Llama
+
+    path, engine = tiny_logprobs
+    prompt = engine.tokenize(PROMPT)
+    params = SamplingParams(temperature=0, max_tokens=6, logprobs=5, prompt_logprobs=True)
+    events = list(Run(engine, Job(prompt, params, ThinkingControl(loop_guard=False))))
+    head, tokens = events[0], [e for e in events if isinstance(e, TokenEvent) and e.token]
+    assert isinstance(head, TokenEvent) and head.token is None and head.text == ""
+    echo = head.logprobs
+    assert [lp.token for lp in echo] == prompt and echo[0].logprob is None
+    answer = [e.logprobs[0] for e in tokens]
+    assert [lp.token for lp in answer] == [e.token for e in tokens] and len(answer) == 6
+
+    llm = Llama(str(path), n_ctx=256, n_threads=1, logits_all=True, verbose=False)
+    try:
+        everything = prompt + [lp.token for lp in answer]
+        llm.eval(everything)
+        ref = log_softmax(llm.scores[: len(everything)])
+    finally:
+        llm.close()
+    for position, lp in enumerate([*echo[1:], *answer], start=1):
+        row = ref[position - 1]  # the logits after token p-1 predict token p
+        assert lp.logprob == pytest.approx(row[lp.token], abs=1e-3)
+        assert len(lp.top) == 5 and lp.top[0].logprob >= lp.top[-1].logprob
+        assert [t.logprob for t in lp.top] == sorted((t.logprob for t in lp.top), reverse=True)
+        for alt in lp.top:
+            assert alt.logprob == pytest.approx(row[alt.token], abs=1e-3)
+        assert lp.top[-1].logprob >= sorted(row)[-5] - 1e-3  # they are the five best
+    for lp in answer:  # greedy: the sampled token is the most likely one
+        assert lp.top[0].token == lp.token and lp.piece == engine.vocab.shown(lp.token)
+
+
+def test_prompt_logprobs_share_the_batch_with_a_running_answer(
+    tiny_logprobs: tuple[Path, Any],
+) -> None:
+    """A long prompt read for its logprobs while another sequence generates: the rows of
+    logits per decode stay within llama.cpp's limit, and both answers are whole."""
+    _, engine = tiny_logprobs
+    other = Run(engine, Job(engine.tokenize(PROMPT), SamplingParams(temperature=0, max_tokens=24)))
+    prompt = engine.tokenize(PROMPT * 6)
+    echo = SamplingParams(temperature=0, max_tokens=2, logprobs=0, prompt_logprobs=True)
+    events = list(Run(engine, Job(prompt, echo, ThinkingControl(loop_guard=False))))
+    rest = list(other)
+    assert len(events[0].logprobs) == len(prompt)  # type: ignore[union-attr]
+    assert all(lp.top == () for lp in events[0].logprobs[1:])  # type: ignore[union-attr]
+    assert isinstance(rest[-1], Finish) and rest[-1].usage.completion_tokens > 0
+
+
+def test_no_logprobs_unless_asked(scripted: Any) -> None:
+    events = list(Run(scripted, Job(scripted.tokenize(PROMPT), GREEDY)))
+    assert all(e.logprobs == () for e in events if isinstance(e, TokenEvent))

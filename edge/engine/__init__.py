@@ -20,6 +20,7 @@ from edge.engine.seam import (
     ThinkingControl,
     Ticket,
     TokenEvent,
+    TokenLogprob,
     Usage,
     generate,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "ThinkingControl",
     "Ticket",
     "TokenEvent",
+    "TokenLogprob",
     "Usage",
     "build_sampler",
     "generate",

@@ -28,12 +28,13 @@ import time
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge.engine.logprobs import LogprobReader
 from edge.engine.plan import (
     KV_TYPES,
     ModelInfo,
@@ -52,6 +53,8 @@ from edge.engine.seam import (
     SamplingParams,
     ThinkingControl,
     Ticket,
+    TokenEvent,
+    TokenLogprob,
     generate,
 )
 from edge.engine.text import CLOSE_THINK, TextState, common_prefix
@@ -81,6 +84,7 @@ class _Slot:
     cached: int = 0
     last_used: float = 0.0
     admitted: int = 0  # admission order, for choosing whom to drop when the cache is full
+    echo: list[TokenLogprob] | None = None  # the prompt's logprobs while they are read
 
 
 @dataclass
@@ -114,6 +118,8 @@ class Engine:
         self._admissions = 0
         self._out: list[tuple[Ticket, Item]] = []  # this step's items, posted at its end
         self._batch = _Batch(self.plan.n_batch)
+        self._logprobs = LogprobReader(self.vocab.n_vocab, self.vocab.shown)
+        self._echo_rows: list[tuple[_Slot, int, int]] = []  # (slot, batch index, rows)
         self._thread = threading.Thread(target=self._run, name="edge-engine", daemon=True)
         try:
             self._thread.start()
@@ -323,9 +329,11 @@ class Engine:
         prompt = w.ticket.job.prompt
         common = {s.seq: common_prefix(s.tokens, prompt) for s in self._slots}
         donor = max(self._slots, key=lambda s: common[s.seq])
-        # The last prompt token must be evaluated for its logits.
-        keep = min(common[slot.seq], len(prompt) - 1)
-        shared = min(common[donor.seq], len(prompt) - 1)
+        # The last prompt token must be evaluated for its logits; for the prompt's
+        # logprobs, every token (nothing cached is reused).
+        last = 0 if w.ticket.job.params.prompt_logprobs else len(prompt) - 1
+        keep = min(common[slot.seq], last)
+        shared = min(common[donor.seq], last)
         lib = self._lib
         if donor is not slot and shared > keep:
             lib.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
@@ -337,6 +345,8 @@ class Engine:
         slot.ticket, slot.state, slot.sampler = w.ticket, w.state, w.sampler
         slot.tokens, slot.cached, slot.admitted = prompt[:keep], keep, self._admissions
         slot.feed = list(prompt[keep:])
+        if w.ticket.job.params.prompt_logprobs:
+            slot.echo = [TokenLogprob(prompt[0], self.vocab.shown(prompt[0]), None)]
 
     def _step(self) -> None:  # noqa: C901  (see _loop)
         for slot in self._active():
@@ -364,6 +374,8 @@ class Engine:
         for slot, taken, _ in plan:  # evaluated: the KV cache now holds these tokens
             slot.tokens.extend(taken)
             del slot.feed[: len(taken)]
+        for slot, first, rows in self._echo_rows:
+            self._read_echo(slot, first, rows)
         for slot, _, output in plan:
             if output is None:
                 continue
@@ -379,18 +391,44 @@ class Engine:
         Returns (slot, tokens taken, logits index or None)."""
         batch, budget = self._batch, self.plan.n_batch
         batch.clear()
+        self._echo_rows.clear()
         plan: list[tuple[_Slot, list[int], int | None]] = []
+        outputs = 0  # logits rows asked for: llama.cpp holds n_outputs_max at most
         for slot in sorted(live, key=lambda s: (len(s.feed) > 1, s.admitted)):
             if len(slot.feed) > 1 and not prompts:
                 break
             take = slot.feed[:budget]
+            if slot.echo is not None:  # logits for every token: as many as rows are free
+                take = take[: self.plan.n_outputs_max - outputs]
             if not take:
                 continue
             whole = len(take) == len(slot.feed)
-            batch.add_all(take, len(slot.tokens), slot.seq, logits_last=whole)
+            if slot.echo is None:
+                batch.add_all(take, len(slot.tokens), slot.seq, logits_last=whole)
+                outputs += whole
+            else:
+                batch.add_all(take, len(slot.tokens), slot.seq, logits_last=True, every=True)
+                rows = len(take) - 1 if whole else len(take)  # the last row is sampled
+                self._echo_rows.append((slot, batch.n - len(take), rows))
+                outputs += len(take)
             plan.append((slot, take, batch.n - 1 if whole else None))
             budget -= len(take)
         return plan
+
+    def _read_echo(self, slot: _Slot, first: int, rows: int) -> None:
+        """The logprobs of the prompt tokens that rows `first`… of the batch predict (each
+        row, the next token's); once the prompt is read, they go out in one event."""
+        assert slot.echo is not None and slot.ticket is not None and slot.state is not None
+        prompt, top = slot.ticket.job.prompt, slot.ticket.job.params.logprobs or 0
+        done = len(slot.echo)  # the row at prompt position `done - 1` predicts prompt[done]
+        reader, lib = self._logprobs, self._lib
+        for i in range(rows):
+            token = prompt[done + i]
+            slot.echo.append(reader.of(lib.llama_get_logits_ith(self._ctx, first + i), token, top))
+        if len(slot.echo) == len(prompt):
+            event = TokenEvent("", None, False, slot.state.elapsed(), tuple(slot.echo))
+            self._out.append((slot.ticket, event))
+            slot.echo = None
 
     def _decode(self) -> None:
         lib = self._lib
@@ -444,6 +482,10 @@ class Engine:
             self._retire(slot, "stop")
             return
         event, stopped = state.emit(token)
+        top = ticket.job.params.logprobs
+        if top is not None:
+            logits = self._lib.llama_get_logits_ith(self._ctx, index)
+            event = replace(event, logprobs=(self._logprobs.of(logits, token, top),))
         self._out.append((ticket, event))
         if stopped:
             self._retire(slot, "stop")
@@ -466,6 +508,7 @@ class Engine:
         """End the slot's job; its KV stays cached for the next job's prefix."""
         ticket, state, sampler = slot.ticket, slot.state, slot.sampler
         slot.ticket, slot.state, slot.sampler, slot.feed = None, None, None, []
+        slot.echo = None
         slot.last_used = time.monotonic()
         if ticket is None or state is None:
             return
@@ -497,6 +540,7 @@ class Vocab:
         self.ptr = lib.llama_model_get_vocab(model)
         self.n_vocab = int(lib.llama_vocab_n_tokens(self.ptr))
         self._pieces: dict[int, bytes] = {}
+        self._shown: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
         self.think_open = self._single("<think>")
         self.think_close = self._single("</think>")
@@ -520,6 +564,13 @@ class Vocab:
         got = self._pieces.get(token)
         if got is None:
             got = self._pieces[token] = self.token_bytes(token)
+        return got
+
+    def shown(self, token: int) -> bytes:
+        """The bytes of a token as a person reads it: special tokens spelled out."""
+        got = self._shown.get(token)
+        if got is None:
+            got = self._shown[token] = self.token_bytes(token, special=True)
         return got
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
@@ -556,7 +607,11 @@ class _Batch:
         self.n = 0
         self.raw.n_tokens = 0
 
-    def add_all(self, tokens: list[int], pos: int, seq: int, logits_last: bool) -> None:
+    def add_all(
+        self, tokens: list[int], pos: int, seq: int, logits_last: bool, every: bool = False
+    ) -> None:
+        """Add one sequence's tokens; logits for the last one (`logits_last`), or for each
+        (`every`)."""
         raw, i = self.raw, self.n
         token, position, n_seq, seq_id, logits = (
             raw.token,
@@ -571,7 +626,7 @@ class _Batch:
             position[i] = pos + k
             n_seq[i] = 1
             seq_id[i][0] = seq
-            logits[i] = logits_last and k == last
+            logits[i] = every or (logits_last and k == last)
             i += 1
         self.n = i
         raw.n_tokens = i

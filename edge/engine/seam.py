@@ -44,6 +44,11 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None  # GBNF
     json_schema: dict[str, Any] | None = None
+    # Log-probabilities, off unless asked (they cost a pass over the vocabulary a token):
+    # each sampled token's, with this many most likely alternatives (0–20).
+    logprobs: int | None = None
+    # The prompt's tokens' too (OpenAI's `echo`): one event before the first token.
+    prompt_logprobs: bool = False
 
 
 @dataclass
@@ -68,15 +73,29 @@ class Job:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability under the model's own distribution (the softmax of its
+    logits, before any sampling setting), and the most likely tokens at its position."""
+
+    token: int
+    piece: bytes  # the token's bytes (a piece of a character, for some)
+    logprob: float | None  # None for a prompt's first token, which nothing predicts
+    top: tuple[TokenLogprob, ...] = ()  # most likely first; their own `top` is empty
+
+
+@dataclass(frozen=True)
 class TokenEvent:
     """Generated text. `token` is the sampled token it came from, or None for text the
     engine added itself (a think block it closed, bytes held back until the end).
-    `text` may be empty while the bytes of a character are still arriving."""
+    `text` may be empty while the bytes of a character are still arriving.
+    `logprobs`: the sampled token's, when the job asked; an event with no token and no
+    text carries the prompt's (`prompt_logprobs`), before the first token."""
 
     text: str
     token: int | None
     in_think: bool
     elapsed: float  # seconds since the job was submitted
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
