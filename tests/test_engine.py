@@ -337,3 +337,16 @@ def test_prompt_logprobs_share_the_batch_with_a_running_answer(
 def test_no_logprobs_unless_asked(scripted: Any) -> None:
     events = list(Run(scripted, Job(scripted.tokenize(PROMPT), GREEDY)))
     assert all(e.logprobs == () for e in events if isinstance(e, TokenEvent))
+
+
+def test_the_end_tokens_logprob_is_part_of_the_answer(scripted: Any) -> None:
+    """Loglikelihood harnesses read one logprob per sampled token, the last one too: the
+    end-of-generation token's comes as an event with no text."""
+    params = SamplingParams(temperature=0, logprobs=1)
+    events = list(Run(scripted, Job(scripted.tokenize(PROMPT), params)))
+    *tokens, finish = events
+    assert isinstance(finish, Finish) and finish.reason == "stop"
+    last = tokens[-1]
+    assert last.text == "" and scripted.vocab.is_eog(last.token)  # type: ignore[union-attr]
+    assert last.logprobs[0].piece == b"<|im_end|>"  # type: ignore[union-attr]
+    assert all(len(e.logprobs) == 1 for e in tokens if e.token is not None)  # type: ignore[union-attr]

@@ -421,10 +421,10 @@ class Engine:
         assert slot.echo is not None and slot.ticket is not None and slot.state is not None
         prompt, top = slot.ticket.job.prompt, slot.ticket.job.params.logprobs or 0
         done = len(slot.echo)  # the row at prompt position `done - 1` predicts prompt[done]
-        reader, lib = self._logprobs, self._lib
+        reader = self._logprobs
         for i in range(rows):
             token = prompt[done + i]
-            slot.echo.append(reader.of(lib.llama_get_logits_ith(self._ctx, first + i), token, top))
+            slot.echo.append(reader.of(self._logits(first + i), token, top))
         if len(slot.echo) == len(prompt):
             event = TokenEvent("", None, False, slot.state.elapsed(), tuple(slot.echo))
             self._out.append((slot.ticket, event))
@@ -471,21 +471,18 @@ class Engine:
             state.notes.append("context full")
             self._retire(slot, "length")
             return
-        sampler = slot.sampler
-        if type(sampler) is Greedy:
-            token = sampler.pick(
-                self._lib.llama_get_logits_ith(self._ctx, index), self.vocab.n_vocab
-            )
-        else:
-            token = self._lib.llama_sampler_sample(sampler, self._ctx, index)
+        token = self._choose(slot.sampler, index)
+        top = ticket.job.params.logprobs
+        logprobs = () if top is None else (self._logprobs.of(self._logits(index), token, top),)
         if self.vocab.is_eog(token):
+            if logprobs:  # its probability is part of the answer (loglikelihoods)
+                event = TokenEvent("", token, False, state.elapsed(), logprobs)
+                self._out.append((ticket, event))
             self._retire(slot, "stop")
             return
         event, stopped = state.emit(token)
-        top = ticket.job.params.logprobs
-        if top is not None:
-            logits = self._lib.llama_get_logits_ith(self._ctx, index)
-            event = replace(event, logprobs=(self._logprobs.of(logits, token, top),))
+        if logprobs:
+            event = replace(event, logprobs=logprobs)
         self._out.append((ticket, event))
         if stopped:
             self._retire(slot, "stop")
@@ -503,6 +500,16 @@ class Engine:
                 return
             slot.feed.extend(close)
             self._out.append((ticket, event))
+
+    def _choose(self, sampler: Any, index: int) -> int:
+        """The next token from batch row `index`'s logits."""
+        if type(sampler) is Greedy:
+            return sampler.pick(self._logits(index), self.vocab.n_vocab)
+        return int(self._lib.llama_sampler_sample(sampler, self._ctx, index))
+
+    def _logits(self, index: int) -> Any:
+        """A pointer to batch row `index`'s logits."""
+        return self._lib.llama_get_logits_ith(self._ctx, index)
 
     def _retire(self, slot: _Slot, outcome: str | EdgeError) -> None:
         """End the slot's job; its KV stays cached for the next job's prefix."""
