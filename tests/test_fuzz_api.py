@@ -586,7 +586,15 @@ HOSTILE: list[tuple[str, Any, str, tuple[int, ...]]] = [
     ("Infinity logit bias", "INF_BIAS", "/v1/chat/completions", (200, 400)),
     ("completion prompt a number", {"prompt": 5}, "/v1/completions", (400,)),
     ("completion prompt empty", {"prompt": ""}, "/v1/completions", (400,)),
-    ("completion prompt list of ints", {"prompt": [1, 2, 3]}, "/v1/completions", (400,)),
+    (
+        "completion prompt token ids",
+        {"prompt": [1, 2, 3], "max_tokens": 2},
+        "/v1/completions",
+        (200,),
+    ),
+    ("completion prompt id past the vocab", {"prompt": [1, 2**31]}, "/v1/completions", (400,)),
+    ("completion prompt negative id", {"prompt": [-1]}, "/v1/completions", (400,)),
+    ("completion prompt empty ids", {"prompt": []}, "/v1/completions", (400,)),
     ("completion prompt over the context", {"prompt": "word " * 2000}, "/v1/completions", (400,)),
     (
         "completion max_tokens 1e12",

@@ -491,21 +491,6 @@ def test_keepalive_while_the_engine_is_silent() -> None:
     assert 2 <= sum(isinstance(i, Keepalive) for i in items) <= 4 and isinstance(items[-1], Finish)
 
 
-def test_logprobs_are_refused_not_ignored(scripted_server: str) -> None:
-    r = httpx.post(
-        f"{scripted_server}/v1/chat/completions",
-        json={"messages": HI, "logprobs": True},
-        timeout=WAIT,
-    )
-    assert r.status_code == 400 and error_of(r)["param"] == "logprobs"
-    ok = httpx.post(
-        f"{scripted_server}/v1/chat/completions",
-        json={"messages": HI, "logprobs": False},
-        timeout=WAIT,
-    )
-    assert ok.status_code == 200
-
-
 def test_disconnect_while_the_prompt_is_read(gguf_of: Callable[[str, str], Path]) -> None:
     # ~20k prompt tokens take the tiny model several seconds to read on this machine.
     body = {**LONG, "messages": [{"role": "user", "content": "word " * 20000}], "max_tokens": 100}

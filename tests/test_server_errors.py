@@ -272,3 +272,25 @@ def test_every_budget_spelling_reaches_the_one_budget(
         assert engine.jobs[-1].thinking.budget == budget
     else:
         assert r.json()["error"]["param"] in fields
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "param"),
+    [
+        ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs"),  # without logprobs
+        ("/v1/chat/completions", {"logprobs": 3}, "logprobs"),  # chat's is a bool
+        ("/v1/completions", {"logprobs": True}, "logprobs"),  # completions' is a count
+        ("/v1/completions", {"logprobs": -1}, "logprobs"),
+        ("/v1/completions", {"prompt": [[1], [2]]}, "prompt"),  # one prompt per request
+    ],
+)
+def test_logprobs_fields_are_checked(path: str, fields: dict[str, Any], param: str) -> None:
+    body = {"messages": HI} if "chat" in path else {"prompt": "Hi"}
+
+    async def send() -> httpx.Response:
+        async with client_of(FakeEngine()) as (client, _):
+            return await client.post(path, json={**body, **fields})
+
+    r = run(send)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text

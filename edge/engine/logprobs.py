@@ -13,8 +13,6 @@ import numpy as np
 
 from edge.engine.seam import TokenLogprob
 
-MAX_TOP = 20  # alternatives per token, as OpenAI allows
-
 
 class LogprobReader:
     """Reads one output row of logits (a ctypes float pointer) as `TokenLogprob`s."""

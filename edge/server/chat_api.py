@@ -18,6 +18,7 @@ from edge.chat.template import ChatTemplate, sampling_defaults, soft_switch
 from edge.chat.tools import ToolCall
 from edge.engine import Finish, SamplingParams, ThinkingControl
 from edge.errors import ParamError
+from edge.server import logprobs
 from edge.server.params import (
     check_text,
     parse_logit_bias,
@@ -70,8 +71,6 @@ def build_job(
     """Validate a request and turn it into a prompt, sampling params and output options."""
     if req.n != 1:
         raise ParamError("n", "Only n=1 is supported: one model serves one answer per request.")
-    if req.logprobs:
-        raise ParamError("logprobs", "logprobs are not supported yet.")
     if req.tool_choice not in (None, "auto", "none"):
         raise ParamError("tool_choice", "tool_choice supports 'auto' and 'none'.")
     schema = response_schema(req.response_format)
@@ -96,6 +95,7 @@ def build_job(
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=stop_list(req.stop),
         json_schema=schema,
+        logprobs=logprobs.chat_request(req.logprobs, req.top_logprobs),
     )
     fmt = req.reasoning_format or default_format
     return ChatJob(

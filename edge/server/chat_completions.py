@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edge.chat.template import ChatTemplate
 from edge.engine import Finish, Job, TokenEvent
-from edge.server import chat_api, sse
+from edge.server import chat_api, logprobs, sse
 from edge.server.chat_api import ChatJob
 from edge.server.errors import OPENAPI_ERRORS
 from edge.server.runtime import Runtime
@@ -51,17 +51,35 @@ def prepare(
 
 
 def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
-    """Chat chunks: role, deltas, one finish chunk with timings, the optional usage chunk."""
+    """Chat chunks: role, deltas, one finish chunk with timings, the optional usage chunk.
+    With logprobs, each token's entry rides on the next chunk written (a token's text may
+    be held back a while, e.g. inside a tool call), the rest on the finish chunk."""
     writer = chat_api.ChunkWriter(job, model)
     delta_bytes = chat_api.ChunkBytes(job, model)
+    pending: list[dict[str, Any]] = []
 
     def on_token(event: TokenEvent) -> bytes:
-        return b"".join(map(delta_bytes.delta, writer.text(event.text))) if event.text else b""
+        deltas = writer.text(event.text) if event.text else []
+        if event.logprobs:
+            pending.extend(map(logprobs.chat_entry, event.logprobs))
+        if not pending:
+            return b"".join(map(delta_bytes.delta, deltas))
+        return b"".join(map(sse.data, with_logprobs([chunk(d) for d in deltas])))
+
+    def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+        return chat_api.chunk(job, model, delta, reason)
+
+    def with_logprobs(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if chunks and pending:
+            chunks[0]["choices"][0]["logprobs"] = logprobs.chat_logprobs(pending[:])
+            pending.clear()
+        return chunks
 
     def on_finish(event: Finish) -> list[dict[str, Any]]:
-        out = [chat_api.chunk(job, model, d) for d in writer.finish(event.reason)]
-        final = chat_api.chunk(job, model, {}, writer.finish_reason(event.reason))
+        out = [chunk(d) for d in writer.finish(event.reason)]
+        final = chunk({}, writer.finish_reason(event.reason))
         out.append({**final, "timings": chat_api.timings(event)})
+        with_logprobs(out)
         if job.include_usage:
             out.append({**final, "choices": [], "usage": chat_api.usage(event)})
         return out
@@ -73,7 +91,14 @@ def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
 async def fold(job: ChatJob, model: str, events: Stream) -> dict[str, Any]:
     """The non-streaming answer: the same stream, folded."""
     writer = chat_api.ChunkWriter(job, model)
-    finish = await fold_events(events, lambda e: writer.text(e.text) if e.text else None)
+    entries: list[dict[str, Any]] = []
+
+    def on_token(event: TokenEvent) -> None:
+        if event.text:
+            writer.text(event.text)
+        entries.extend(map(logprobs.chat_entry, event.logprobs))
+
+    finish = await fold_events(events, on_token)
     writer.finish(finish.reason)
     message: dict[str, Any] = {"role": "assistant", "content": writer.content}
     if job.return_reasoning and job.reasoning_format == "separate" and writer.reasoning:
@@ -84,7 +109,7 @@ async def fold(job: ChatJob, model: str, events: Stream) -> dict[str, Any]:
     choice = {
         "index": 0,
         "message": message,
-        "logprobs": None,
+        "logprobs": logprobs.chat_logprobs(entries) if job.params.logprobs is not None else None,
         "finish_reason": writer.finish_reason(finish.reason),
     }
     return {

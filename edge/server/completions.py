@@ -14,15 +14,15 @@ from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge.config import QWEN3_SAMPLING
-from edge.engine import Finish, Job, SamplingParams, ThinkingControl, TokenEvent
+from edge.engine import Finish, Job, SamplingParams, ThinkingControl, TokenEvent, TokenLogprob
 from edge.errors import ParamError
-from edge.server import sse
+from edge.server import logprobs, sse
 from edge.server.chat_api import openai_finish, usage
 from edge.server.errors import OPENAPI_ERRORS
 from edge.server.params import check_text, parse_logit_bias, stop_list
 from edge.server.runtime import Runtime
 from edge.server.schema import CompletionRequest
-from edge.server.worker import Stream
+from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
 
 
@@ -34,18 +34,37 @@ def install(app: FastAPI, rt: Runtime) -> None:
         worker, _ = rt.ready()
         if req.n != 1:
             raise ParamError("n", "Only n=1 is supported.")
-        prompt_text = req.prompt if isinstance(req.prompt, str) else "".join(req.prompt)
-        check_text(prompt_text, "prompt")
         params = sampling(req, worker.limits.n_vocab)
-        prompt = await run_in_threadpool(worker.engine.tokenize, prompt_text)
+        prompt_text, prompt = await prompt_of(req, worker)
+        # The echoed prompt is its own text, or, given as token ids, their pieces.
+        params.prompt_logprobs = req.echo and (params.logprobs is not None or not prompt_text)
         work = Job(prompt, params, ThinkingControl(loop_guard=False))
         worker.admit(work)  # refusals before the response starts keep their status
         events = worker.stream(work)
-        answer = TextAnswer(rt.model_id)
+        answer = TextAnswer(rt.model_id, echo=req.echo, prompt_text=prompt_text)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return EventSourceResponse(stream(answer, events, include_usage))
-        return await fold(answer, events)
+            return EventSourceResponse(stream(answer, events, include_usage, params))
+        return await fold(answer, events, params)
+
+
+async def prompt_of(req: CompletionRequest, worker: EngineWorker) -> tuple[str, list[int]]:
+    """The prompt's text ("" when it came as token ids) and its tokens."""
+    raw = req.prompt
+    if isinstance(raw, list) and raw and isinstance(raw[0], list):
+        if len(raw) != 1:
+            raise ParamError("prompt", "One prompt per request: batches are not supported.")
+        raw = raw[0]
+    if isinstance(raw, list) and raw and isinstance(raw[0], int):
+        ids = [t for t in raw if isinstance(t, int)]
+        bad = next((t for t in ids if not 0 <= t < worker.limits.n_vocab), None)
+        if bad is not None:  # llama.cpp would read past its embeddings and crash
+            message = f"Token id {bad} is not in the vocabulary (0…{worker.limits.n_vocab - 1})."
+            raise ParamError("prompt", message)
+        return "", ids
+    text = raw if isinstance(raw, str) else "".join(str(p) for p in raw)
+    check_text(text, "prompt")
+    return text, await run_in_threadpool(worker.engine.tokenize, text)
 
 
 def sampling(req: CompletionRequest, n_vocab: int) -> SamplingParams:
@@ -63,7 +82,17 @@ def sampling(req: CompletionRequest, n_vocab: int) -> SamplingParams:
         logit_bias=parse_logit_bias(req.logit_bias, n_vocab),
         max_tokens=req.max_tokens or 256,
         stop=stop_list(req.stop),
+        logprobs=logprobs_count(req.logprobs),
     )
+
+
+def logprobs_count(value: bool | int | None) -> int | None:
+    """The legacy API's `logprobs`: how many alternatives per token, None for off."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        raise ParamError("logprobs", "For completions, 'logprobs' is a count from 0 to 20.")
+    return logprobs.top_count(value, "logprobs")
 
 
 @dataclass
@@ -71,12 +100,16 @@ class TextAnswer:
     """What every chunk of one answer shares, and the answer's shape."""
 
     model: str
+    echo: bool = False
+    prompt_text: str = ""  # "" when the prompt came as token ids
     id: str = field(default_factory=lambda: "cmpl-" + secrets.token_hex(12))
     created: int = field(default_factory=lambda: int(time.time()))
 
-    def body(self, text: str, finish: str | None) -> dict[str, Any]:
+    def body(
+        self, text: str, finish: str | None, lps: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """A `text_completion` object (a chunk when streamed) holding `text`."""
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        choice = {"index": 0, "text": text, "logprobs": lps, "finish_reason": finish}
         return {
             "id": self.id,
             "object": "text_completion",
@@ -86,11 +119,42 @@ class TextAnswer:
         }
 
 
-def stream(answer: TextAnswer, events: Stream, include_usage: bool) -> AsyncIterator[bytes]:
+class Echo:
+    """The text and logprobs an answer has written so far: the prompt first, with echo."""
+
+    def __init__(self, answer: TextAnswer, params: SamplingParams) -> None:
+        self.answer, self.want = answer, params.logprobs is not None
+        self.offset = 0  # characters written, for the tokens' text_offset
+
+    def head(self) -> str:
+        """The echoed prompt when it is known before the engine reads it (plain text)."""
+        if not (self.answer.echo and self.answer.prompt_text and not self.want):
+            return ""
+        self.offset = len(self.answer.prompt_text)
+        return self.answer.prompt_text
+
+    def piece(self, event: TokenEvent) -> tuple[str, dict[str, Any] | None]:
+        """An event's text and logprobs; the prompt's event gives the echoed prompt."""
+        text = event.text
+        if event.token is None and not text and event.logprobs:  # the prompt's
+            text = self.answer.prompt_text or b"".join(lp.piece for lp in event.logprobs).decode(
+                "utf-8", errors="replace"
+            )
+        lps = logprobs.legacy(event.logprobs, self.offset) if self.want else None
+        self.offset += len(text)
+        return text, lps
+
+
+def stream(
+    answer: TextAnswer, events: Stream, include_usage: bool, params: SamplingParams
+) -> AsyncIterator[bytes]:
     """A chunk a token, the last with its finish reason, then the optional usage chunk."""
+    echo = Echo(answer, params)
+    head = echo.head()
 
     def on_token(event: TokenEvent) -> bytes:
-        return sse.data(answer.body(event.text, None)) if event.text else b""
+        text, lps = echo.piece(event)
+        return sse.data(answer.body(text, None, lps)) if text or lps else b""
 
     def on_finish(event: Finish) -> list[dict[str, Any]]:
         last = answer.body("", openai_finish(event.reason))
@@ -100,15 +164,23 @@ def stream(answer: TextAnswer, events: Stream, include_usage: bool) -> AsyncIter
             else [last]
         )
 
-    return sse.frame(events, on_token, on_finish)
+    return sse.frame(events, on_token, on_finish, head=(answer.body(head, None),) if head else ())
 
 
-async def fold(answer: TextAnswer, events: Stream) -> dict[str, Any]:
+async def fold(answer: TextAnswer, events: Stream, params: SamplingParams) -> dict[str, Any]:
     """The non-streaming answer: the same stream, folded."""
-    pieces: list[str] = []
-    finish = await fold_events(events, lambda e: pieces.append(e.text))
-    text = "".join(pieces)
-    return {**answer.body(text, openai_finish(finish.reason)), "usage": plain_usage(finish)}
+    echo = Echo(answer, params)
+    pieces: list[str] = [echo.head()]
+    tokens: list[TokenLogprob] = []
+
+    def on_token(event: TokenEvent) -> None:
+        pieces.append(echo.piece(event)[0])
+        tokens.extend(event.logprobs)
+
+    finish = await fold_events(events, on_token)
+    lps = logprobs.legacy(tokens) if echo.want else None
+    body = answer.body("".join(pieces), openai_finish(finish.reason), lps)
+    return {**body, "usage": plain_usage(finish)}
 
 
 def plain_usage(finish: Finish) -> dict[str, Any]:

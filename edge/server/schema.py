@@ -78,9 +78,11 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    """POST /v1/completions: plain text in, text out."""
+    """POST /v1/completions: plain text in, text out. The prompt may also be token ids
+    (one list, or a list holding one list), as evaluation harnesses send it."""
 
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]]
+    echo: bool = False  # the prompt is repeated before the answer (with its logprobs)
 
 
 class ErrorDetail(BaseModel):
