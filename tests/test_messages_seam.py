@@ -11,10 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.config import Settings
 from edge.engine.text import cut_stop
 from edge.errors import ContextFullError, QueueFullError
+from edge.server import sse
+from edge.server.messages import event_bytes
 from tests.fake_engine import FakeEngine
 from tests.seam import HI, client_of, events_of, run
 
@@ -491,3 +495,20 @@ def test_the_routes_are_in_the_openapi_schema_with_anthropic_errors() -> None:
         }
     body = schema["components"]["schemas"]["MessagesRequest"]
     assert {"max_tokens", "messages"} <= set(body["required"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(st.characters(exclude_categories=["Cs"])),  # no lone surrogates: refused
+    index=st.integers(0, 10**6),
+    kind=st.sampled_from(["text", "thinking"]),
+)
+def test_the_delta_template_writes_exactly_what_json_would(
+    text: str, index: int, kind: str
+) -> None:
+    delta = {"type": f"{kind}_delta", kind: text}
+    payload = {"type": "content_block_delta", "index": index, "delta": delta}
+    assert event_bytes(payload) == sse.event("content_block_delta", payload)
+    json_delta = {"type": "input_json_delta", "partial_json": text}
+    other = {"type": "content_block_delta", "index": index, "delta": json_delta}
+    assert event_bytes(other) == sse.event("content_block_delta", other)
