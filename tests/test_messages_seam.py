@@ -232,6 +232,22 @@ def test_max_tokens_reaches_the_engine_and_a_cut_answer_says_max_tokens() -> Non
     assert r.json()["stop_reason"] == "max_tokens"
 
 
+def test_max_tokens_over_the_context_gets_the_room_left_and_says_so() -> None:
+    engine = FakeEngine(n_ctx=4096)
+    engine.enqueue(["a", "b"], "length")  # as the engine ends an answer that fills the context
+    engine.enqueue(["a", "b"], "length")
+    big, small = calls(
+        engine, (MESSAGES, {**BASE, "max_tokens": 32000}), (MESSAGES, {**BASE, "max_tokens": 2})
+    )
+    fitted, asked = engine.jobs
+    assert fitted.params.max_tokens == 4096 - len(fitted.prompt)
+    assert big.json()["stop_reason"] == "model_context_window_exceeded"
+    assert asked.params.max_tokens == 2 and small.json()["stop_reason"] == "max_tokens"
+    # A prompt that leaves no room at all is still refused.
+    [full] = calls(FakeEngine(n_ctx=40), (MESSAGES, BASE))
+    anthropic_error(full, 400, "invalid_request_error")
+
+
 def test_the_earliest_stop_string_is_the_one_reported() -> None:
     assert cut_stop("say STOP now END", ["END", "STOP"]) == ("say ", "", "STOP")
     assert cut_stop("say ST", ["STOP"]) == ("say ", "ST", None)
@@ -296,6 +312,7 @@ ANTHROPIC_TURNS: dict[str, Any] = {
                 {"type": "text", "text": "And in words?"},
             ],
         },
+        {"role": "system", "content": [{"type": "text", "text": "Reply in English."}]},
     ],
     "tools": TOOLS,
 }
@@ -318,6 +335,7 @@ OPENAI_TURNS: dict[str, Any] = {
         {"role": "tool", "tool_call_id": "toolu_1", "content": "12:00"},
         {"role": "tool", "tool_call_id": "toolu_2", "content": "Error: no such zone"},
         {"role": "user", "content": "And in words?"},
+        {"role": "system", "content": "Reply in English."},
     ],
     "tools": [
         {
@@ -401,7 +419,7 @@ def test_invalid_bodies_get_anthropic_errors_naming_the_field() -> None:
         FakeEngine(),
         (MESSAGES, {"messages": HI}),  # no max_tokens: Anthropic requires it
         (MESSAGES, {**BASE, "temperature": "hot"}),
-        (MESSAGES, {**BASE, "messages": [{"role": "system", "content": "x"}]}),
+        (MESSAGES, {**BASE, "messages": [{"role": "tool", "content": "x"}]}),
         (MESSAGES, {**BASE, "messages": [{"role": "user", "content": [image]}]}),
         (MESSAGES, {**BASE, "thinking": {"type": "enabled", "budget_tokens": -1}}),
         (COUNT, {"messages": []}),

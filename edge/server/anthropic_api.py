@@ -41,7 +41,20 @@ class MessagesJob:
     control: ThinkingControl
     thinking: bool
     tools: bool
+    context_bound: bool = False  # max_tokens was cut to the room the context leaves
     id: str = field(default_factory=lambda: "msg_" + secrets.token_hex(12))
+
+
+def fit_context(job: MessagesJob, prompt_tokens: int, n_ctx: int) -> None:
+    """Cut max_tokens to the room the context leaves after the prompt. Anthropic requires
+    max_tokens, and clients send their model's largest output whatever the context
+    (Claude Code: 32000), so refusing the sum as chat completions does would refuse them
+    all; the answer instead says `model_context_window_exceeded` if it fills the context.
+    A prompt that leaves no room at all is still refused (400)."""
+    room = n_ctx - prompt_tokens
+    if job.params.max_tokens is not None and 0 < room < job.params.max_tokens:
+        job.params.max_tokens = room
+        job.context_bound = True
 
 
 @dataclass(frozen=True)
@@ -126,7 +139,17 @@ def _turn(i: int, message: MessageParam) -> list[dict[str, Any]]:
         return [{"role": message.role, "content": message.content}]
     if message.role == "assistant":
         return [_assistant_turn(i, message.content)]
+    if message.role == "system":
+        return [{"role": "system", "content": _system_text(i, message.content)}]
     return _user_turn(i, message.content)
+
+
+def _system_text(i: int, blocks: list[Any]) -> str:
+    """A system message between turns (Claude Code sends them): text blocks only."""
+    for j, block in enumerate(blocks):
+        if not isinstance(block, TextBlock):
+            raise _unsupported(f"messages.{i}.content.{j}", block.type, "a system message")
+    return "\n".join(block.text for block in blocks)
 
 
 def _assistant_turn(i: int, blocks: list[Any]) -> dict[str, Any]:
@@ -216,6 +239,7 @@ class BlockWriter:
     folded answer is exactly what the events spell out."""
 
     def __init__(self, job: MessagesJob) -> None:
+        self.job = job
         self.parts = AnswerSplitter(tools=job.tools)
         self.content: list[dict[str, Any]] = []
         self._open: str | None = None  # the kind of the open block: "thinking" or "text"
@@ -232,6 +256,8 @@ class BlockWriter:
         """Anthropic's stop reason for the engine's finish."""
         if any(block["type"] == "tool_use" for block in self.content):
             return "tool_use"
+        if finish.reason == "length" and self.job.context_bound:
+            return "model_context_window_exceeded"
         if finish.reason != "stop":  # "length", or "cancelled" by a shutdown: cut short
             return "max_tokens"
         return "end_turn" if finish.stop_sequence is None else "stop_sequence"

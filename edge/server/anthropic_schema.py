@@ -67,7 +67,10 @@ ContentBlock = Annotated[
 
 
 class MessageParam(_Lenient):
-    role: Literal["user", "assistant"]
+    """A turn. `system` messages between turns are a newer addition (Claude Code sends
+    them); Qwen3's template lays them out in place."""
+
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlock]
 
 

@@ -53,7 +53,9 @@ def prepare(
 ) -> tuple[MessagesJob, list[int]]:
     """The job and its prompt's tokens."""
     job = anthropic_api.build_job(req, template)
-    return job, worker.engine.tokenize(job.prompt_text)
+    prompt = worker.engine.tokenize(job.prompt_text)
+    anthropic_api.fit_context(job, len(prompt), worker.limits.n_ctx)
+    return job, prompt
 
 
 def count(req: CountTokensRequest, worker: EngineWorker, template: ChatTemplate) -> int:
