@@ -99,6 +99,9 @@ def test_a_stop_sequence_ends_the_answer_and_is_named(scripted: anthropic.Anthro
     assert (m.stop_reason, m.stop_sequence) == ("stop_sequence", "world")
     short = scripted.messages.create(model="q", max_tokens=1, messages=HI)
     assert short.stop_reason == "max_tokens" and short.usage.output_tokens == 1
+    # Far over the 2048-token context, as Claude Code asks (32000): fitted, not refused.
+    big = scripted.messages.create(model="q", max_tokens=100_000, messages=HI)
+    assert blocks(big) == [("text", "Hello world")] and big.stop_reason == "end_turn"
 
 
 def test_count_tokens_is_the_prompt_create_sends(scripted: anthropic.Anthropic) -> None:
