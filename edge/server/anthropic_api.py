@@ -45,18 +45,6 @@ class MessagesJob:
     id: str = field(default_factory=lambda: "msg_" + secrets.token_hex(12))
 
 
-def fit_context(job: MessagesJob, prompt_tokens: int, n_ctx: int) -> None:
-    """Cut max_tokens to the room the context leaves after the prompt. Anthropic requires
-    max_tokens, and clients send their model's largest output whatever the context
-    (Claude Code: 32000), so refusing the sum as chat completions does would refuse them
-    all; the answer instead says `model_context_window_exceeded` if it fills the context.
-    A prompt that leaves no room at all is still refused (400)."""
-    room = n_ctx - prompt_tokens
-    if job.params.max_tokens is not None and 0 < room < job.params.max_tokens:
-        job.params.max_tokens = room
-        job.context_bound = True
-
-
 @dataclass(frozen=True)
 class Prompt:
     """A request's prompt text, and the switches that shaped it."""
@@ -97,6 +85,18 @@ def build_job(req: MessagesRequest, template: ChatTemplate) -> MessagesJob:
         thinking=prompt.thinking,
         tools=prompt.tools,
     )
+
+
+def fit_context(job: MessagesJob, prompt_tokens: int, n_ctx: int) -> None:
+    """Cut max_tokens to the room the context leaves after the prompt. Anthropic requires
+    max_tokens, and clients send their model's largest output whatever the context
+    (Claude Code: 32000), so refusing the sum as chat completions does would refuse them
+    all; the answer instead says `model_context_window_exceeded` if it fills the context.
+    A prompt that leaves no room at all is still refused (400)."""
+    room = n_ctx - prompt_tokens
+    if job.params.max_tokens is not None and 0 < room < job.params.max_tokens:
+        job.params.max_tokens = room
+        job.context_bound = True
 
 
 def prompt_of(req: CountTokensRequest, template: ChatTemplate) -> Prompt:
