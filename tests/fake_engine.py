@@ -1,9 +1,10 @@
 """A fake engine at the seam (`edge.engine.seam.EngineAPI`), for fast tests of the server.
 
 `enqueue` scripts the next job's answer: text pieces (one TokenEvent each, one engine step
-apart) and a finish reason, or an error. A job waits while `slots` others run, just as the
-real scheduler queues it; `gate` holds every step until the test sets it. Events are
-posted from the fake's own thread, one `post` per step, as the real engine does.
+apart) and a finish reason (and the stop string that ended it, if one did), or an error.
+A job waits while `slots` others run, just as the real scheduler queues it; `gate` holds
+every step until the test sets it. Events are posted from the fake's own thread, one
+`post` per step, as the real engine does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Answer:
     pieces: list[str] = field(default_factory=list)
     reason: str = "stop"
     error: EdgeError | None = None
+    stop_sequence: str | None = None
 
 
 class FakeEngine:
@@ -43,8 +45,10 @@ class FakeEngine:
         self._threads: list[threading.Thread] = []
         self.closed = False
 
-    def enqueue(self, pieces: list[str], reason: str = "stop") -> None:
-        self._script.append(Answer(pieces, reason))
+    def enqueue(
+        self, pieces: list[str], reason: str = "stop", stop_sequence: str | None = None
+    ) -> None:
+        self._script.append(Answer(pieces, reason, stop_sequence=stop_sequence))
 
     def enqueue_error(self, error: EdgeError) -> None:
         self._script.append(Answer(error=error))
@@ -105,15 +109,18 @@ class FakeEngine:
                 sent += 1
                 event = TokenEvent(piece, sent, False, time.perf_counter() - start)
                 ticket.inbox.post([(ticket, event)])
-            ticket.inbox.post([(ticket, self._finish(answer.reason, ticket, sent, start))])
+            finish = self._finish(answer.reason, ticket, sent, start, answer.stop_sequence)
+            ticket.inbox.post([(ticket, finish)])
         finally:
             self._slots.release()
 
     @staticmethod
-    def _finish(reason: str, ticket: Ticket, sent: int, start: float) -> Finish:
+    def _finish(
+        reason: str, ticket: Ticket, sent: int, start: float, stop: str | None = None
+    ) -> Finish:
         usage = Usage(len(ticket.job.prompt), 0, sent, 0)
         total = time.perf_counter() - start
-        return Finish(reason, usage, min(total, 0.001), total)  # type: ignore[arg-type]
+        return Finish(reason, usage, min(total, 0.001), total, (), stop)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.closed = True

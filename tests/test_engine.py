@@ -108,6 +108,7 @@ def test_max_tokens_and_stop_strings(scripted: Any) -> None:
         scripted.generate(scripted.tokenize(PROMPT), SamplingParams(temperature=0, max_tokens=3))
     )
     assert (text, finish.reason) == ("<think>Let me", "length")
+    assert finish.stop_sequence is None
     text, finish = collect(
         scripted.generate(scripted.tokenize(PROMPT), SamplingParams(temperature=0, stop=[" thi"]))
     )
@@ -115,6 +116,7 @@ def test_max_tokens_and_stop_strings(scripted: Any) -> None:
         "<think>Let me",
         "stop",
     )  # the stop string itself is not emitted
+    assert finish.stop_sequence == " thi"  # which one ended it, for Anthropic's stop_sequence
 
 
 def test_thinking_budget_closes_the_block(scripted: Any) -> None:

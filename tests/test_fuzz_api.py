@@ -4,8 +4,9 @@ Two halves:
 
 - schemathesis generates requests from the app's own OpenAPI schema (/openapi.json), for
   every operation, schema-valid ("positive") and schema-invalid ("negative") ones. Each
-  answer must be below 500, every error must be OpenAI's ``{"error": {...}}`` object, and
-  nothing may hang (every call has a timeout; the whole run a time budget).
+  answer must be below 500, every error must be OpenAI's ``{"error": {...}}`` object (or
+  Anthropic's ``{"type": "error", ...}`` on /v1/messages), and nothing may hang (every
+  call has a timeout; the whole run a time budget).
 - hand-written hostile cases: wrong types, huge numbers, huge, deep and broken bodies,
   chunked bodies over the limit, slow clients trickling bytes over a raw socket. After each
   the server must still answer a normal request.
@@ -130,15 +131,14 @@ def small_tokens(case: schemathesis.Case) -> schemathesis.Case:
 
 
 def check_answer(case: schemathesis.Case, r: schemathesis.Response) -> None:
-    """Below 500; errors in OpenAI's shape; successes complete (JSON or SSE to [DONE])."""
+    """Below 500; errors in the API's shape; successes complete (JSON or a whole stream)."""
     assert r.status_code < 500, (case.as_curl_command(), r.status_code, r.text[:500])
     ctype = r.headers.get("content-type", [""])[0]
     if r.status_code >= 400:
         assert ctype.startswith("application/json"), (case.as_curl_command(), ctype)
-        body = json.loads(r.content)
-        assert set(body) == {"error"}, (case.as_curl_command(), body)
-        assert set(body["error"]) == {"message", "type", "param", "code"}, body
-        assert isinstance(body["error"]["message"], str) and body["error"]["type"]
+        check_error(case.path, json.loads(r.content))
+    elif case.path.startswith("/v1/messages") and case.method == "POST":
+        check_anthropic_answer(case.path, ctype, r)
     elif case.path.startswith("/v1/") and case.method == "POST":
         if ctype.startswith("text/event-stream"):
             # (schemathesis reads at most `max-stream-events` events of a stream)
@@ -150,6 +150,30 @@ def check_answer(case: schemathesis.Case, r: schemathesis.Response) -> None:
                 "length",
                 "tool_calls",
             )
+
+
+def check_error(path: str, body: Any) -> None:
+    """OpenAI's error object, or Anthropic's on its Messages paths."""
+    if path.startswith("/v1/messages"):
+        assert set(body) == {"type", "error"} and body["type"] == "error", body
+        assert set(body["error"]) == {"type", "message"}, body
+    else:
+        assert set(body) == {"error"}, body
+        assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["type"]
+
+
+def check_anthropic_answer(path: str, ctype: str, r: schemathesis.Response) -> None:
+    """A token count, a whole message, or a stream that ends with message_stop."""
+    if path.endswith("/count_tokens"):
+        assert isinstance(json.loads(r.content)["input_tokens"], int)
+    elif ctype.startswith("text/event-stream"):
+        done = r.content.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+        assert r.stream_cut_short or done, r.content[-300:]
+        assert b"event: error" not in r.content, r.content[-500:]
+    else:
+        stop = json.loads(r.content)["stop_reason"]
+        assert stop in ("end_turn", "max_tokens", "stop_sequence", "tool_use")
 
 
 def fuzz(
@@ -208,7 +232,12 @@ def test_schemathesis(server: tuple[str, Any], mode: GenerationMode) -> None:
         f"schemathesis {mode.value}: {sum(counts.values())} cases in "
         f"{time.monotonic() - t0:.0f}s: {counts}"
     )
-    assert set(counts) >= {"POST /v1/chat/completions", "POST /v1/completions"}
+    assert set(counts) >= {
+        "POST /v1/chat/completions",
+        "POST /v1/completions",
+        "POST /v1/messages",
+        "POST /v1/messages/count_tokens",
+    }
     assert counts["POST /v1/chat/completions"] >= min(EXAMPLES, 50) // 2  # it really ran
     assert_alive(url)
 

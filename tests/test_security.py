@@ -252,7 +252,9 @@ def in_thread(options: Settings, log_level: str = "warning") -> Iterator[str]:
 
 def test_the_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every check goes through hmac.compare_digest, the full header against the full
-    expected value (we assert the path taken; timing itself is not measured)."""
+    expected value, for both headers a key may come in (Authorization: Bearer, and
+    Anthropic's x-api-key), every time (we assert the path taken; timing itself is not
+    measured)."""
     calls: list[tuple[Any, Any]] = []
     real = hmac.compare_digest
 
@@ -264,9 +266,16 @@ def test_the_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
     with in_thread(Settings(api_key=KEY)) as url:
         for value in (f"Bearer {KEY[:5]}", f"Bearer {KEY}"):
             httpx.get(f"{url}/v1/models", headers={"authorization": value}, timeout=WAIT)
+        httpx.get(f"{url}/v1/models", headers={"x-api-key": KEY[:5]}, timeout=WAIT)
+    bearer, key = f"Bearer {KEY}".encode(), KEY.encode()
+    # Both headers each time, the x-api-key one even when the bearer token already matched.
     assert calls == [
-        (f"Bearer {KEY[:5]}".encode(), f"Bearer {KEY}".encode()),
-        (f"Bearer {KEY}".encode(), f"Bearer {KEY}".encode()),
+        (f"Bearer {KEY[:5]}".encode(), bearer),
+        (b"", key),
+        (bearer, bearer),
+        (b"", key),
+        (b"", bearer),
+        (KEY[:5].encode(), key),
     ]
 
 

@@ -77,17 +77,20 @@ def test_each_row_is_sent_in_band_once_a_stream_has_begun(cls: type[EdgeError]) 
 
 def test_the_table_statuses_are_the_documented_ones() -> None:
     # A row's status is part of the API: changing one must be a decision, not a slip.
-    assert {row.cls.__name__: (row.status, row.error_type, row.code) for row in TABLE} == {
-        "ContextOverflowError": (400, "invalid_request_error", "context_length_exceeded"),
-        "UsageError": (400, "invalid_request_error", None),
-        "AuthError": (401, "authentication_error", None),
-        "BodyTooLargeError": (413, "invalid_request_error", None),
-        "QueueFullError": (429, "rate_limit_error", None),
-        "LoadingError": (503, "server_error", None),
-        "ContextFullError": (503, "server_error", None),
-        "EngineClosedError": (503, "server_error", None),
-        "EdgeError": (500, "server_error", None),
+    rows = {row.cls.__name__: (row.status, row.error_type, row.anthropic_type) for row in TABLE}
+    assert rows == {
+        "ContextOverflowError": (400, "invalid_request_error", "invalid_request_error"),
+        "UsageError": (400, "invalid_request_error", "invalid_request_error"),
+        "AuthError": (401, "authentication_error", "authentication_error"),
+        "BodyTooLargeError": (413, "invalid_request_error", "request_too_large"),
+        "QueueFullError": (429, "rate_limit_error", "rate_limit_error"),
+        "LoadingError": (503, "server_error", "overloaded_error"),
+        "ContextFullError": (503, "server_error", "overloaded_error"),
+        "EngineClosedError": (503, "server_error", "overloaded_error"),
+        "EdgeError": (500, "server_error", "api_error"),
     }
+    codes = {row.cls.__name__: row.code for row in TABLE if row.code}
+    assert codes == {"ContextOverflowError": "context_length_exceeded"}
     assert {row.status for row in TABLE if row.retry_after} == {429, 503}
     assert all(row.retry_after for row in TABLE if row.status in (429, 503))
 

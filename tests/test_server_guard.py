@@ -38,8 +38,17 @@ def requests(options: Settings, *calls: tuple[str, str, dict[str, Any]]) -> Any:
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({}, 401), (bearer("wrong"), 401), ({"authorization": KEY}, 401), (bearer(KEY), 200)],
-    ids=["missing", "wrong", "no-bearer", "right"],
+    [
+        ({}, 401),
+        (bearer("wrong"), 401),
+        ({"authorization": KEY}, 401),
+        ({"x-api-key": "wrong"}, 401),
+        ({"x-api-key": f"Bearer {KEY}"}, 401),
+        ({"x-api-key": "wrong", **bearer(KEY)}, 200),  # one right key is enough
+        (bearer(KEY), 200),
+        ({"x-api-key": KEY}, 200),  # Anthropic's clients send it so
+    ],
+    ids=["missing", "wrong", "no-bearer", "x-wrong", "x-bearer", "one-right", "right", "x-right"],
 )
 def test_the_api_needs_the_exact_key(headers: dict[str, str], status: int) -> None:
     chat, models = requests(
@@ -51,7 +60,8 @@ def test_the_api_needs_the_exact_key(headers: dict[str, str], status: int) -> No
     if status == 401:
         assert chat.json() == {
             "error": {
-                "message": "Missing or wrong API key. Send 'Authorization: Bearer <key>'.",
+                "message": "Missing or wrong API key. "
+                "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
                 "type": "authentication_error",
                 "param": None,
                 "code": None,
@@ -105,6 +115,22 @@ def test_cors_preflight_of_a_named_origin_passes_without_the_key() -> None:
     assert "authorization" in ok.headers["access-control-allow-headers"]
     assert "access-control-allow-credentials" not in ok.headers
     assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+
+
+def test_cors_preflight_allows_anthropic_clients_headers() -> None:
+    asked = "x-api-key, anthropic-version, anthropic-beta, content-type"
+    headers = {
+        "origin": ORIGIN,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": asked,
+    }
+    [ok] = requests(
+        Settings(api_key=KEY, cors_origins=(ORIGIN,)),
+        ("OPTIONS", "/v1/messages", {"headers": headers}),
+    )
+    assert ok.status_code == 200, ok.text
+    allowed = ok.headers["access-control-allow-headers"].lower()
+    assert all(h in allowed for h in ("x-api-key", "anthropic-version", "anthropic-beta"))
 
 
 def test_cors_headers_come_on_answers_and_on_refusals() -> None:

@@ -122,6 +122,7 @@ class Finish:
     ttft: float  # seconds from submission to the first token
     total: float
     notes: tuple[str, ...] = ()
+    stop_sequence: str | None = None  # the stop string that ended it (reason "stop"), if one
 
     @property
     def decode_tps(self) -> float:

@@ -37,6 +37,7 @@ class TextState:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = [s for s in job.params.stop if s]
         self.pending = ""  # decoded text held back while it could start a stop string
+        self.matched: str | None = None  # the stop string that ended the answer, if one did
         self.generated: list[int] = []
         self.section: list[int] = []  # the current think block or answer, for the loop guard
         self.reasoning = 0
@@ -64,8 +65,8 @@ class TextState:
         text = self.decoder.decode(self.v.piece(token))
         if not self.stops:
             return TokenEvent(text, token, counted_in_think, now), False
-        out, self.pending, stopped = cut_stop(self.pending + text, self.stops)
-        return TokenEvent(out, token, counted_in_think, now), stopped
+        out, self.pending, self.matched = cut_stop(self.pending + text, self.stops)
+        return TokenEvent(out, token, counted_in_think, now), self.matched is not None
 
     def guard(self) -> str | None:
         """'close' to end a runaway think block, 'end' to end a looping answer, None to go on."""
@@ -98,24 +99,27 @@ class TextState:
         usage = Usage(prompt_tokens, cached, len(self.generated), self.reasoning)
         total = self.elapsed()
         first = self.first if self.first is not None else total
-        out.append(Finish(reason, usage, first, total, tuple(self.notes)))
+        matched = self.matched if reason == "stop" else None
+        out.append(Finish(reason, usage, first, total, tuple(self.notes), matched))
         return out
 
 
-def cut_stop(text: str, stops: list[str]) -> tuple[str, str, bool]:
-    """Split `text` into (emit now, hold back, stopped) for the given stop strings."""
+def cut_stop(text: str, stops: list[str]) -> tuple[str, str, str | None]:
+    """Split `text` into (emit now, hold back, the stop string it ended on or None) for the
+    given stop strings; of several found, the one that starts first ends it."""
     if not stops:
-        return text, "", False
-    hits = [text.find(s) for s in stops if s in text]
+        return text, "", None
+    hits = [(text.find(s), i) for i, s in enumerate(stops) if s in text]
     if hits:
-        return text[: min(hits)], "", True
+        at, first = min(hits)
+        return text[:at], "", stops[first]
     hold = 0
     for s in stops:  # keep any tail that could be the start of a stop string
         for k in range(min(len(s) - 1, len(text)), 0, -1):
             if text.endswith(s[:k]):
                 hold = max(hold, k)
                 break
-    return text[: len(text) - hold], text[len(text) - hold :], False
+    return text[: len(text) - hold], text[len(text) - hold :], None
 
 
 def loops(tokens: list[int], max_ngram: int, min_span: int) -> bool:

@@ -1,9 +1,9 @@
-"""`create_app(model_id, load, settings)`: the OpenAI-compatible HTTP API, wired from its
-pieces, with no module-level state.
+"""`create_app(model_id, load, settings)`: the OpenAI-compatible HTTP API (and Anthropic's
+Messages API), wired from its pieces, with no module-level state.
 
 The engine is loaded in the background so /health answers 503 until ready. The pieces:
 guard.py (size, deadline, key, CORS), errors.py (the one error table), routes.py (page,
-probes, models), one module per API (chat_completions.py, completions.py) that streams
+probes, models), one module per API (chat_completions.py, completions.py, messages.py) that streams
 through sse.py, and runtime.py / worker.py between the routes and the engine.
 """
 
@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from edge.chat.template import ChatTemplate
 from edge.config import Settings
 from edge.engine import EngineAPI
-from edge.server import chat_completions, completions, routes
+from edge.server import chat_completions, completions, messages, routes
 from edge.server.errors import install_error_handlers
 from edge.server.guard import install_guard
 from edge.server.metrics import Metrics
@@ -83,4 +83,5 @@ def create_app(
     routes.install(app, rt, metrics)
     chat_completions.install(app, rt, reasoning_format=opts.reasoning_format)
     completions.install(app, rt)
+    messages.install(app, rt)
     return app

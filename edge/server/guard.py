@@ -44,7 +44,15 @@ def install_guard(
             CORSMiddleware,
             allow_origins=list(cors_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type"],
+            # Anthropic's clients send their key and API version in headers of their own.
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "x-api-key",
+                "anthropic-version",
+                "anthropic-beta",
+                "anthropic-dangerous-direct-browser-access",
+            ],
             allow_credentials=False,
         )
 
@@ -83,7 +91,7 @@ class Guard:
 
         problem = self._check(scope)
         if problem is not None:
-            await error_response(problem)(scope, receive, counting_send)
+            await error_response(problem, str(scope.get("path", "")))(scope, receive, counting_send)
             return
         await self.app(scope, self._bounded(receive), counting_send)
 
@@ -95,10 +103,19 @@ class Guard:
         if size.isascii() and size.isdigit() and int(size) > self.max_body_bytes:
             return BodyTooLargeError(f"The request body is over {self.max_body_bytes} bytes.")
         if self.api_key and str(scope.get("path", "")).startswith("/v1/"):
-            given = headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {self.api_key}".encode()):
-                return AuthError("Missing or wrong API key.", "Send 'Authorization: Bearer <key>'.")
+            if not self._key_matches(headers):
+                hint = "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+                return AuthError("Missing or wrong API key.", hint)
         return None
+
+    def _key_matches(self, headers: dict[str, str]) -> bool:
+        """OpenAI's clients send the key as a bearer token, Anthropic's as `x-api-key`;
+        either will do. Both are compared in constant time, every time (no short-circuit),
+        so the answer's timing says nothing about the key."""
+        key = str(self.api_key).encode()
+        bearer = hmac.compare_digest(headers.get("authorization", "").encode(), b"Bearer " + key)
+        x_api_key = hmac.compare_digest(headers.get("x-api-key", "").encode(), key)
+        return bearer | x_api_key
 
     def _bounded(self, receive: Any) -> Callable[[], Any]:
         """`receive`, refusing a body over the limit or late; untouched once the body is in

@@ -1,0 +1,344 @@
+"""Anthropic Messages, the translation half: request → the chat pipeline's input (OpenAI-style
+messages and function tools for the chat template, Qwen-default sampling), answer parts →
+Anthropic content blocks and stream events, usage and stop reasons.
+
+Pure translation, no I/O: messages.py holds the routes and feeds engine events in; it
+streams or folds what `BlockWriter` returns. The prompt and sampling steps are chat_api's.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.chat.parts import AnswerSplitter, Part
+from edge.chat.template import ChatTemplate
+from edge.chat.tools import ToolCall
+from edge.engine import Finish, SamplingParams, ThinkingControl, Usage
+from edge.errors import ParamError
+from edge.server.anthropic_schema import (
+    CountTokensRequest,
+    MessageParam,
+    MessagesRequest,
+    RedactedThinkingBlock,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+from edge.server.chat_api import prompt_text, qwen_sampling
+from edge.server.params import check_text, thinking_budget
+
+
+@dataclass
+class MessagesJob:
+    """Everything needed to run and answer one Messages request."""
+
+    prompt_text: str
+    params: SamplingParams
+    control: ThinkingControl
+    thinking: bool
+    tools: bool
+    context_bound: bool = False  # max_tokens was cut to the room the context leaves
+    id: str = field(default_factory=lambda: "msg_" + secrets.token_hex(12))
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A request's prompt text, and the switches that shaped it."""
+
+    text: str
+    thinking: bool
+    tools: bool
+
+
+def build_job(req: MessagesRequest, template: ChatTemplate) -> MessagesJob:
+    """Validate a request and turn it into a prompt, sampling params and thinking control."""
+    choice = req.tool_choice.type if req.tool_choice else "auto"
+    if choice in ("any", "tool"):
+        raise ParamError(
+            "tool_choice",
+            f"tool_choice '{choice}' (forcing a tool call) is not supported yet: "
+            "send 'auto' or 'none'.",
+        )
+    prompt = prompt_of(req, template)
+    stops = list(req.stop_sequences or [])
+    for stop in stops:
+        check_text(stop, "stop_sequences")
+    params = qwen_sampling(
+        prompt.thinking,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        max_tokens=req.max_tokens,
+        stop=stops,
+    )
+    budget = None
+    if req.thinking is not None and req.thinking.type == "enabled":
+        budget = thinking_budget({"thinking.budget_tokens": req.thinking.budget_tokens})
+    return MessagesJob(
+        prompt_text=prompt.text,
+        params=params,
+        control=ThinkingControl(budget=budget),
+        thinking=prompt.thinking,
+        tools=prompt.tools,
+    )
+
+
+def fit_context(job: MessagesJob, prompt_tokens: int, n_ctx: int) -> None:
+    """Cut max_tokens to the room the context leaves after the prompt. Anthropic requires
+    max_tokens, and clients send their model's largest output whatever the context
+    (Claude Code: 32000), so refusing the sum as chat completions does would refuse them
+    all; the answer instead says `model_context_window_exceeded` if it fills the context.
+    A prompt that leaves no room at all is still refused (400)."""
+    room = n_ctx - prompt_tokens
+    if job.params.max_tokens is not None and 0 < room < job.params.max_tokens:
+        job.params.max_tokens = room
+        job.context_bound = True
+
+
+def prompt_of(req: CountTokensRequest, template: ChatTemplate) -> Prompt:
+    """The prompt a request renders to (also what count_tokens counts). Anthropic's
+    contract: no thinking unless the request turns it on."""
+    thinking = req.thinking is not None and req.thinking.type != "disabled"
+    use_tools = bool(req.tools) and not (req.tool_choice and req.tool_choice.type == "none")
+    tools = openai_tools(req) if use_tools else None
+    text = prompt_text(template, chat_messages(req), thinking=thinking, tools=tools)
+    return Prompt(text, thinking, use_tools)
+
+
+def openai_tools(req: CountTokensRequest) -> list[dict[str, Any]]:
+    """The request's tools as the OpenAI function tools the chat template lays out."""
+    out = []
+    for tool in req.tools or []:
+        function: dict[str, Any] = {"name": tool.name, "parameters": tool.input_schema}
+        if tool.description is not None:
+            function["description"] = tool.description
+        out.append({"type": "function", "function": function})
+    return out
+
+
+def chat_messages(req: CountTokensRequest) -> list[dict[str, Any]]:
+    """System prompt and turns as OpenAI-style messages (role, content, tool_calls,
+    tool_call_id, reasoning_content): the chat template's input."""
+    out: list[dict[str, Any]] = []
+    system = (
+        req.system if isinstance(req.system, str) else "\n".join(b.text for b in req.system or [])
+    )
+    if system:
+        out.append({"role": "system", "content": system})
+    for i, message in enumerate(req.messages):
+        out += _turn(i, message)
+    return out
+
+
+def _turn(i: int, message: MessageParam) -> list[dict[str, Any]]:
+    if isinstance(message.content, str):
+        return [{"role": message.role, "content": message.content}]
+    if message.role == "assistant":
+        return [_assistant_turn(i, message.content)]
+    if message.role == "system":
+        return [{"role": "system", "content": _system_text(i, message.content)}]
+    return _user_turn(i, message.content)
+
+
+def _system_text(i: int, blocks: list[Any]) -> str:
+    """A system message between turns (Claude Code sends them): text blocks only."""
+    for j, block in enumerate(blocks):
+        if not isinstance(block, TextBlock):
+            raise _unsupported(f"messages.{i}.content.{j}", block.type, "a system message")
+    return "\n".join(block.text for block in blocks)
+
+
+def _assistant_turn(i: int, blocks: list[Any]) -> dict[str, Any]:
+    """An assistant turn: its text, its tool calls, and its thinking as reasoning (the
+    template keeps that only for the turn in progress, as Qwen3 was trained)."""
+    text, reasoning, calls = [], [], []
+    for j, block in enumerate(blocks):
+        if isinstance(block, TextBlock):
+            text.append(block.text)
+        elif isinstance(block, ThinkingBlock):
+            reasoning.append(block.thinking)
+        elif isinstance(block, ToolUseBlock):
+            function = {"name": block.name, "arguments": block.input}
+            calls.append({"id": block.id, "type": "function", "function": function})
+        elif not isinstance(block, RedactedThinkingBlock):  # nothing to read in those
+            raise _unsupported(f"messages.{i}.content.{j}", block.type, "an assistant turn")
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+    if reasoning:
+        message["reasoning_content"] = "\n".join(reasoning)
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _user_turn(i: int, blocks: list[Any]) -> list[dict[str, Any]]:
+    """A user turn: each tool result becomes a `tool` message, text between them user
+    messages, in the order given."""
+    out: list[dict[str, Any]] = []
+    text: list[str] = []
+    for j, block in enumerate(blocks):
+        if isinstance(block, TextBlock):
+            text.append(block.text)
+        elif isinstance(block, ToolResultBlock):
+            if text:
+                out.append({"role": "user", "content": "\n".join(text)})
+                text = []
+            content = _result_text(f"messages.{i}.content.{j}", block)
+            out.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": content})
+        else:
+            raise _unsupported(f"messages.{i}.content.{j}", block.type, "a user turn")
+    if text or not out:
+        out.append({"role": "user", "content": "\n".join(text)})
+    return out
+
+
+def _result_text(where: str, block: ToolResultBlock) -> str:
+    """A tool result's text; an error result says so, so the model knows the call failed."""
+    if isinstance(block.content, str):
+        text = block.content
+    else:
+        parts = []
+        for k, part in enumerate(block.content):
+            if not isinstance(part, TextBlock):
+                raise _unsupported(f"{where}.content.{k}", part.type, "a tool result")
+            parts.append(part.text)
+        text = "\n".join(parts)
+    return f"Error: {text}" if block.is_error else text
+
+
+def _unsupported(where: str, kind: str, place: str) -> ParamError:
+    return ParamError(
+        where, f"'{kind}' blocks are not supported in {place}: Qwen3-0.6B reads text only."
+    )
+
+
+# --- the answer ---------------------------------------------------------------------------
+
+
+def tool_use_id(call: ToolCall) -> str:
+    """Anthropic's id for a call: `toolu_` where the parser wrote `call_`."""
+    return "toolu_" + call.id.removeprefix("call_")
+
+
+def tool_input(call: ToolCall) -> dict[str, Any]:
+    """A call's arguments as Anthropic's `input` object ({} if they are not one)."""
+    try:
+        parsed = json.loads(call.arguments)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+class BlockWriter:
+    """Turns the answer's parts into Anthropic content blocks and the stream events that
+    build them: a thinking or text block stays open while parts of its kind follow; a
+    tool call is a whole tool_use block. `content` holds the blocks as they grow, so the
+    folded answer is exactly what the events spell out."""
+
+    def __init__(self, job: MessagesJob) -> None:
+        self.job = job
+        self.parts = AnswerSplitter(tools=job.tools)
+        self.content: list[dict[str, Any]] = []
+        self._open: str | None = None  # the kind of the open block: "thinking" or "text"
+
+    def text(self, text: str) -> list[dict[str, Any]]:
+        """Events for a piece of generated text."""
+        return self._events(self.parts.feed(text))
+
+    def finish(self, reason: str) -> list[dict[str, Any]]:
+        """Events for what the splitters still held at the end, and the last block's stop."""
+        return self._events(self.parts.finish(reason)) + self._close()
+
+    def stop_reason(self, finish: Finish) -> str:
+        """Anthropic's stop reason for the engine's finish."""
+        if any(block["type"] == "tool_use" for block in self.content):
+            return "tool_use"
+        if finish.reason == "length" and self.job.context_bound:
+            return "model_context_window_exceeded"
+        if finish.reason != "stop":  # "length", or "cancelled" by a shutdown: cut short
+            return "max_tokens"
+        return "end_turn" if finish.stop_sequence is None else "stop_sequence"
+
+    def _events(self, parts: list[Part]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for part in parts:
+            if part.call is not None:
+                out += self._tool_use(part.call)
+            elif part.text:
+                out += self._delta("thinking" if part.kind == "reasoning" else "text", part.text)
+        return out
+
+    def _delta(self, kind: str, text: str) -> list[dict[str, Any]]:
+        out = []
+        if self._open != kind:
+            out += self._close()
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            out.append(self._start(block if kind == "thinking" else {"type": "text", "text": ""}))
+            self._open = kind
+        self.content[-1][kind] += text
+        delta = {"type": f"{kind}_delta", kind: text}
+        out.append({"type": "content_block_delta", "index": len(self.content) - 1, "delta": delta})
+        return out
+
+    def _tool_use(self, call: ToolCall) -> list[dict[str, Any]]:
+        out = self._close()
+        arguments = tool_input(call)
+        block = {"type": "tool_use", "id": tool_use_id(call), "name": call.name, "input": {}}
+        out.append(self._start(block))
+        block["input"] = arguments
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(arguments)}
+        index = len(self.content) - 1
+        out.append({"type": "content_block_delta", "index": index, "delta": delta})
+        out.append({"type": "content_block_stop", "index": index})
+        return out
+
+    def _start(self, block: dict[str, Any]) -> dict[str, Any]:
+        self.content.append(block)
+        start = {"type": "content_block_start", "index": len(self.content) - 1}
+        return {**start, "content_block": dict(block)}  # a copy: the block grows later
+
+    def _close(self) -> list[dict[str, Any]]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [{"type": "content_block_stop", "index": len(self.content) - 1}]
+
+
+def usage(u: Usage) -> dict[str, int]:
+    """Anthropic usage: `input_tokens` are those not read from the cache."""
+    return {
+        "input_tokens": u.prompt_tokens - u.cached_tokens,
+        "output_tokens": u.completion_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": u.cached_tokens,
+    }
+
+
+def message(
+    job: MessagesJob,
+    model: str,
+    content: list[dict[str, Any]],
+    u: Usage,
+    stop: tuple[str | None, str | None] = (None, None),
+) -> dict[str, Any]:
+    """The message object: the whole answer, or with no content and no stop reason yet the
+    head of a stream (`message_start`). `stop` is (stop_reason, stop_sequence)."""
+    return {
+        "id": job.id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop[0],
+        "stop_sequence": stop[1],
+        "usage": usage(u),
+    }
+
+
+def stop_of(writer: BlockWriter, finish: Finish) -> tuple[str, str | None]:
+    """(stop_reason, stop_sequence) of a finished answer."""
+    reason = writer.stop_reason(finish)
+    return reason, finish.stop_sequence if reason == "stop_sequence" else None
