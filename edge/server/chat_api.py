@@ -78,16 +78,15 @@ def build_job(
     thinking = thinking_wanted(req, default=True) and schema is None  # a grammar cannot think
     use_tools = bool(req.tools) and req.tool_choice != "none"
     messages = [_message_dict(m) for m in req.messages]
-    text = template.render(
-        messages, enable_thinking=thinking, tools=req.tools if use_tools else None
+    text = prompt_text(
+        template, messages, thinking=thinking, tools=req.tools if use_tools else None
     )
-    check_text(text, "messages")
-    base = sampling_defaults(thinking)
-    params = SamplingParams(
-        temperature=_pick(req.temperature, base["temperature"]),
-        top_p=_pick(req.top_p, base["top_p"]),
-        top_k=int(_pick(req.top_k, base["top_k"])),
-        min_p=_pick(req.min_p, base["min_p"]),
+    params = qwen_sampling(
+        thinking,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        min_p=req.min_p,
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,
         repeat_penalty=req.repeat_penalty,
@@ -111,6 +110,41 @@ def build_job(
         return_reasoning=req.return_reasoning,
         tools=use_tools,
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
+    )
+
+
+def prompt_text(
+    template: ChatTemplate,
+    messages: list[dict[str, Any]],
+    *,
+    thinking: bool,
+    tools: list[dict[str, Any]] | None,
+) -> str:
+    """The prompt for OpenAI-style chat messages and function tools: what every chat-like
+    API's request (chat completions, Anthropic Messages) is translated into first."""
+    text = template.render(messages, enable_thinking=thinking, tools=tools)
+    check_text(text, "messages")
+    return text
+
+
+def qwen_sampling(
+    thinking: bool,
+    *,
+    temperature: float | None,
+    top_p: float | None,
+    top_k: int | None,
+    min_p: float | None = None,
+    **fixed: Any,
+) -> SamplingParams:
+    """Sampling params: what the request gave, Qwen's recommendation for the mode (thinking
+    or not) where it gave none; `fixed` are the other SamplingParams fields as given."""
+    base = sampling_defaults(thinking)
+    return SamplingParams(
+        temperature=_pick(temperature, base["temperature"]),
+        top_p=_pick(top_p, base["top_p"]),
+        top_k=int(_pick(top_k, base["top_k"])),
+        min_p=_pick(min_p, base["min_p"]),
+        **fixed,
     )
 
 
