@@ -1,0 +1,470 @@
+"""OpenAI Responses, the translation half: request → `ResponsesJob` (chat messages for the
+template, Qwen's sampling), engine text → output items and their stream events.
+
+Pure translation, no I/O: responses.py holds the routes, the store and the engine events.
+Input items (with a previous response's items first) become OpenAI chat messages, so the
+prompt is the one chat completions would render for the same conversation. The answer's
+typed parts (`edge.chat.parts`) become output items: `reasoning` for Qwen3's thinking,
+`message` for the answer, `function_call` for each tool call.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.chat.parts import AnswerSplitter, Part
+from edge.chat.template import ChatTemplate, soft_switch
+from edge.chat.tools import ToolCall
+from edge.engine import Finish, SamplingParams, ThinkingControl
+from edge.errors import ParamError
+from edge.server.chat_api import prompt_text, qwen_sampling
+from edge.server.params import response_schema, thinking_budget
+from edge.server.responses_schema import ResponsesRequest, TextParam
+from edge.server.schema import ResponseFormat
+
+# reasoning.effort → (thinking on, thinking budget in tokens; None: until the model stops).
+# Without `reasoning` the model's default holds: thinking on, unbounded (or Qwen3's
+# /think and /no_think switches in the last user message).
+EFFORTS: dict[str, tuple[bool, int | None]] = {
+    "none": (False, None),
+    "minimal": (False, None),
+    "low": (True, 512),
+    "medium": (True, 2048),
+    "high": (True, None),
+    "xhigh": (True, None),
+}
+
+# Content parts that carry text, in input messages and in our own output sent back.
+TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
+
+
+@dataclass
+class ResponsesJob:
+    """Everything needed to run one Responses request, answer it and store it."""
+
+    prompt_text: str
+    params: SamplingParams
+    control: ThinkingControl
+    tools: bool
+    items: list[dict[str, Any]]  # the conversation: previous turns' items, then this input
+    echo: dict[str, Any]  # the request's settings, as the response object repeats them
+    store: bool
+    id: str = field(default_factory=lambda: "resp_" + secrets.token_hex(24))
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+
+def build_job(
+    req: ResponsesRequest, template: ChatTemplate, previous: list[dict[str, Any]] | None = None
+) -> ResponsesJob:
+    """Validate a request and turn it into a prompt (after `previous`, the earlier turns'
+    items), sampling params and the response's settings."""
+    refuse_unsupported(req)
+    items = [*(previous or []), *input_items(req.input)]
+    messages = to_messages(items)
+    if req.instructions:  # this request's only: instructions are not carried over
+        messages.insert(0, {"role": "system", "content": req.instructions})
+    if not messages:
+        raise ParamError("input", "There is nothing to answer: send some input.")
+    tools = function_tools(req.tools)
+    use_tools = bool(tools) and req.tool_choice != "none"
+    schema = text_schema(req.text)
+    thinking, budget = thinking_of(req, messages)
+    thinking = thinking and schema is None  # a grammar cannot think
+    text = prompt_text(template, messages, thinking=thinking, tools=tools if use_tools else None)
+    params = qwen_sampling(
+        thinking,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=None,
+        max_tokens=req.max_output_tokens,
+        json_schema=schema,
+    )
+    return ResponsesJob(
+        prompt_text=text,
+        params=params,
+        control=ThinkingControl(budget=budget if thinking else None),
+        tools=use_tools,
+        items=items,
+        echo=echo(req, params),
+        store=req.store,
+    )
+
+
+def refuse_unsupported(req: ResponsesRequest) -> None:
+    """Refuse, by name, what this server cannot do rather than quietly ignore it."""
+    if req.background:
+        raise ParamError("background", "Background responses are not supported: use stream.")
+    if req.n not in (None, 1):
+        raise ParamError("n", "Only n=1 is supported: one model serves one answer per request.")
+    if req.conversation is not None:
+        raise ParamError(
+            "conversation", "Conversations are not supported: use previous_response_id."
+        )
+    if req.prompt is not None:
+        raise ParamError("prompt", "Stored prompt templates are not supported: send input.")
+    if req.top_logprobs:
+        raise ParamError("top_logprobs", "logprobs are not supported yet.")
+    if req.tool_choice not in (None, "auto", "none"):
+        raise ParamError(
+            "tool_choice",
+            "tool_choice supports 'auto' and 'none': forced tool calls are not supported yet.",
+        )
+
+
+def thinking_of(req: ResponsesRequest, messages: list[dict[str, Any]]) -> tuple[bool, int | None]:
+    """Thinking on or off and its budget, from `reasoning.effort` (see EFFORTS); our
+    `thinking_budget` extension overrides the effort's budget."""
+    effort = req.reasoning.effort if req.reasoning else None
+    if effort is None:
+        switch = soft_switch(messages)
+        thinking, budget = (True if switch is None else switch), None
+    elif effort.lower() in EFFORTS:
+        thinking, budget = EFFORTS[effort.lower()]
+    else:
+        raise ParamError("reasoning.effort", f"reasoning.effort is one of {', '.join(EFFORTS)}.")
+    explicit = thinking_budget({"thinking_budget": req.thinking_budget})
+    return thinking, budget if explicit is None else explicit
+
+
+def text_schema(text: TextParam | None) -> dict[str, Any] | None:
+    """The JSON schema `text.format` asks the answer to follow, checked as chat's
+    `response_format` is."""
+    fmt = text.format if text else None
+    if fmt is None or fmt.type == "text":
+        return None
+    spec = None if fmt.type == "json_object" else {"name": fmt.name, "schema": fmt.schema_}
+    try:
+        return response_schema(ResponseFormat(type=fmt.type, json_schema=spec))
+    except ParamError as exc:
+        exc.param = "text.format"
+        raise
+
+
+def function_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Responses' flat function tools as chat's (`{"type": "function", "function": ...}`),
+    which the chat template renders."""
+    out = []
+    for i, tool in enumerate(tools or []):
+        kind = tool.get("type")
+        if kind != "function":
+            message = f"Tool type '{kind}' is not supported: only 'function' tools are."
+            raise ParamError(f"tools[{i}].type", message)
+        name, parameters = tool.get("name"), tool.get("parameters")
+        if not isinstance(name, str) or not name:
+            raise ParamError(f"tools[{i}].name", "A function tool needs a 'name' string.")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise ParamError(f"tools[{i}].parameters", "'parameters' is a JSON schema object.")
+        function = {"name": name, "description": tool.get("description"), "parameters": parameters}
+        out.append({"type": "function", "function": {k: v for k, v in function.items() if v}})
+    return out
+
+
+def input_items(value: str | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The request's input as a list of items (a string is one user message)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return list(value)
+
+
+def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Input items as OpenAI chat messages, for the chat template."""
+    conversation = _Conversation()
+    for i, item in enumerate(items):
+        conversation.add(item, f"input[{i}]")
+    return conversation.messages
+
+
+class _Conversation:
+    """Chat messages built item by item. A function call joins the assistant message
+    before it (one turn: text, then calls); reasoning sent back goes with the assistant
+    message that follows it, and Qwen3's template keeps it only where it was trained to
+    (a tool-calling turn in progress), dropping it from earlier turns."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.reasoning: str | None = None
+
+    def add(self, item: Any, where: str) -> None:
+        if not isinstance(item, dict):
+            raise ParamError(where, "An input item is an object.")
+        kind = item.get("type", "message")
+        if kind == "message":
+            self.message(item, where)
+        elif kind == "function_call":
+            self.function_call(item, where)
+        elif kind == "function_call_output":
+            output = _text_of(item.get("output"), f"{where}.output")
+            call_id = _string(item, "call_id", where)
+            self._append({"role": "tool", "tool_call_id": call_id, "content": output})
+        elif kind == "reasoning":
+            self.reasoning = _reasoning_text(item.get("content"))
+        else:
+            raise ParamError(f"{where}.type", f"Input items of type '{kind}' are not supported.")
+
+    def message(self, item: dict[str, Any], where: str) -> None:
+        role = item.get("role")
+        if role not in ("user", "system", "developer", "assistant"):
+            raise ParamError(
+                f"{where}.role", "A message's role is user, system, developer or assistant."
+            )
+        content = _text_of(item.get("content"), f"{where}.content")
+        if role == "assistant":
+            self._assistant({"content": content})
+        else:
+            self._append({"role": "system" if role == "developer" else role, "content": content})
+
+    def function_call(self, item: dict[str, Any], where: str) -> None:
+        name, arguments = _string(item, "name", where), _string(item, "arguments", where)
+        call = {
+            "id": _string(item, "call_id", where),
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        last = self.messages[-1] if self.messages else None
+        if last is not None and last["role"] == "assistant" and self.reasoning is None:
+            last.setdefault("tool_calls", []).append(call)
+        else:
+            self._assistant({"content": "", "tool_calls": [call]})
+
+    def _assistant(self, fields: dict[str, Any]) -> None:
+        message = {"role": "assistant", **fields}
+        if self.reasoning:
+            message["reasoning_content"] = self.reasoning
+        self.reasoning = None
+        self.messages.append(message)
+
+    def _append(self, message: dict[str, Any]) -> None:
+        self.reasoning = None
+        self.messages.append(message)
+
+
+def _reasoning_text(content: Any) -> str:
+    """The text of a reasoning item sent back (ours carry it; others may not)."""
+    parts = content if isinstance(content, list) else []
+    return "".join(
+        p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
+    )
+
+
+def _string(item: dict[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        raise ParamError(f"{where}.{key}", f"'{key}' must be a string.")
+    return value
+
+
+def _text_of(content: Any, where: str) -> str:
+    """A string, or text parts joined by newlines (as chat's content parts are)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise ParamError(where, "Content is a string or a list of text parts.")
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        text = part.get("text", part.get("refusal")) if isinstance(part, dict) else None
+        if kind not in TEXT_PARTS or not isinstance(text, str):
+            message = f"Content parts of type '{kind}' are not supported: Qwen3 reads text only."
+            raise ParamError(f"{where}[{j}]", message)
+        texts.append(text)
+    return "\n".join(texts)
+
+
+def echo(req: ResponsesRequest, params: SamplingParams) -> dict[str, Any]:
+    """The request's settings as the response object repeats them."""
+    fmt = req.text.format if req.text and req.text.format else None
+    return {
+        "instructions": req.instructions,
+        "max_output_tokens": req.max_output_tokens,
+        "metadata": req.metadata or {},
+        "parallel_tool_calls": True if req.parallel_tool_calls is None else req.parallel_tool_calls,
+        "previous_response_id": req.previous_response_id,
+        "reasoning": {"effort": req.reasoning.effort if req.reasoning else None, "summary": None},
+        "store": req.store,
+        "temperature": params.temperature,
+        "text": {
+            "format": fmt.model_dump(by_alias=True, exclude_none=True) if fmt else {"type": "text"}
+        },
+        "tool_choice": req.tool_choice or "auto",
+        "tools": req.tools or [],
+        "top_p": params.top_p,
+        "truncation": "disabled",
+        "user": req.user,
+    }
+
+
+def usage(finish: Finish) -> dict[str, Any]:
+    """Responses' usage object."""
+    u = finish.usage
+    return {
+        "input_tokens": u.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
+        "output_tokens": u.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "total_tokens": u.total_tokens,
+    }
+
+
+def _id(prefix: str) -> str:
+    return prefix + secrets.token_hex(24)
+
+
+class OutputWriter:
+    """The answer's parts as Responses' output items and stream events, each event with
+    the next `sequence_number`. The non-streaming answer runs the same writer and keeps
+    only `response`, so both say the same.
+
+    Whitespace at an item's edges is held back (and dropped at its end), so an answer
+    never starts with the newlines after `</think>`, and no message is opened for the
+    whitespace between tool calls; what the deltas say is exactly what `done` says.
+    """
+
+    def __init__(self, job: ResponsesJob, model: str) -> None:
+        self.job, self.model = job, model
+        self.parts = AnswerSplitter(tools=job.tools)
+        self.output: list[dict[str, Any]] = []
+        self.seq = 0
+        self.response = self.snapshot("in_progress")
+        self._item: dict[str, Any] | None = None  # the reasoning or message being written
+        self._text = ""
+        self._held = ""
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """One stream event, numbered."""
+        out = {"type": kind, "sequence_number": self.seq, **fields}
+        self.seq += 1
+        return out
+
+    def snapshot(self, status: str, **fields: Any) -> dict[str, Any]:
+        """The response object as it stands."""
+        return {
+            "id": self.job.id,
+            "object": "response",
+            "created_at": self.job.created_at,
+            "status": status,
+            "error": None,
+            "incomplete_details": None,
+            "model": self.model,
+            "output": list(self.output),
+            "usage": None,
+            **self.job.echo,
+            **fields,
+        }
+
+    def start(self) -> list[dict[str, Any]]:
+        """`response.created` and `response.in_progress`."""
+        return [
+            self.event("response.created", response=self.response),
+            self.event("response.in_progress", response=self.response),
+        ]
+
+    def text(self, text: str) -> list[dict[str, Any]]:
+        """Events for a piece of generated text."""
+        return self._events(self.parts.feed(text))
+
+    def finish(self, finish: Finish) -> list[dict[str, Any]]:
+        """Events for what was held back, the last item's end, and the final response."""
+        out = self._events(self.parts.finish(finish.reason))
+        done = finish.reason == "stop"
+        out += self._close("completed" if done else "incomplete")
+        fields: dict[str, Any] = {"usage": usage(finish), "completed_at": int(time.time())}
+        if not done:
+            fields["incomplete_details"] = {"reason": "max_output_tokens"}
+        self.response = self.snapshot("completed" if done else "incomplete", **fields)
+        kind = "response.completed" if done else "response.incomplete"
+        return [*out, self.event(kind, response=self.response)]
+
+    def failed(self, message: str, code: str) -> list[dict[str, Any]]:
+        """The end of a stream that an error cut (after the status line was sent)."""
+        out = self._close("incomplete")
+        error = {"code": code, "message": message}
+        self.response = self.snapshot("failed", error=error)
+        return [*out, self.event("response.failed", response=self.response)]
+
+    def _events(self, parts: list[Part]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for p in parts:
+            if p.call is not None:
+                out += self._close("completed") + self._call(p.call)
+            elif p.text:
+                out += self._flow("reasoning" if p.kind == "reasoning" else "message", p.text)
+        return out
+
+    def _flow(self, kind: str, text: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if self._item is None or self._item["type"] != kind:
+            text = text.lstrip()
+            if not text:
+                return []
+            out += self._close("completed") + self._open(kind)
+        joined = self._held + text
+        body = joined.rstrip()
+        self._held = joined[len(body) :]
+        if body:
+            self._text += body
+            out.append(self._delta(body))
+        return out
+
+    def _open(self, kind: str) -> list[dict[str, Any]]:
+        if kind == "reasoning":
+            self._item = {"id": _id("rs_"), "type": "reasoning", "summary": [], "content": []}
+        else:
+            self._item = {"id": _id("msg_"), "type": "message", "role": "assistant", "content": []}
+        self._text, self._held = "", ""
+        added = {**self._item, "status": "in_progress"}
+        return [
+            self.event("response.output_item.added", output_index=len(self.output), item=added),
+            self.event("response.content_part.added", **self._where(), part=self._part("")),
+        ]
+
+    def _where(self) -> dict[str, Any]:
+        assert self._item is not None
+        return {"item_id": self._item["id"], "output_index": len(self.output), "content_index": 0}
+
+    def _part(self, text: str) -> dict[str, Any]:
+        assert self._item is not None
+        if self._item["type"] == "reasoning":
+            return {"type": "reasoning_text", "text": text}
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+    def _delta(self, text: str) -> dict[str, Any]:
+        assert self._item is not None
+        if self._item["type"] == "reasoning":
+            return self.event("response.reasoning_text.delta", **self._where(), delta=text)
+        return self.event("response.output_text.delta", **self._where(), delta=text, logprobs=[])
+
+    def _close(self, status: str) -> list[dict[str, Any]]:
+        if self._item is None:
+            return []
+        where, text, part = self._where(), self._text, self._part(self._text)
+        if self._item["type"] == "reasoning":
+            done = self.event("response.reasoning_text.done", **where, text=text)
+        else:
+            done = self.event("response.output_text.done", **where, text=text, logprobs=[])
+        item = {**self._item, "content": [part], "status": status}
+        self._item = None
+        self.output.append(item)
+        return [
+            done,
+            self.event("response.content_part.done", **where, part=part),
+            self.event("response.output_item.done", output_index=where["output_index"], item=item),
+        ]
+
+    def _call(self, call: ToolCall) -> list[dict[str, Any]]:
+        item_id, index = _id("fc_"), len(self.output)
+        item = {"id": item_id, "type": "function_call", "call_id": call.id, "name": call.name}
+        added = {**item, "arguments": "", "status": "in_progress"}
+        done = {**item, "arguments": call.arguments, "status": "completed"}
+        where = {"item_id": item_id, "output_index": index}
+        self.output.append(done)
+        return [
+            self.event("response.output_item.added", output_index=index, item=added),
+            self.event("response.function_call_arguments.delta", **where, delta=call.arguments),
+            self.event("response.function_call_arguments.done", **where, arguments=call.arguments),
+            self.event("response.output_item.done", output_index=index, item=done),
+        ]
