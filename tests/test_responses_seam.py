@@ -42,7 +42,12 @@ def post(engine: FakeEngine, *bodies: dict[str, Any], options: Settings | None =
 
     async def go() -> list[httpx.Response]:
         async with client_of(engine, options) as (client, _):
-            return [await client.post("/v1/responses", json=body) for body in bodies]
+            # As ASCII JSON, so lone surrogates travel as the escapes clients send.
+            headers = {"Content-Type": "application/json"}
+            return [
+                await client.post("/v1/responses", content=json.dumps(body), headers=headers)
+                for body in bodies
+            ]
 
     return run(go)
 
@@ -256,6 +261,11 @@ def test_max_output_tokens_ends_incomplete() -> None:
             "input[0].output",
         ),
         ({"input": []}, "input"),
+        ({"input": "lone \ud800 surrogate"}, "input"),
+        ({"instructions": "\udfff"}, "input"),
+        ({"metadata": {"k": "\ud800"}}, "metadata"),
+        ({"user": "\ud800"}, "user"),
+        ({"tools": [{**TOOLS[0], "strict": "\ud800"}]}, "tools"),
     ],
 )
 def test_what_cannot_be_honoured_is_a_400_naming_the_field(
@@ -308,7 +318,7 @@ def test_store_evicts_the_least_recently_used_by_count() -> None:
 
 
 def test_store_evicts_by_bytes_and_refuses_what_alone_is_too_big() -> None:
-    one = len(json.dumps([_response("a", "x" * 1000), []]).encode())
+    one = len(json.dumps([_response("a", "x" * 1000), []]))
     store = ResponseStore(max_bytes=2 * one + 10)
     for rid in "abc":
         assert store.put("", _response(rid, "x" * 1000), [])

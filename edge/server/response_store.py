@@ -50,7 +50,7 @@ class ResponseStore:
 
     def put(self, partition: str, response: dict[str, Any], items: list[dict[str, Any]]) -> bool:
         """Store a response (a copy of its items); False if it alone is over the byte limit."""
-        size = len(json.dumps([response, items], ensure_ascii=False).encode())
+        size = len(json.dumps([response, items]))  # ASCII: any str, even a lone surrogate
         if size > self.max_bytes:
             return False
         self.delete(partition, response["id"])

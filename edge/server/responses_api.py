@@ -10,6 +10,7 @@ typed parts (`edge.chat.parts`) become output items: `reasoning` for Qwen3's thi
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from edge.chat.tools import ToolCall
 from edge.engine import Finish, SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server.chat_api import prompt_text, qwen_sampling
-from edge.server.params import response_schema, thinking_budget
+from edge.server.params import check_text, response_schema, thinking_budget
 from edge.server.responses_schema import ResponsesRequest, TextParam
 from edge.server.schema import ResponseFormat
 
@@ -62,6 +63,7 @@ def build_job(
     """Validate a request and turn it into a prompt (after `previous`, the earlier turns'
     items), sampling params and the response's settings."""
     refuse_unsupported(req)
+    check_echoed(req)
     items = [*(previous or []), *input_items(req.input)]
     messages = to_messages(items)
     if req.instructions:  # this request's only: instructions are not carried over
@@ -73,7 +75,13 @@ def build_job(
     schema = text_schema(req.text)
     thinking, budget = thinking_of(req, messages)
     thinking = thinking and schema is None  # a grammar cannot think
-    text = prompt_text(template, messages, thinking=thinking, tools=tools if use_tools else None)
+    try:
+        text = prompt_text(
+            template, messages, thinking=thinking, tools=tools if use_tools else None
+        )
+    except ParamError as exc:  # the prompt holds invalid text: here it came from the input
+        exc.param = "input"
+        raise
     params = qwen_sampling(
         thinking,
         temperature=req.temperature,
@@ -112,6 +120,14 @@ def refuse_unsupported(req: ResponsesRequest) -> None:
             "tool_choice",
             "tool_choice supports 'auto' and 'none': forced tool calls are not supported yet.",
         )
+
+
+def check_echoed(req: ResponsesRequest) -> None:
+    """Fields the response object repeats but the prompt does not hold must be valid
+    Unicode too, or the answer (and the store) could not be written as UTF-8."""
+    fields = req.model_dump(include={"metadata", "user", "tools", "text"}, by_alias=True)
+    for name, value in fields.items():
+        check_text(json.dumps(value, ensure_ascii=False), name)
 
 
 def thinking_of(req: ResponsesRequest, messages: list[dict[str, Any]]) -> tuple[bool, int | None]:
