@@ -142,6 +142,25 @@ def test_a_tool_call_streams_as_a_function_call_item() -> None:
     assert '"name": "get_time"' in prompt_of(engine)  # the tool reached the template
 
 
+def test_namespaced_tools_are_offered_flat_and_calls_name_their_namespace() -> None:
+    engine = FakeEngine()
+    engine.enqueue(TOOL_CALL)
+    clock = {"type": "namespace", "name": "clock", "description": "Time.", "tools": TOOLS}
+    other = {"type": "function", "name": "other", "parameters": {"type": "object"}}
+    body = {"input": "Time?", "tools": [other, clock], "reasoning": {"effort": "none"}}
+    [r] = post(engine, body)
+    [call] = r.json()["output"]
+    assert (call["name"], call["namespace"]) == ("get_time", "clock")
+    as_chat = [
+        {"type": "function", "function": {"name": "other", "parameters": {"type": "object"}}},
+        {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
+    ]
+    expected = qwen_template().render(
+        [{"role": "user", "content": "Time?"}], enable_thinking=False, tools=as_chat
+    )
+    assert prompt_of(engine) == expected
+
+
 def _same(response: dict[str, Any]) -> dict[str, Any]:
     """A response without what differs between two runs (ids, times)."""
     drop = {"id", "created_at", "completed_at"}
@@ -227,6 +246,11 @@ def test_max_output_tokens_ends_incomplete() -> None:
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"tools": [*TOOLS, {"type": "file_search"}]}, "tools[1].type"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
+        (
+            {"tools": [{"type": "namespace", "name": "n", "tools": [*TOOLS, {"type": "custom"}]}]},
+            "tools[0].tools[1].type",
+        ),
+        ({"tools": [{"type": "namespace", "name": "n", "tools": "x"}]}, "tools[0].tools"),
         ({"background": True}, "background"),
         ({"n": 2}, "n"),
         ({"tool_choice": "required"}, "tool_choice"),

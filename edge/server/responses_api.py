@@ -50,6 +50,7 @@ class ResponsesJob:
     params: SamplingParams
     control: ThinkingControl
     tools: bool
+    namespaces: dict[str, str]  # function name → the namespace tool it came in
     items: list[dict[str, Any]]  # the conversation: previous turns' items, then this input
     echo: dict[str, Any]  # the request's settings, as the response object repeats them
     store: bool
@@ -70,7 +71,7 @@ def build_job(
         messages.insert(0, {"role": "system", "content": req.instructions})
     if not messages:
         raise ParamError("input", "There is nothing to answer: send some input.")
-    tools = function_tools(req.tools)
+    tools, namespaces = function_tools(req.tools)
     use_tools = bool(tools) and req.tool_choice != "none"
     schema = text_schema(req.text)
     thinking, budget = thinking_of(req, messages)
@@ -95,6 +96,7 @@ def build_job(
         params=params,
         control=ThinkingControl(budget=budget if thinking else None),
         tools=use_tools,
+        namespaces=namespaces,
         items=items,
         echo=echo(req, params),
         store=req.store,
@@ -159,23 +161,40 @@ def text_schema(text: TextParam | None) -> dict[str, Any] | None:
         raise
 
 
-def function_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+def function_tools(
+    tools: list[dict[str, Any]] | None,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Responses' flat function tools as chat's (`{"type": "function", "function": ...}`),
-    which the chat template renders."""
-    out = []
+    which the chat template renders, and the namespace of each function that came in one
+    (Codex CLI groups tools so): the model sees them flat, its calls name the namespace."""
+    out: list[dict[str, Any]] = []
+    namespaces: dict[str, str] = {}
     for i, tool in enumerate(tools or []):
-        kind = tool.get("type")
-        if kind != "function":
-            message = f"Tool type '{kind}' is not supported: only 'function' tools are."
-            raise ParamError(f"tools[{i}].type", message)
-        name, parameters = tool.get("name"), tool.get("parameters")
-        if not isinstance(name, str) or not name:
-            raise ParamError(f"tools[{i}].name", "A function tool needs a 'name' string.")
-        if parameters is not None and not isinstance(parameters, dict):
-            raise ParamError(f"tools[{i}].parameters", "'parameters' is a JSON schema object.")
-        function = {"name": name, "description": tool.get("description"), "parameters": parameters}
-        out.append({"type": "function", "function": {k: v for k, v in function.items() if v}})
-    return out
+        where = f"tools[{i}]"
+        if tool.get("type") != "namespace":
+            out.append(_function_tool(tool, where))
+            continue
+        namespace, inner = _string(tool, "name", where), tool.get("tools")
+        if not isinstance(inner, list):
+            raise ParamError(f"{where}.tools", "A namespace holds a list of function tools.")
+        for j, member in enumerate(inner):
+            out.append(_function_tool(member, f"{where}.tools[{j}]"))
+            namespaces[out[-1]["function"]["name"]] = namespace
+    return out, namespaces
+
+
+def _function_tool(tool: Any, where: str) -> dict[str, Any]:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if kind != "function":
+        message = f"Tool type '{kind}' is not supported: only 'function' tools are."
+        raise ParamError(f"{where}.type", message)
+    name, parameters = tool.get("name"), tool.get("parameters")
+    if not isinstance(name, str) or not name:
+        raise ParamError(f"{where}.name", "A function tool needs a 'name' string.")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise ParamError(f"{where}.parameters", "'parameters' is a JSON schema object.")
+    function = {"name": name, "description": tool.get("description"), "parameters": parameters}
+    return {"type": "function", "function": {k: v for k, v in function.items() if v}}
 
 
 def input_items(value: str | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -474,6 +493,8 @@ class OutputWriter:
     def _call(self, call: ToolCall) -> list[dict[str, Any]]:
         item_id, index = _id("fc_"), len(self.output)
         item = {"id": item_id, "type": "function_call", "call_id": call.id, "name": call.name}
+        if call.name in self.job.namespaces:
+            item["namespace"] = self.job.namespaces[call.name]
         added = {**item, "arguments": "", "status": "in_progress"}
         done = {**item, "arguments": call.arguments, "status": "completed"}
         where = {"item_id": item_id, "output_index": index}
