@@ -1,7 +1,8 @@
 """POST /v1/responses, GET and DELETE /v1/responses/{id}: OpenAI's Responses API over the
 same engine stream as chat completions. One generation's events are streamed as named
-events or folded into one response object; what they say is responses_api's. Responses
-are kept (unless `store: false`) in a ResponseStore for `previous_response_id` and GET.
+events or folded into one response object; what a request means is responses_api's, what
+the answer looks like responses_output's. Responses are kept (unless `store: false`) in
+a ResponseStore for `previous_response_id` and GET.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from edge.engine import Finish, Job, TokenEvent
 from edge.server import sse
 from edge.server.errors import OPENAPI_ERRORS, error_response
 from edge.server.response_store import ResponseStore, partition_of
-from edge.server.responses_api import OutputWriter, ResponsesJob, build_job
+from edge.server.responses_api import ResponsesJob, build_job
+from edge.server.responses_output import OutputWriter
 from edge.server.responses_schema import ResponsesRequest
 from edge.server.runtime import Runtime
 from edge.server.worker import EngineWorker, Stream
