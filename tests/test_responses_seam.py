@@ -6,6 +6,7 @@ test_responses_client.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -323,6 +324,30 @@ def test_an_engine_error_is_a_status_or_a_failed_event() -> None:
     assert "context is full" in failed["error"]["message"]
 
 
+def test_keepalive_comments_flow_before_the_first_event_of_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("edge.server.worker.KEEPALIVE_AFTER", 0.05)
+    engine = FakeEngine()
+    engine.enqueue(["late"])
+    engine.gate.clear()  # the engine is silent, as while a long prompt is decoded
+
+    async def go() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            body = {"input": "Hi", "stream": True, "reasoning": {"effort": "none"}}
+            request = asyncio.create_task(client.post("/v1/responses", json=body))
+            await asyncio.sleep(0.4)
+            engine.gate.set()
+            return await request
+
+    r = run(go)
+    blocks = r.text[:-2].split("\n\n")
+    keepalives = [i for i, b in enumerate(blocks) if b == ": keep-alive"]
+    first_item = next(i for i, b in enumerate(blocks) if "output_item.added" in b)
+    assert len(keepalives) >= 2 and 1 < min(keepalives) and max(keepalives) < first_item
+    assert stream_events(r)[-1]["response"]["output"][0]["content"][0]["text"] == "late"
+
+
 # --- the store ------------------------------------------------------------------------
 
 
@@ -512,6 +537,45 @@ def test_a_tool_round_trip_through_previous_response_id() -> None:
     )
     assert prompt_of(engine, 1) == expected  # instructions are not carried over
     assert "Be brief." in prompt_of(engine, 0) and "<tool_response>\n12:00" in expected
+
+
+def test_reasoning_sent_back_stays_with_its_tool_calling_turn() -> None:
+    engine = FakeEngine()
+    call = {"type": "function_call", "call_id": "call_1", "name": "get_time", "arguments": "{}"}
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [], "content": []}
+    reasoning["content"] = [{"type": "reasoning_text", "text": "I need the clock."}]
+    items = [
+        {"role": "user", "content": [{"type": "input_text", "text": "Time?"}]},
+        reasoning,
+        call,
+        {"type": "function_call_output", "call_id": "call_1", "output": "12:00"},
+    ]
+    [r] = post(engine, {"input": items, "tools": TOOLS})
+    assert r.status_code == 200, r.text
+    tool_call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_time", "arguments": "{}"},
+    }
+    expected = qwen_template().render(
+        [
+            {"role": "user", "content": "Time?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "reasoning_content": "I need the clock.",
+                "tool_calls": [tool_call],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "12:00"},
+        ],
+        enable_thinking=True,
+        tools=[
+            {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+        ],
+    )
+    assert prompt_of(engine) == expected
+    # Qwen3's template keeps the thinking of the turn still in progress, as it was trained.
+    assert "<think>\nI need the clock.\n</think>" in expected
 
 
 def test_the_routes_are_in_the_openapi_schema() -> None:
