@@ -226,6 +226,13 @@ def test_json_schema_format_reaches_the_grammar_without_thinking() -> None:
     assert r.json()["text"]["format"] == fmt
 
 
+def test_json_object_format_asks_for_any_object() -> None:
+    engine = FakeEngine()
+    [r] = post(engine, {"input": "JSON please", "text": {"format": {"type": "json_object"}}})
+    assert r.status_code == 200 and engine.jobs[-1].params.json_schema == {"type": "object"}
+    assert r.json()["text"] == {"format": {"type": "json_object"}}
+
+
 def test_max_output_tokens_ends_incomplete() -> None:
     engine = FakeEngine()
     engine.enqueue(["a", " b", " c", " d"])
