@@ -109,6 +109,7 @@ def post_bytes(url: str, body: bytes, path: str = "/v1/chat/completions") -> htt
 # ---------------------------------------------------------------- schemathesis, from /openapi.json
 
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+RESPONSES_TOKEN_FIELDS = ("max_output_tokens",)  # the Responses API's name
 
 
 def small_tokens(case: schemathesis.Case) -> schemathesis.Case:
@@ -119,14 +120,15 @@ def small_tokens(case: schemathesis.Case) -> schemathesis.Case:
     body = case.body
     if not isinstance(body, dict) or not case.path.startswith("/v1/"):
         return case
-    for key in TOKEN_FIELDS:
+    fields = RESPONSES_TOKEN_FIELDS if case.path == "/v1/responses" else TOKEN_FIELDS
+    for key in fields:
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and 4 < value < 10**6:
             body[key] = 1 + value % 4
-    if all(body.get(key) is None for key in TOKEN_FIELDS):
+    if all(body.get(key) is None for key in fields):
         # Absent or null (the default may be hundreds of tokens); a wrong value, which
         # a negative case may be about, is left alone.
-        body["max_tokens"] = 4
+        body[fields[0]] = 4
     return case
 
 
@@ -139,6 +141,8 @@ def check_answer(case: schemathesis.Case, r: schemathesis.Response) -> None:
         check_error(case.path, json.loads(r.content))
     elif case.path.startswith("/v1/messages") and case.method == "POST":
         check_anthropic_answer(case.path, ctype, r)
+    elif case.path == "/v1/responses" and case.method == "POST":
+        check_response(r, ctype)
     elif case.path.startswith("/v1/") and case.method == "POST":
         if ctype.startswith("text/event-stream"):
             # (schemathesis reads at most `max-stream-events` events of a stream)
@@ -176,6 +180,19 @@ def check_anthropic_answer(path: str, ctype: str, r: schemathesis.Response) -> N
         assert stop in ("end_turn", "max_tokens", "stop_sequence", "tool_use")
 
 
+def check_response(r: schemathesis.Response, ctype: str) -> None:
+    """A Responses answer: a finished response object, or a stream that ends with one
+    (named events, no [DONE]) and never fails in-band."""
+    if ctype.startswith("text/event-stream"):
+        assert b"event: response.failed" not in r.content, r.content[-500:]
+        last = r.content.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+        assert r.stream_cut_short or last.startswith(
+            (b"event: response.completed", b"event: response.incomplete")
+        ), r.content[-300:]
+    else:
+        assert json.loads(r.content)["status"] in ("completed", "incomplete")
+
+
 def fuzz(
     url: str, mode: GenerationMode, headers: dict[str, str] | None = None, examples: int = EXAMPLES
 ) -> dict[str, int]:
@@ -184,8 +201,8 @@ def fuzz(
     counts: dict[str, int] = {}
     for result in schema.get_all_operations():
         op = result.ok()
-        if mode == GenerationMode.NEGATIVE and op.method.upper() == "GET":
-            continue  # no parameters, so nothing can be schema-invalid
+        if mode == GenerationMode.NEGATIVE and op.method.upper() in ("GET", "DELETE"):
+            continue  # no body, at most a string in the path: nothing can be schema-invalid
         fuzz_operation(url, op, mode, headers, examples, counts)
     return counts
 
@@ -237,6 +254,7 @@ def test_schemathesis(server: tuple[str, Any], mode: GenerationMode) -> None:
         "POST /v1/completions",
         "POST /v1/messages",
         "POST /v1/messages/count_tokens",
+        "POST /v1/responses",
     }
     assert counts["POST /v1/chat/completions"] >= min(EXAMPLES, 50) // 2  # it really ran
     assert_alive(url)

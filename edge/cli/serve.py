@@ -59,7 +59,8 @@ def serve(
     flash_attn: FlashOpt = None,
     gpu_layers: GpuOpt = None,
 ) -> None:
-    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models).
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/responses, /v1/completions,
+    /v1/models).
 
     Binds 127.0.0.1:8000. --lan binds every interface and turns on an API key (generated
     and stored on first use). Point any OpenAI client at http://HOST:PORT/v1. Every option

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from edge.chat.template import ChatTemplate
 from edge.config import Settings
 from edge.engine import EngineAPI
-from edge.server import chat_completions, completions, messages, routes
+from edge.server import chat_completions, completions, messages, responses, routes
 from edge.server.errors import install_error_handlers
 from edge.server.guard import install_guard
 from edge.server.metrics import Metrics
@@ -84,4 +84,5 @@ def create_app(
     chat_completions.install(app, rt, reasoning_format=opts.reasoning_format)
     completions.install(app, rt)
     messages.install(app, rt)
+    responses.install(app, rt, keyed=opts.api_key is not None)
     return app

@@ -1,0 +1,131 @@
+"""POST /v1/responses, GET and DELETE /v1/responses/{id}: OpenAI's Responses API over the
+same engine stream as chat completions. One generation's events are streamed as named
+events or folded into one response object; what a request means is responses_api's, what
+the answer looks like responses_output's. Responses are kept (unless `store: false`) in
+a ResponseStore for `previous_response_id` and GET.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from edge.chat.template import ChatTemplate
+from edge.engine import Finish, Job, TokenEvent
+from edge.server import sse
+from edge.server.errors import OPENAPI_ERRORS, error_response
+from edge.server.response_store import ResponseStore, partition_of
+from edge.server.responses_api import ResponsesJob, build_job
+from edge.server.responses_output import OutputWriter
+from edge.server.responses_schema import ResponsesRequest
+from edge.server.runtime import Runtime
+from edge.server.worker import EngineWorker, Stream
+from edge.server.worker import fold as fold_events
+
+Keep = Callable[[dict[str, Any]], object]
+"""What to do with a finished response object (store it, or not)."""
+
+
+def install(app: FastAPI, rt: Runtime, *, keyed: bool) -> None:
+    """The routes and their store (`app.state.responses`); `keyed`: the server requires an
+    API key, so stored responses are partitioned by it."""
+    store = app.state.responses = ResponseStore()
+
+    def partition(request: Request) -> str:
+        return partition_of(request.headers.get("authorization"), keyed)
+
+    @app.post("/v1/responses", response_model=None, responses=OPENAPI_ERRORS)
+    async def create_response(req: ResponsesRequest, request: Request) -> Any:
+        worker, template = rt.ready()
+        part = partition(request)
+        previous = None
+        if req.previous_response_id is not None:
+            previous = stored(store, part, req.previous_response_id).items
+        # Off the event loop, as in chat completions: rendering and tokenizing take a while.
+        job, prompt = await run_in_threadpool(prepare, req, previous, worker, template)
+        work = Job(prompt, job.params, job.control)
+        worker.admit(work)  # refusals get a status before the response starts
+        events = worker.stream(work)
+
+        def keep(response: dict[str, Any]) -> None:
+            if job.store:
+                store.put(part, response, [*job.items, *response["output"]])
+
+        if req.stream:
+            return EventSourceResponse(stream(job, rt.model_id, events, keep))
+        return await fold(job, rt.model_id, events, keep)
+
+    @app.get("/v1/responses/{response_id}", response_model=None, responses=OPENAPI_ERRORS)
+    async def get_response(response_id: str, request: Request) -> Any:
+        return stored(store, partition(request), response_id).response
+
+    @app.delete("/v1/responses/{response_id}", response_model=None, responses=OPENAPI_ERRORS)
+    async def delete_response(response_id: str, request: Request) -> Any:
+        if not store.delete(partition(request), response_id):
+            raise not_found(response_id)
+        return {"id": response_id, "object": "response", "deleted": True}
+
+
+def stored(store: ResponseStore, partition: str, response_id: str) -> Any:
+    """The stored response, or 404."""
+    entry = store.get(partition, response_id)
+    if entry is None:
+        raise not_found(response_id)
+    return entry
+
+
+def not_found(response_id: str) -> HTTPException:
+    """404 in OpenAI's error shape (errors.py renders HTTP errors so)."""
+    return HTTPException(404, f"Response with id '{response_id[:100]}' not found.")
+
+
+def prepare(
+    req: ResponsesRequest,
+    previous: list[dict[str, Any]] | None,
+    worker: EngineWorker,
+    template: ChatTemplate,
+) -> tuple[ResponsesJob, list[int]]:
+    """The job and its prompt's tokens."""
+    job = build_job(req, template, previous)
+    return job, worker.engine.tokenize(job.prompt_text)
+
+
+def _frame(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(sse.event(e["type"], e) for e in events)
+
+
+def stream(job: ResponsesJob, model: str, events: Stream, keep: Keep) -> AsyncIterator[bytes]:
+    """Named events: created, in_progress, each item's, then completed (or incomplete);
+    an error once the status line is gone ends it with `response.failed`."""
+    writer = OutputWriter(job, model)
+
+    def on_token(event: TokenEvent) -> bytes:
+        return _frame(writer.text(event.text)) if event.text else b""
+
+    def on_finish(finish: Finish) -> bytes:
+        out = writer.finish(finish)
+        keep(writer.response)
+        return _frame(out)
+
+    def on_error(exc: Exception) -> bytes:
+        answer = error_response(exc)
+        message = json.loads(bytes(answer.body))["error"]["message"]
+        code = "rate_limit_exceeded" if answer.status_code == 429 else "server_error"
+        return _frame(writer.failed(message, code))
+
+    return sse.relay(events, on_token, on_finish, on_error, head=_frame(writer.start()))
+
+
+async def fold(job: ResponsesJob, model: str, events: Stream, keep: Keep) -> dict[str, Any]:
+    """The non-streaming answer: the same writer over the same stream, its last response."""
+    writer = OutputWriter(job, model)
+    finish = await fold_events(events, lambda e: writer.text(e.text) if e.text else None)
+    writer.finish(finish)
+    keep(writer.response)
+    return writer.response

@@ -1,0 +1,192 @@
+"""OpenAI Responses, the answer half of the translation: the answer's typed parts
+(`edge.chat.parts`) as output items and their stream events. `reasoning` for Qwen3's
+thinking, `message` for the answer, `function_call` for each tool call.
+
+Pure translation, no I/O: responses.py feeds engine text in and streams or folds what
+this returns.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from edge.chat.parts import AnswerSplitter, Part
+from edge.chat.tools import ToolCall
+from edge.engine import Finish
+from edge.server.responses_api import ResponsesJob
+
+
+def usage(finish: Finish) -> dict[str, Any]:
+    """Responses' usage object."""
+    u = finish.usage
+    return {
+        "input_tokens": u.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
+        "output_tokens": u.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "total_tokens": u.total_tokens,
+    }
+
+
+def _id(prefix: str) -> str:
+    return prefix + secrets.token_hex(24)
+
+
+class OutputWriter:
+    """The answer's parts as Responses' output items and stream events, each event with
+    the next `sequence_number`. The non-streaming answer runs the same writer and keeps
+    only `response`, so both say the same.
+
+    Whitespace at an item's edges is held back (and dropped at its end), so an answer
+    never starts with the newlines after `</think>`, and no message is opened for the
+    whitespace between tool calls; what the deltas say is exactly what `done` says.
+    """
+
+    def __init__(self, job: ResponsesJob, model: str) -> None:
+        self.job, self.model = job, model
+        self.parts = AnswerSplitter(tools=job.tools)
+        self.output: list[dict[str, Any]] = []
+        self.seq = 0
+        self.response = self.snapshot("in_progress")
+        self._item: dict[str, Any] | None = None  # the reasoning or message being written
+        self._text = ""
+        self._held = ""
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """One stream event, numbered."""
+        out = {"type": kind, "sequence_number": self.seq, **fields}
+        self.seq += 1
+        return out
+
+    def snapshot(self, status: str, **fields: Any) -> dict[str, Any]:
+        """The response object as it stands."""
+        return {
+            "id": self.job.id,
+            "object": "response",
+            "created_at": self.job.created_at,
+            "status": status,
+            "error": None,
+            "incomplete_details": None,
+            "model": self.model,
+            "output": list(self.output),
+            "usage": None,
+            **self.job.echo,
+            **fields,
+        }
+
+    def start(self) -> list[dict[str, Any]]:
+        """`response.created` and `response.in_progress`."""
+        return [
+            self.event("response.created", response=self.response),
+            self.event("response.in_progress", response=self.response),
+        ]
+
+    def text(self, text: str) -> list[dict[str, Any]]:
+        """Events for a piece of generated text."""
+        return self._events(self.parts.feed(text))
+
+    def finish(self, finish: Finish) -> list[dict[str, Any]]:
+        """Events for what was held back, the last item's end, and the final response."""
+        out = self._events(self.parts.finish(finish.reason))
+        done = finish.reason == "stop"
+        out += self._close("completed" if done else "incomplete")
+        fields: dict[str, Any] = {"usage": usage(finish), "completed_at": int(time.time())}
+        if not done:
+            fields["incomplete_details"] = {"reason": "max_output_tokens"}
+        self.response = self.snapshot("completed" if done else "incomplete", **fields)
+        kind = "response.completed" if done else "response.incomplete"
+        return [*out, self.event(kind, response=self.response)]
+
+    def failed(self, message: str, code: str) -> list[dict[str, Any]]:
+        """The end of a stream that an error cut (after the status line was sent)."""
+        out = self._close("incomplete")
+        error = {"code": code, "message": message}
+        self.response = self.snapshot("failed", error=error)
+        return [*out, self.event("response.failed", response=self.response)]
+
+    def _events(self, parts: list[Part]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for p in parts:
+            if p.call is not None:
+                out += self._close("completed") + self._call(p.call)
+            elif p.text:
+                out += self._flow("reasoning" if p.kind == "reasoning" else "message", p.text)
+        return out
+
+    def _flow(self, kind: str, text: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if self._item is None or self._item["type"] != kind:
+            text = text.lstrip()
+            if not text:
+                return []
+            out += self._close("completed") + self._open(kind)
+        joined = self._held + text
+        body = joined.rstrip()
+        self._held = joined[len(body) :]
+        if body:
+            self._text += body
+            out.append(self._delta(body))
+        return out
+
+    def _open(self, kind: str) -> list[dict[str, Any]]:
+        if kind == "reasoning":
+            self._item = {"id": _id("rs_"), "type": "reasoning", "summary": [], "content": []}
+        else:
+            self._item = {"id": _id("msg_"), "type": "message", "role": "assistant", "content": []}
+        self._text, self._held = "", ""
+        added = {**self._item, "status": "in_progress"}
+        return [
+            self.event("response.output_item.added", output_index=len(self.output), item=added),
+            self.event("response.content_part.added", **self._where(), part=self._part("")),
+        ]
+
+    def _where(self) -> dict[str, Any]:
+        assert self._item is not None
+        return {"item_id": self._item["id"], "output_index": len(self.output), "content_index": 0}
+
+    def _part(self, text: str) -> dict[str, Any]:
+        assert self._item is not None
+        if self._item["type"] == "reasoning":
+            return {"type": "reasoning_text", "text": text}
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+    def _delta(self, text: str) -> dict[str, Any]:
+        assert self._item is not None
+        if self._item["type"] == "reasoning":
+            return self.event("response.reasoning_text.delta", **self._where(), delta=text)
+        return self.event("response.output_text.delta", **self._where(), delta=text, logprobs=[])
+
+    def _close(self, status: str) -> list[dict[str, Any]]:
+        if self._item is None:
+            return []
+        where, text, part = self._where(), self._text, self._part(self._text)
+        if self._item["type"] == "reasoning":
+            done = self.event("response.reasoning_text.done", **where, text=text)
+        else:
+            done = self.event("response.output_text.done", **where, text=text, logprobs=[])
+        item = {**self._item, "content": [part], "status": status}
+        self._item = None
+        self.output.append(item)
+        return [
+            done,
+            self.event("response.content_part.done", **where, part=part),
+            self.event("response.output_item.done", output_index=where["output_index"], item=item),
+        ]
+
+    def _call(self, call: ToolCall) -> list[dict[str, Any]]:
+        item_id, index = _id("fc_"), len(self.output)
+        item = {"id": item_id, "type": "function_call", "call_id": call.id, "name": call.name}
+        if call.name in self.job.namespaces:
+            item["namespace"] = self.job.namespaces[call.name]
+        added = {**item, "arguments": "", "status": "in_progress"}
+        done = {**item, "arguments": call.arguments, "status": "completed"}
+        where = {"item_id": item_id, "output_index": index}
+        self.output.append(done)
+        return [
+            self.event("response.output_item.added", output_index=index, item=added),
+            self.event("response.function_call_arguments.delta", **where, delta=call.arguments),
+            self.event("response.function_call_arguments.done", **where, arguments=call.arguments),
+            self.event("response.output_item.done", output_index=index, item=done),
+        ]
