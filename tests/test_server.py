@@ -367,7 +367,7 @@ def test_prometheus_metrics(scripted_server: str, client: openai.OpenAI) -> None
     series = dict(
         line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
     )
-    assert int(series['edge_requests_total{status="200"}']) >= 1
+    assert int(series['edge_requests_total{api="chat_completions",status="200"}']) >= 1
     assert int(series["edge_generated_tokens_total"]) >= 8
     assert int(series["edge_time_to_first_token_seconds_count"]) >= 1
     assert int(series['edge_inter_token_seconds_bucket{le="+Inf"}']) >= 7

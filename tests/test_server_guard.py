@@ -82,6 +82,25 @@ def test_the_page_health_and_metrics_stay_open_without_the_key() -> None:
     assert metrics.status_code == 200 and "edge_requests_total" in metrics.text
 
 
+def test_requests_are_counted_by_api_and_status() -> None:
+    """Each API has its series; a path outside them is "other", so a client probing paths
+    cannot grow the number of series."""
+    *_, metrics = requests(
+        Settings(),
+        ("POST", "/v1/messages", {"json": {}}),
+        ("POST", "/v1/messages/count_tokens", {"json": {}}),
+        ("POST", "/v1/responses", {"json": {}}),
+        ("POST", "/v1/completions", {"json": {}}),
+        ("GET", "/v1/nothing-here-1", {}),
+        ("GET", "/v1/nothing-here-2", {}),
+        ("GET", "/metrics", {}),
+    )
+    for api in ("messages", "count_tokens", "responses", "completions"):
+        assert f'edge_requests_total{{api="{api}",status="400"}} 1' in metrics.text, api
+    assert 'edge_requests_total{api="other",status="404"} 2' in metrics.text
+    assert "nothing-here" not in metrics.text
+
+
 def test_refusals_are_counted_by_status() -> None:
     *_, metrics = requests(
         Settings(api_key=KEY, max_body_bytes=LIMIT),
@@ -90,8 +109,8 @@ def test_refusals_are_counted_by_status() -> None:
         ("POST", CHAT, {"content": b" " * (LIMIT + 1), "headers": bearer(KEY)}),
         ("GET", "/metrics", {}),
     )
-    assert 'edge_requests_total{status="401"} 2' in metrics.text
-    assert 'edge_requests_total{status="413"} 1' in metrics.text
+    assert 'edge_requests_total{api="models",status="401"} 2' in metrics.text
+    assert 'edge_requests_total{api="chat_completions",status="413"} 1' in metrics.text
 
 
 def preflight(origin: str) -> tuple[str, str, dict[str, Any]]:

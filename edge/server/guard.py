@@ -86,7 +86,7 @@ class Guard:
 
         async def counting_send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                self.metrics.request(int(message["status"]))
+                self.metrics.request(str(scope.get("path", "")), int(message["status"]))
             await send(message)
 
         problem = self._check(scope)

@@ -32,20 +32,45 @@ class Histogram:
         return out
 
 
+# The API a path belongs to, for the `api` label: a fixed set, so a client probing
+# arbitrary paths cannot grow the series without bound.
+APIS = (
+    ("/v1/chat/completions", "chat_completions"),
+    ("/v1/completions", "completions"),
+    ("/v1/responses", "responses"),
+    ("/v1/messages/count_tokens", "count_tokens"),
+    ("/v1/messages", "messages"),
+    ("/v1/models", "models"),
+    ("/health", "health"),
+    ("/metrics", "metrics"),
+)
+
+
+def api_of(path: str) -> str:
+    """The `api` label of a request path ("other" for anything else, "page" for /)."""
+    if path == "/":
+        return "page"
+    for prefix, name in APIS:
+        if path == prefix or path.startswith(prefix + "/"):
+            return name
+    return "other"
+
+
 class Metrics:
     """Counters and histograms shared by the worker thread and the event loop."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests: Counter[str] = Counter()
+        self.requests: Counter[tuple[str, str]] = Counter()  # (api, status)
         self.prompt_tokens = 0
         self.generated_tokens = 0
         self.ttft = Histogram(TTFT_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
 
-    def request(self, status: int) -> None:
+    def request(self, path: str, status: int) -> None:
+        """One answered request, counted by its API and status."""
         with self._lock:
-            self.requests[str(status)] += 1
+            self.requests[(api_of(path), str(status))] += 1
 
     def generation(self, prompt_tokens: int, ttft: float | None, gaps: list[float]) -> None:
         """One finished (or cancelled) generation: its prompt, first token and token gaps."""
@@ -62,7 +87,8 @@ class Metrics:
         with self._lock:
             lines = ["# TYPE edge_requests_total counter"]
             lines += [
-                f'edge_requests_total{{status="{s}"}} {n}' for s, n in sorted(self.requests.items())
+                f'edge_requests_total{{api="{api}",status="{status}"}} {n}'
+                for (api, status), n in sorted(self.requests.items())
             ]
             lines += self._counter("edge_prompt_tokens_total", self.prompt_tokens)
             lines += self._counter("edge_generated_tokens_total", self.generated_tokens)
