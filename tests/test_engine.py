@@ -352,3 +352,17 @@ def test_the_end_tokens_logprob_is_part_of_the_answer(scripted: Any) -> None:
     assert last.text == "" and scripted.vocab.is_eog(last.token)  # type: ignore[union-attr]
     assert last.logprobs[0].piece == b"<|im_end|>"  # type: ignore[union-attr]
     assert all(len(e.logprobs) == 1 for e in tokens if e.token is not None)  # type: ignore[union-attr]
+
+
+def test_prompt_logprobs_leave_a_row_for_a_prompt_that_ends_in_the_same_step(
+    tiny_logprobs: tuple[Path, Any],
+) -> None:
+    """An echo prompt takes every free row of logits; a plain prompt read in the same step
+    must then wait a step for its last token's row (llama.cpp aborts the whole process on
+    one row too many)."""
+    _, engine = tiny_logprobs
+    echo = SamplingParams(temperature=0, max_tokens=2, logprobs=0, prompt_logprobs=True)
+    first = Run(engine, Job(engine.tokenize(PROMPT * 4), echo, ThinkingControl(loop_guard=False)))
+    words = engine.tokenize("Tell me about tomatoes and peppers.")  # one chunk, several tokens
+    plain = Run(engine, Job(words, SamplingParams(temperature=0, max_tokens=2)))
+    assert isinstance(list(plain)[-1], Finish) and isinstance(list(first)[-1], Finish)

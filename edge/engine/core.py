@@ -398,8 +398,11 @@ class Engine:
             if len(slot.feed) > 1 and not prompts:
                 break
             take = slot.feed[:budget]
+            room = self.plan.n_outputs_max - outputs  # llama.cpp aborts on a row too many
             if slot.echo is not None:  # logits for every token: as many as rows are free
-                take = take[: self.plan.n_outputs_max - outputs]
+                take = take[:room]
+            elif room <= 0 and len(take) == len(slot.feed):
+                take = take[:-1]  # the prompt's last token waits a step for its row
             if not take:
                 continue
             whole = len(take) == len(slot.feed)
