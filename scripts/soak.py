@@ -2,8 +2,9 @@
 
 One server process on 127.0.0.1 (a tiny synthetic model that never stops by itself, so
 `max_tokens` sets every answer's length) gets N requests, `--concurrency` at a time:
-streamed and non-streamed chat, streamed and plain text completions, and streams the
-client drops after a few chunks. Afterwards it reports, as JSON and Markdown:
+streamed and non-streamed chat, text completions, Anthropic Messages and OpenAI Responses,
+requests with logprobs, and streams the client drops after a few chunks. Afterwards it
+reports, as JSON and Markdown:
 
 - every status code, client- and server-side (zero 5xx expected), and malformed streams;
 - the server's RSS, open file descriptors and threads after request `--mark` (100) and at
@@ -42,7 +43,18 @@ from typing import Any
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("stream_chat", "chat", "dropped_stream", "stream_completion", "completion")
+KINDS = (
+    "stream_chat",
+    "chat",
+    "dropped_stream",
+    "stream_completion",
+    "completion",
+    "stream_messages",  # Anthropic's Messages API
+    "messages",
+    "stream_responses",  # OpenAI's Responses API
+    "responses",
+    "logprobs",  # chat with logprobs, and text with echo and logprobs
+)
 STARTUP_LIMIT = 120.0  # seconds for the server to load the model and answer /health
 REQUEST_LIMIT = 60.0  # seconds for any one request
 SETTLE_LIMIT = 15.0  # seconds for the server to go idle and close connections after a phase
@@ -226,7 +238,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], limit: float = STARTUP_L
 
 
 def server_metrics(url: str) -> dict[str, float]:
-    """The /metrics lines without labels as numbers, plus edge_requests_total{status=...}."""
+    """The /metrics lines as numbers, by their full name (labels included)."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
     out: dict[str, float] = {}
     for line in text.splitlines():
@@ -276,23 +288,63 @@ def plan_request(i: int) -> tuple[str, str, dict[str, Any]]:
     stream asks for 1,000 so that only cancelling it can end it early."""
     kind = KINDS[i % len(KINDS)]
     tokens = 4 + (i * 7) % 21
+    thinking = i % 2 == 0
     chat = {
         "model": "soak",
         "messages": _messages(i),
         "max_tokens": tokens,
         "loop_guard": False,
-        "chat_template_kwargs": {"enable_thinking": i % 2 == 0},
+        "chat_template_kwargs": {"enable_thinking": thinking},
     }
-    if kind == "stream_chat":
-        return kind, "/v1/chat/completions", {**chat, "stream": True}
-    if kind == "chat":
-        return kind, "/v1/chat/completions", chat
-    if kind == "dropped_stream":
-        return kind, "/v1/chat/completions", {**chat, "stream": True, "max_tokens": 1000}
     text = {"model": "soak", "prompt": f"Once upon a time {i}", "max_tokens": tokens}
-    if kind == "stream_completion":
-        return kind, "/v1/completions", {**text, "stream": True}
-    return kind, "/v1/completions", text
+    system, *turns = _messages(i)
+    plans: dict[str, tuple[str, dict[str, Any]]] = {
+        "stream_chat": ("/v1/chat/completions", {**chat, "stream": True}),
+        "chat": ("/v1/chat/completions", chat),
+        "dropped_stream": (
+            "/v1/chat/completions",
+            {**chat, "stream": True, "max_tokens": 1000},
+        ),
+        "stream_completion": ("/v1/completions", {**text, "stream": True}),
+        "completion": ("/v1/completions", text),
+        "messages": (
+            "/v1/messages",
+            {
+                "model": "soak",
+                "system": system["content"],
+                "messages": turns,
+                "max_tokens": tokens,
+                "thinking": {"type": "enabled", "budget_tokens": 8}
+                if thinking
+                else {"type": "disabled"},
+            },
+        ),
+        "responses": (
+            "/v1/responses",
+            {
+                "model": "soak",
+                "instructions": system["content"],
+                "input": turns,
+                "max_output_tokens": tokens,
+                "reasoning": {"effort": "low" if thinking else "none"},
+                "store": i % 3 == 0,
+            },
+        ),
+        "logprobs": (
+            ("/v1/chat/completions", {**chat, "logprobs": True, "top_logprobs": 3})
+            if thinking
+            else ("/v1/completions", {**text, "logprobs": 2, "echo": True})
+        ),
+    }
+    plans["stream_messages"] = (plans["messages"][0], {**plans["messages"][1], "stream": True})
+    plans["stream_responses"] = (plans["responses"][0], {**plans["responses"][1], "stream": True})
+    path, body = plans[kind]
+    return kind, path, body
+
+
+def asked_tokens(body: dict[str, Any]) -> int:
+    """The most tokens a request may generate, in whichever API's field."""
+    return int(body.get("max_tokens") or body.get("max_output_tokens") or 0)
 
 
 async def one_request(client: httpx.AsyncClient, i: int, drop_after: int = 3) -> Outcome:
@@ -305,9 +357,9 @@ async def one_request(client: httpx.AsyncClient, i: int, drop_after: int = 3) ->
             r = await client.post(path, json=body)
             out.status = r.status_code
             if r.status_code == 200:
-                reason = r.json()["choices"][0]["finish_reason"]
+                reason = finish_reason(r.json())
                 if reason not in ("stop", "length"):
-                    out.error = f"finish_reason {reason!r}"
+                    out.error = f"finish reason {reason!r}"
             else:
                 out.error = f"HTTP {r.status_code}: {r.text[:200]}"
         else:
@@ -323,9 +375,35 @@ async def one_request(client: httpx.AsyncClient, i: int, drop_after: int = 3) ->
     return out
 
 
+def finish_reason(body: dict[str, Any]) -> str | None:
+    """An answer's end in chat's terms, whichever API gave it: "stop" or "length"."""
+    if body.get("type") == "message":  # Anthropic
+        return {"end_turn": "stop", "max_tokens": "length"}.get(body.get("stop_reason") or "")
+    if body.get("object") == "response":  # Responses
+        return {"completed": "stop", "incomplete": "length"}.get(body.get("status") or "")
+    reasons = [c.get("finish_reason") for c in body.get("choices", [])]
+    return reasons[0] if reasons else None
+
+
+# The event that ends a stream of each API with names for its events, and its finish.
+NAMED_ENDS = {"message_stop", "response.completed", "response.incomplete"}
+NAMED_ERRORS = {"error", "response.failed"}
+
+
+def stream_reasons(payload: dict[str, Any]) -> list[str | None]:
+    """The finish reasons one streamed event gives, in chat's terms."""
+    kind = payload.get("type")
+    if kind == "message_delta":
+        return [finish_reason({"type": "message", **payload["delta"]})]
+    if kind in ("response.completed", "response.incomplete"):
+        return [finish_reason(payload["response"])]
+    return [c.get("finish_reason") for c in payload.get("choices", [])]
+
+
 async def _read_stream(r: httpx.Response, kind: str, drop_after: int) -> tuple[int, str | None]:
     """Read SSE `data:` lines; a dropped stream leaves after `drop_after` of them. Otherwise
-    the stream must end with a finish_reason, then [DONE], and carry no in-band error."""
+    the stream must end as its API ends one (a finish reason then [DONE], `message_stop`,
+    `response.completed`/`.incomplete`) and carry no in-band error."""
     chunks, reasons, done = 0, [], False
     async for line in r.aiter_lines():
         if not line.startswith("data: "):
@@ -335,17 +413,20 @@ async def _read_stream(r: httpx.Response, kind: str, drop_after: int) -> tuple[i
             done = True
             break
         payload = json.loads(data)
-        if "error" in payload:
-            return chunks, f"in-band error: {payload['error']}"
+        if "error" in payload or payload.get("type") in NAMED_ERRORS:
+            return chunks, f"in-band error: {payload}"
         chunks += 1
-        reasons += [c.get("finish_reason") for c in payload.get("choices", [])]
+        reasons += stream_reasons(payload)
+        if payload.get("type") in NAMED_ENDS:
+            done = True
+            break
         if kind == "dropped_stream" and chunks >= drop_after:
             return chunks, None  # leaving the `async with` closes the connection
     if kind == "dropped_stream":
         return chunks, "the stream ended before the client dropped it"
     finished = [x for x in reasons if x]
     if not done or finished not in (["stop"], ["length"]):
-        return chunks, f"malformed stream: [DONE] {done}, finish reasons {finished}"
+        return chunks, f"malformed stream: end {done}, finish reasons {finished}"
     return chunks, None
 
 
@@ -423,13 +504,12 @@ def _report(
     mark: int,
 ) -> Report:
     client_statuses = Counter(str(o.status) if o.status else "no answer" for o in outcomes)
-    server_statuses = {
-        m.group(1): int(v)
-        for k, v in metrics.items()
-        if (m := re.fullmatch(r'edge_requests_total\{status="(\d+)"\}', k)) and v
-    }
+    server_statuses: Counter[str] = Counter()
+    for k, v in metrics.items():
+        if (m := re.fullmatch(r'edge_requests_total\{api="\w+",status="(\d+)"\}', k)) and v:
+            server_statuses[m.group(1)] += int(v)
     max_tokens = sum(
-        plan_request(i)[2]["max_tokens"]
+        asked_tokens(plan_request(i)[2])
         for i in range(len(outcomes))
         if plan_request(i)[0] != "dropped_stream"
     )
@@ -442,7 +522,7 @@ def _report(
         seconds=seconds,
         kinds=dict(Counter(o.kind for o in outcomes)),
         client_statuses=dict(client_statuses),
-        server_statuses=server_statuses,
+        server_statuses=dict(server_statuses),
         bad=[f"#{i} {o.kind}: {o.error}" for i, o in enumerate(outcomes) if o.error],
         at_mark=at_mark,
         at_end=at_end,

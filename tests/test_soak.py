@@ -66,7 +66,10 @@ def test_the_checks_can_fail() -> None:
     probe = soak.Probe(rss_kib=100_000, hwm_kib=100_000, fds=16, threads=12)
     grown = soak.Probe(rss_kib=106_000, hwm_kib=106_000, fds=17, threads=17)
     outcomes = [soak.Outcome("chat", 200, None), soak.Outcome("chat", 500, "HTTP 500")]
-    metrics = {'edge_requests_total{status="500"}': 1.0, "edge_generated_tokens_total": 1e6}
+    metrics = {
+        'edge_requests_total{api="chat_completions",status="500"}': 1.0,
+        "edge_generated_tokens_total": 1e6,
+    }
     report = soak._report(
         outcomes, metrics, probe, grown, [], 1.0, concurrency=1, parallel=1, mark=1
     )
