@@ -249,6 +249,15 @@ def test_a_model_that_failed_to_load_says_why_everywhere() -> None:
     assert chat.headers["retry-after"] == "2"
 
 
+# Each API's body with thinking on and no budget of its own.
+THINKING_ON = {
+    "/v1/chat/completions": {"messages": HI},
+    "/v1/messages": {"messages": HI, "max_tokens": 8, "thinking": {"type": "adaptive"}},
+    "/v1/responses": {"input": "Hi"},
+}
+
+
+@pytest.mark.parametrize("path", list(THINKING_ON))
 @pytest.mark.parametrize(
     ("fields", "status", "budget"),
     [
@@ -261,20 +270,46 @@ def test_a_model_that_failed_to_load_says_why_everywhere() -> None:
     ],
 )
 def test_every_budget_spelling_reaches_the_one_budget(
-    fields: dict[str, int], status: int, budget: int | None
+    path: str, fields: dict[str, int], status: int, budget: int | None
 ) -> None:
     engine = FakeEngine()
 
     async def body() -> httpx.Response:
         async with client_of(engine) as (client, _):
-            return await client.post("/v1/chat/completions", json={"messages": HI, **fields})
+            return await client.post(path, json={**THINKING_ON[path], **fields})
 
     r = run(body)
     assert r.status_code == status, r.text
     if status == 200:
         assert engine.jobs[-1].thinking.budget == budget
+    elif path == "/v1/messages":
+        assert r.json()["error"]["type"] == "invalid_request_error"
     else:
         assert r.json()["error"]["param"] in fields
+
+
+@pytest.mark.parametrize(
+    ("thinking", "fields", "status", "budget"),
+    [
+        ({"type": "enabled", "budget_tokens": 9}, {}, 200, 9),
+        ({"type": "enabled", "budget_tokens": 9}, {"thinking_token_budget": 9}, 200, 9),
+        ({"type": "enabled", "budget_tokens": 9}, {"reasoning_budget": 5}, 400, None),
+    ],
+)
+def test_anthropics_budget_tokens_meets_the_other_spellings(
+    thinking: dict[str, Any], fields: dict[str, int], status: int, budget: int | None
+) -> None:
+    engine = FakeEngine()
+    body = {"messages": HI, "max_tokens": 8, "thinking": thinking, **fields}
+
+    async def send() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            return await client.post("/v1/messages", json=body)
+
+    r = run(send)
+    assert r.status_code == status, r.text
+    if budget is not None:
+        assert engine.jobs[-1].thinking.budget == budget
 
 
 @pytest.mark.parametrize(

@@ -75,9 +75,8 @@ def build_job(req: MessagesRequest, template: ChatTemplate) -> MessagesJob:
         max_tokens=req.max_tokens,
         stop=stops,
     )
-    budget = None
-    if req.thinking is not None and req.thinking.type == "enabled":
-        budget = thinking_budget({"thinking.budget_tokens": req.thinking.budget_tokens})
+    own = req.thinking.budget_tokens if req.thinking and req.thinking.type == "enabled" else None
+    budget = thinking_budget({"thinking.budget_tokens": own, **req.budget_spellings()})
     return MessagesJob(
         prompt_text=prompt.text,
         params=params,

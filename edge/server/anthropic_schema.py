@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.server.schema import BudgetFields
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -108,7 +110,7 @@ class CountTokensRequest(_Lenient):
     thinking: ThinkingConfig | None = None
 
 
-class MessagesRequest(CountTokensRequest):
+class MessagesRequest(CountTokensRequest, BudgetFields):
     """POST /v1/messages."""
 
     max_tokens: int = Field(ge=1)

@@ -150,13 +150,7 @@ def qwen_sampling(
 
 def budget_of(req: ChatCompletionRequest) -> int | None:
     """The thinking budget, by whichever name the client used."""
-    return thinking_budget(
-        {
-            "thinking_budget": req.thinking_budget,
-            "thinking_token_budget": req.thinking_token_budget,
-            "reasoning_budget": req.reasoning_budget,
-        }
-    )
+    return thinking_budget(req.budget_spellings())
 
 
 def _pick(value: float | None, default: float) -> float:

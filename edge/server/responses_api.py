@@ -140,7 +140,7 @@ def thinking_of(req: ResponsesRequest, messages: list[dict[str, Any]]) -> tuple[
         thinking, budget = EFFORTS[effort.lower()]
     else:
         raise ParamError("reasoning.effort", f"reasoning.effort is one of {', '.join(EFFORTS)}.")
-    explicit = thinking_budget({"thinking_budget": req.thinking_budget})
+    explicit = thinking_budget(req.budget_spellings())
     return thinking, budget if explicit is None else explicit
 
 

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.server.schema import BudgetFields
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -33,7 +35,7 @@ class TextParam(_Lenient):
     format: TextFormat | None = None
 
 
-class ResponsesRequest(_Lenient):
+class ResponsesRequest(BudgetFields):
     """POST /v1/responses."""
 
     model: str | None = None
@@ -59,5 +61,3 @@ class ResponsesRequest(_Lenient):
     conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
     top_logprobs: int | None = None
-    # edge-qwen extension, as in chat completions: the thinking budget in tokens.
-    thinking_budget: int | None = None

@@ -33,6 +33,23 @@ class Message(_Lenient):
     reasoning_content: str | None = None
 
 
+class BudgetFields(_Lenient):
+    """The thinking budget in tokens, by each name clients use: ours, vLLM's, llama.cpp's.
+    Every API takes them, beside its own form (`params.thinking_budget` reconciles)."""
+
+    thinking_budget: int | None = None
+    thinking_token_budget: int | None = None
+    reasoning_budget: int | None = None
+
+    def budget_spellings(self) -> dict[str, int | None]:
+        """The budget fields as the client named them."""
+        return {
+            "thinking_budget": self.thinking_budget,
+            "thinking_token_budget": self.thinking_token_budget,
+            "reasoning_budget": self.reasoning_budget,
+        }
+
+
 class SamplingFields(_Lenient):
     """Fields shared by chat and text completions."""
 
@@ -56,7 +73,7 @@ class SamplingFields(_Lenient):
     user: str | None = None
 
 
-class ChatCompletionRequest(SamplingFields):
+class ChatCompletionRequest(SamplingFields, BudgetFields):
     """POST /v1/chat/completions, with every thinking dialect clients send."""
 
     messages: list[Message] = Field(min_length=1)
@@ -70,10 +87,6 @@ class ChatCompletionRequest(SamplingFields):
     think: bool | None = None
     return_reasoning: bool = True
     reasoning_format: Literal["separate", "inline", "hidden", "none", "deepseek"] | None = None
-    # The thinking budget in tokens, by each name clients use: ours, vLLM's, llama.cpp's.
-    thinking_budget: int | None = None
-    thinking_token_budget: int | None = None
-    reasoning_budget: int | None = None
     loop_guard: bool = True  # edge-qwen extension: end runaway repetition
 
 
