@@ -82,6 +82,7 @@ def test_the_table_statuses_are_the_documented_ones() -> None:
         "ContextOverflowError": (400, "invalid_request_error", "invalid_request_error"),
         "UsageError": (400, "invalid_request_error", "invalid_request_error"),
         "AuthError": (401, "authentication_error", "authentication_error"),
+        "NotFoundError": (404, "invalid_request_error", "not_found_error"),
         "BodyTooLargeError": (413, "invalid_request_error", "request_too_large"),
         "QueueFullError": (429, "rate_limit_error", "rate_limit_error"),
         "LoadingError": (503, "server_error", "overloaded_error"),

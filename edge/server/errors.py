@@ -25,6 +25,7 @@ from edge.errors import (
     EdgeError,
     EngineClosedError,
     LoadingError,
+    NotFoundError,
     QueueFullError,
     UsageError,
 )
@@ -59,6 +60,7 @@ TABLE: tuple[Row, ...] = (
     ),
     Row(UsageError, 400, "invalid_request_error", "invalid_request_error"),
     Row(AuthError, 401, "authentication_error", "authentication_error"),
+    Row(NotFoundError, 404, "invalid_request_error", "not_found_error"),
     Row(BodyTooLargeError, 413, "invalid_request_error", "request_too_large"),
     Row(QueueFullError, 429, "rate_limit_error", "rate_limit_error", retry_after=RETRY_AFTER),
     # Anthropic says 529 for "overloaded"; 503 is the status proxies and every client know,

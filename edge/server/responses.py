@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from edge.chat.template import ChatTemplate
 from edge.engine import Finish, Job, TokenEvent
+from edge.errors import NotFoundError
 from edge.server import sse
 from edge.server.errors import OPENAPI_ERRORS, error_response
 from edge.server.response_store import ResponseStore, partition_of
@@ -46,7 +46,7 @@ def install(app: FastAPI, rt: Runtime, *, keyed: bool) -> None:
         part = partition(request)
         previous = None
         if req.previous_response_id is not None:
-            previous = stored(store, part, req.previous_response_id).items
+            previous = stored(store, part, req.previous_response_id, "previous_response_id").items
         # Off the event loop, as in chat completions: rendering and tokenizing take a while.
         job, prompt = await run_in_threadpool(prepare, req, previous, worker, template)
         work = Job(prompt, job.params, job.control)
@@ -72,17 +72,19 @@ def install(app: FastAPI, rt: Runtime, *, keyed: bool) -> None:
         return {"id": response_id, "object": "response", "deleted": True}
 
 
-def stored(store: ResponseStore, partition: str, response_id: str) -> Any:
-    """The stored response, or 404."""
+def stored(store: ResponseStore, partition: str, response_id: str, param: str | None = None) -> Any:
+    """The stored response, or 404 (naming the field that named it, if any)."""
     entry = store.get(partition, response_id)
     if entry is None:
-        raise not_found(response_id)
+        raise not_found(response_id, param)
     return entry
 
 
-def not_found(response_id: str) -> HTTPException:
-    """404 in OpenAI's error shape (errors.py renders HTTP errors so)."""
-    return HTTPException(404, f"Response with id '{response_id[:100]}' not found.")
+def not_found(response_id: str, param: str | None = None) -> NotFoundError:
+    """A 404 (errors.py's table), as OpenAI answers for an unknown or expired response."""
+    error = NotFoundError(f"Response with id '{response_id[:100]}' not found.")
+    error.param = param
+    return error
 
 
 def prepare(
