@@ -150,3 +150,47 @@ def test_chat_logprobs_streamed_equal_non_streamed(client: openai.OpenAI) -> Non
     ]
     plain = client.chat.completions.create(**{**args, "logprobs": False, "top_logprobs": None})
     assert plain.choices[0].logprobs is None
+
+
+def test_responses_logprobs_equal_chats_for_the_same_conversation(client: openai.OpenAI) -> None:
+    """Responses' `include: ["message.output_text.logprobs"]`: the answer's logprobs on
+    its output_text, streamed on the text deltas; the same numbers chat completions gives
+    for the same conversation (both render one prompt, and both decode greedily)."""
+    chat = client.chat.completions.create(
+        model="x",
+        messages=[{"role": "user", "content": "Hi"}],
+        temperature=0,
+        max_tokens=6,
+        logprobs=True,
+        top_logprobs=2,
+        extra_body={"enable_thinking": False},
+    )
+    want = [(e.token, e.logprob) for e in chat.choices[0].logprobs.content]  # type: ignore[union-attr]
+    args: dict[str, Any] = {
+        "model": "x",
+        "input": "Hi",
+        "temperature": 0,
+        "max_output_tokens": 6,
+        "reasoning": {"effort": "none"},
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+    }
+    made = client.responses.create(**args)
+    part = made.output[-1].content[0]  # type: ignore[union-attr]
+    got = [(lp.token, lp.logprob) for lp in part.logprobs]  # type: ignore[union-attr]
+    same(got, want)
+    assert all(len(lp.top_logprobs) == 2 for lp in part.logprobs)  # type: ignore[union-attr]
+    deltas: list[Any] = []
+    with client.responses.stream(**args) as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                deltas += event.logprobs or []
+    same([(lp.token, lp.logprob) for lp in deltas], want)
+    plain = client.responses.create(**{**args, "include": [], "top_logprobs": None})
+    assert plain.output[-1].content[0].logprobs == []  # type: ignore[union-attr]
+
+
+def same(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> None:
+    """The same tokens with the same logprobs (to float noise)."""
+    assert [t for t, _ in got] == [t for t, _ in want] and len(want) >= 2
+    assert [lp for _, lp in got] == pytest.approx([lp for _, lp in want], abs=1e-6)

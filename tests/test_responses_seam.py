@@ -266,7 +266,7 @@ def test_max_output_tokens_ends_incomplete() -> None:
         ({"reasoning": {"effort": "max"}}, "reasoning.effort"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format"),
         ({"conversation": "conv_1"}, "conversation"),
-        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"top_logprobs": 21}, "top_logprobs"),  # 0-20, as OpenAI allows
         ({"stream": 1}, "stream"),
         ({"input": [{"type": "computer_call_output"}]}, "input[0].type"),
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),

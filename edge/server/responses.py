@@ -108,7 +108,7 @@ def stream(job: ResponsesJob, model: str, events: Stream, keep: Keep) -> AsyncIt
     writer = OutputWriter(job, model)
 
     def on_token(event: TokenEvent) -> bytes:
-        return _frame(writer.text(event.text)) if event.text else b""
+        return _frame(writer.token(event)) if event.text or event.logprobs else b""
 
     def on_finish(finish: Finish) -> bytes:
         out = writer.finish(finish)
@@ -127,7 +127,7 @@ def stream(job: ResponsesJob, model: str, events: Stream, keep: Keep) -> AsyncIt
 async def fold(job: ResponsesJob, model: str, events: Stream, keep: Keep) -> dict[str, Any]:
     """The non-streaming answer: the same writer over the same stream, its last response."""
     writer = OutputWriter(job, model)
-    finish = await fold_events(events, lambda e: writer.text(e.text) if e.text else None)
+    finish = await fold_events(events, writer.token)
     writer.finish(finish)
     keep(writer.response)
     return writer.response

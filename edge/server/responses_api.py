@@ -18,6 +18,7 @@ from typing import Any
 from edge.chat.template import ChatTemplate, soft_switch
 from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ParamError
+from edge.server import logprobs
 from edge.server.chat_api import prompt_text, qwen_sampling
 from edge.server.params import check_text, response_schema, thinking_budget
 from edge.server.responses_schema import ResponsesRequest, TextParam
@@ -88,6 +89,7 @@ def build_job(
         max_tokens=req.max_output_tokens,
         json_schema=schema,
     )
+    params.logprobs = logprobs_of(req)
     return ResponsesJob(
         prompt_text=text,
         params=params,
@@ -112,8 +114,6 @@ def refuse_unsupported(req: ResponsesRequest) -> None:
         )
     if req.prompt is not None:
         raise ParamError("prompt", "Stored prompt templates are not supported: send input.")
-    if req.top_logprobs:
-        raise ParamError("top_logprobs", "logprobs are not supported yet.")
     if req.tool_choice not in (None, "auto", "none"):
         raise ParamError(
             "tool_choice",
@@ -307,6 +307,17 @@ def _text_of(content: Any, where: str) -> str:
     return "\n".join(texts)
 
 
+LOGPROBS = "message.output_text.logprobs"  # the `include` value that asks for them
+
+
+def logprobs_of(req: ResponsesRequest) -> int | None:
+    """The answer's logprobs: asked by `include` or by `top_logprobs` (0–20 alternatives
+    each); None for none."""
+    top = logprobs.top_count(req.top_logprobs, "top_logprobs")
+    wanted = LOGPROBS in (req.include or []) or req.top_logprobs is not None
+    return top if wanted else None
+
+
 def echo(req: ResponsesRequest, params: SamplingParams) -> dict[str, Any]:
     """The request's settings as the response object repeats them."""
     fmt = req.text.format if req.text and req.text.format else None
@@ -325,6 +336,7 @@ def echo(req: ResponsesRequest, params: SamplingParams) -> dict[str, Any]:
         "tool_choice": req.tool_choice or "auto",
         "tools": req.tools or [],
         "top_p": params.top_p,
+        "top_logprobs": req.top_logprobs,
         "truncation": "disabled",
         "user": req.user,
     }

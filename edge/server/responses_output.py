@@ -14,7 +14,8 @@ from typing import Any
 
 from edge.chat.parts import AnswerSplitter, Part
 from edge.chat.tools import ToolCall
-from edge.engine import Finish
+from edge.engine import Finish, TokenEvent
+from edge.server.logprobs import chat_entry
 from edge.server.responses_api import ResponsesJob
 
 
@@ -53,6 +54,9 @@ class OutputWriter:
         self._item: dict[str, Any] | None = None  # the reasoning or message being written
         self._text = ""
         self._held = ""
+        self.logprobs = job.params.logprobs is not None
+        self._pending: list[dict[str, Any]] = []  # answer tokens' entries not yet sent
+        self._part_logprobs: list[dict[str, Any]] = []  # those of the open message
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         """One stream event, numbered."""
@@ -87,6 +91,13 @@ class OutputWriter:
         """Events for a piece of generated text."""
         return self._events(self.parts.feed(text))
 
+    def token(self, event: TokenEvent) -> list[dict[str, Any]]:
+        """Events for one engine event; with logprobs, an answer token's entry rides on
+        the next text delta (reasoning tokens have none: OpenAI's are the output text's)."""
+        if self.logprobs and not event.in_think:
+            self._pending += map(chat_entry, event.logprobs)
+        return self.text(event.text) if event.text else []
+
     def finish(self, finish: Finish) -> list[dict[str, Any]]:
         """Events for what was held back, the last item's end, and the final response."""
         out = self._events(self.parts.finish(finish.reason))
@@ -110,6 +121,7 @@ class OutputWriter:
         out: list[dict[str, Any]] = []
         for p in parts:
             if p.call is not None:
+                self._pending.clear()  # the call's own tokens
                 out += self._close("completed") + self._call(p.call)
             elif p.text:
                 out += self._flow("reasoning" if p.kind == "reasoning" else "message", p.text)
@@ -136,6 +148,7 @@ class OutputWriter:
         else:
             self._item = {"id": _id("msg_"), "type": "message", "role": "assistant", "content": []}
         self._text, self._held = "", ""
+        self._part_logprobs = []
         added = {**self._item, "status": "in_progress"}
         return [
             self.event("response.output_item.added", output_index=len(self.output), item=added),
@@ -150,22 +163,34 @@ class OutputWriter:
         assert self._item is not None
         if self._item["type"] == "reasoning":
             return {"type": "reasoning_text", "text": text}
-        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        return {
+            "type": "output_text",
+            "text": text,
+            "annotations": [],
+            "logprobs": list(self._part_logprobs),
+        }
 
     def _delta(self, text: str) -> dict[str, Any]:
         assert self._item is not None
         if self._item["type"] == "reasoning":
             return self.event("response.reasoning_text.delta", **self._where(), delta=text)
-        return self.event("response.output_text.delta", **self._where(), delta=text, logprobs=[])
+        entries, self._pending = self._pending, []
+        self._part_logprobs += entries
+        return self.event(
+            "response.output_text.delta", **self._where(), delta=text, logprobs=entries
+        )
 
     def _close(self, status: str) -> list[dict[str, Any]]:
         if self._item is None:
             return []
+        self._part_logprobs += self._pending  # dropped trailing whitespace's, if any
+        self._pending = []
         where, text, part = self._where(), self._text, self._part(self._text)
         if self._item["type"] == "reasoning":
             done = self.event("response.reasoning_text.done", **where, text=text)
         else:
-            done = self.event("response.output_text.done", **where, text=text, logprobs=[])
+            lps = part["logprobs"]
+            done = self.event("response.output_text.done", **where, text=text, logprobs=lps)
         item = {**self._item, "content": [part], "status": status}
         self._item = None
         self.output.append(item)

@@ -54,7 +54,9 @@ class ResponsesRequest(BudgetFields):
     stream: bool = False
     store: bool = True
     previous_response_id: str | None = None
-    include: list[str] | None = None  # accepted and ignored for now (logprobs come later)
+    # "message.output_text.logprobs" is honoured; the rest (Codex CLI asks for
+    # "reasoning.encrypted_content") name things this server never has, and are ignored.
+    include: list[str] | None = None
     # Refused when set, by name, rather than quietly ignored.
     background: bool | None = None
     n: int | None = None
