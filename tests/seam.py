@@ -50,6 +50,24 @@ async def client_of(
     engine.close()
 
 
+def stream_while_silent(path: str, body: dict[str, Any], silence: float = 0.4) -> httpx.Response:
+    """A streamed request whose engine stays silent for `silence` seconds before its one
+    token, "late" (as while a long prompt is read): the keep-alive tests' common part.
+    The caller shortens `edge.server.worker.KEEPALIVE_AFTER` first."""
+    engine = FakeEngine()
+    engine.enqueue(["late"], "stop")
+    engine.gate.clear()
+
+    async def go() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            request = asyncio.create_task(client.post(path, json={**body, "stream": True}))
+            await asyncio.sleep(silence)
+            engine.gate.set()
+            return await request
+
+    return run(go)  # type: ignore[no-any-return]
+
+
 def run(test: Callable[[], Any]) -> Any:
     """Run an async test body with a deadline."""
     return asyncio.run(asyncio.wait_for(test(), 30))

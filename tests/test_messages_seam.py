@@ -5,7 +5,6 @@ shape (also from the guard, and in-band once a stream has begun)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -20,7 +19,7 @@ from edge.errors import ContextFullError, QueueFullError
 from edge.server import sse
 from edge.server.messages import event_bytes
 from tests.fake_engine import FakeEngine
-from tests.seam import HI, client_of, events_of, run
+from tests.seam import HI, client_of, events_of, run, stream_while_silent
 
 MESSAGES = "/v1/messages"
 COUNT = "/v1/messages/count_tokens"
@@ -480,19 +479,7 @@ def test_engine_errors_are_a_status_or_an_error_event_once_streaming(
 
 def test_pings_flow_while_the_prompt_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("edge.server.worker.KEEPALIVE_AFTER", 0.05)
-    engine = FakeEngine()
-    engine.enqueue(["late"])
-    engine.gate.clear()  # the engine is silent, as while a long prompt is decoded
-
-    async def go() -> httpx.Response:
-        async with client_of(engine) as (client, _):
-            body = {**BASE, "stream": True}
-            request = asyncio.create_task(client.post(MESSAGES, json=body))
-            await asyncio.sleep(0.4)
-            engine.gate.set()
-            return await request
-
-    types = [e["type"] for e in wire(run(go).text)]
+    types = [e["type"] for e in wire(stream_while_silent(MESSAGES, BASE).text)]
     first_block = types.index("content_block_start")
     pings = [i for i, t in enumerate(types) if t == "ping"]
     assert len(pings) >= 2, types

@@ -6,7 +6,6 @@ test_responses_client.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -17,7 +16,7 @@ from edge.config import Settings
 from edge.server.response_store import ResponseStore, partition_of
 from edge.server.responses_api import EFFORTS
 from tests.fake_engine import FakeEngine
-from tests.seam import client_of, qwen_template, run
+from tests.seam import client_of, qwen_template, run, stream_while_silent
 
 THINK_AND_TEXT = ["<think>", "\nhmm", "</think>", "\n\n", "Hel", "lo ✓"]
 TOOL_CALL = ["<tool_call>", '\n{"name": "get_time", "arguments": {}}\n', "</tool_call>"]
@@ -335,19 +334,7 @@ def test_keepalive_comments_flow_before_the_first_event_of_the_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("edge.server.worker.KEEPALIVE_AFTER", 0.05)
-    engine = FakeEngine()
-    engine.enqueue(["late"])
-    engine.gate.clear()  # the engine is silent, as while a long prompt is decoded
-
-    async def go() -> httpx.Response:
-        async with client_of(engine) as (client, _):
-            body = {"input": "Hi", "stream": True, "reasoning": {"effort": "none"}}
-            request = asyncio.create_task(client.post("/v1/responses", json=body))
-            await asyncio.sleep(0.4)
-            engine.gate.set()
-            return await request
-
-    r = run(go)
+    r = stream_while_silent("/v1/responses", {"input": "Hi", "reasoning": {"effort": "none"}})
     blocks = r.text[:-2].split("\n\n")
     keepalives = [i for i, b in enumerate(blocks) if b == ": keep-alive"]
     first_item = next(i for i, b in enumerate(blocks) if "output_item.added" in b)

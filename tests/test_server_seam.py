@@ -18,7 +18,7 @@ from edge.errors import ContextFullError, EdgeError
 from edge.server.chat_api import ChatJob, ChunkBytes, chunk
 from edge.server.sse import dumps
 from tests.fake_engine import FakeEngine
-from tests.seam import HI, client_of, events_of, qwen_template, run, sse
+from tests.seam import HI, client_of, events_of, qwen_template, run, sse, stream_while_silent
 
 
 def test_a_stream_is_framed_as_openai_chunks() -> None:
@@ -287,18 +287,7 @@ def test_keepalive_comments_flow_while_the_prompt_is_read(
 ) -> None:
     monkeypatch.setattr("edge.server.worker.KEEPALIVE_AFTER", 0.05)
     path, body = api
-    engine = FakeEngine()
-    engine.enqueue(["late"], "stop")
-    engine.gate.clear()  # the engine is silent, as while a long prompt is decoded
-
-    async def go() -> httpx.Response:
-        async with client_of(engine) as (client, _):
-            request = asyncio.create_task(client.post(path, json={**body, "stream": True}))
-            await asyncio.sleep(0.4)
-            engine.gate.set()
-            return await request
-
-    events = events_of(run(go).text)
+    events = events_of(stream_while_silent(path, body).text)
     first_text = next(i for i, e in enumerate(events) if "late" in e)
     keepalives = [i for i, e in enumerate(events) if e == ": keep-alive"]
     assert len(keepalives) >= 2, events
