@@ -171,7 +171,9 @@ def test_an_invalid_body_is_a_400_naming_the_field() -> None:
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "messages"
     assert missing.json()["error"]["message"] == "Invalid value for 'messages': Field required."
     assert broken.status_code == 400
-    assert broken.json()["error"]["type"] == "invalid_request_error"
+    error = broken.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] is None  # not a field
+    assert error["message"].startswith("Invalid JSON body (at byte ")
 
 
 JSON = {"content-type": "application/json"}

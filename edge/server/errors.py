@@ -159,10 +159,13 @@ def validation_response(exc: RequestValidationError, path: str = "") -> JSONResp
     FastAPI's 422)."""
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
+    # Unparsable JSON has the byte offset as its location: no field is at fault.
+    param = None if first.get("type") == "json_invalid" else ".".join(loc) or None
     message = (
         f"Invalid value for '{param}': {first.get('msg', 'invalid')}."
         if param
+        else f"Invalid JSON body (at byte {loc[0]})."
+        if loc
         else "Invalid JSON body."
     )
     return JSONResponse(_body(path, message, _HTTP_OTHER, param), 400)
