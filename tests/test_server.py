@@ -497,10 +497,9 @@ def test_disconnect_while_the_prompt_is_read(gguf_of: Callable[[str, str], Path]
     with serving(gguf_of("looping", "Q8_0"), n_ctx=32768) as (url, app):
         worker = app.state.runtime.worker
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=WAIT) as r:
-            lines = r.iter_lines()
-            assert '"role":"assistant"' in next(
-                lines
-            )  # the response starts before the prompt is read
+            # The status line comes at once; the first chunk waits for the first token, so a
+            # router in front could still send the request elsewhere.
+            assert r.status_code == 200
             time.sleep(0.5)
             assert (
                 worker.in_flight == 1 and worker.generated_tokens == 0

@@ -292,4 +292,7 @@ def test_keepalive_comments_flow_while_the_prompt_is_read(
     keepalives = [i for i, e in enumerate(events) if e == ": keep-alive"]
     assert len(keepalives) >= 2, events
     assert max(keepalives) < first_text  # only while nothing else came
+    # and nothing else before them: the role chunk waits for the first token, so a router
+    # in front of several servers can still send the request elsewhere
+    assert keepalives == list(range(len(keepalives)))
     assert events[-1] == "data: [DONE]"

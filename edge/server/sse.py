@@ -70,24 +70,31 @@ async def relay(
     """The bytes of one generation in any API's framing: `head`, each token's bytes (b""
     for none), `keepalive` after a silent spell, the finish's bytes (or the error's, once
     the status line is gone), `tail`. Closing this iterator (the client left) cancels the
-    generation."""
-    if head:
-        yield head
+    generation.
+
+    `head` waits for the generation's first event: while a request only waits for a slot
+    or its prompt is read, nothing but keep-alive comments goes out, so a router in front
+    of several servers (edge-qwen route) can still send it elsewhere if this one dies.
+    A client that leaves meanwhile is noticed all the same (Starlette listens for it)."""
     try:
         item = await anext(events, None)
         while item is not None:
-            if isinstance(item, TokenEvent):
-                chunk = on_token(item)
-                if chunk:
-                    yield chunk
-            elif isinstance(item, Keepalive):
+            if isinstance(item, Keepalive):
                 yield keepalive
-            elif isinstance(item, Finish):
-                yield on_finish(item)
-                break
+            else:
+                if head:  # the first event: the answer starts now
+                    yield head
+                    head = b""
+                if isinstance(item, TokenEvent):
+                    chunk = on_token(item)
+                    if chunk:
+                        yield chunk
+                elif isinstance(item, Finish):
+                    yield on_finish(item)
+                    break
             item = await anext(events, None)
     except Exception as exc:
-        yield on_error(exc)
+        yield head + on_error(exc)  # the head too, if nothing had come before the error
     finally:
         await events.aclose()
     if tail:
