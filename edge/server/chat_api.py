@@ -76,7 +76,7 @@ def build_job(
     forced = forced_call(req.tool_choice, req.parallel_tool_calls)
     use_tools = bool(req.tools) and req.tool_choice != "none"
     grammar = answer_grammar(schema, "response_format", req.tools or [], forced)
-    thinking = thinking_wanted(req, default=True) and grammar is None  # see forced_thinking
+    thinking = thinking_wanted(req, default=True) and grammar is None  # it shapes the whole answer
     messages = [_message_dict(m) for m in req.messages]
     text = prompt_text(
         template, messages, thinking=thinking, tools=req.tools if use_tools else None

@@ -5,12 +5,15 @@ A forced call (`tool_choice` "required" or a named function, Anthropic's "any"/"
 one grammar: Qwen3's own `<tool_call>\\n{"name": …, "arguments": …}\\n</tool_call>` block,
 the name one of the allowed tools' and the arguments that tool's JSON schema, once or (with
 parallel tool calls) one or more times. After the last block only an end-of-generation
-token fits, so the model stops there. Thinking is off for such answers: a grammar over the
-whole answer leaves no room for a free `<think>` block (see `forced_thinking`).
+token fits, so the model stops there. Thinking is off for such answers (the callers turn it
+off whenever there is a grammar): a grammar over the whole answer leaves no room for a free
+`<think>` block, and the engine's forced `</think>` (thinking budget) would bypass it.
 
 Every schema passes the same checks before conversion: repetition bounds the converter
-would spell out (the whole server's memory), `$ref`s it cannot follow, and schemas that
-match no value at all (llama.cpp's grammar sampler crashes on an empty rule).
+would spell out (the whole server's memory), `$ref`s it cannot follow, schemas that match
+no value at all (llama.cpp's grammar sampler crashes on an empty rule) and grammars over
+MAX_GRAMMAR (nested anyOfs multiply). Qwen3 writes a newline inside each tag; the grammar
+allows but does not require it, as the parser does.
 """
 
 from __future__ import annotations
@@ -214,8 +217,6 @@ def _relinked(node: Any, prefix: str, depth: int) -> Any:
 def _wrapped(calls: str, parallel: bool) -> str:
     """The converter's grammar for one call's JSON, inside Qwen3's tool-call blocks."""
     body = _ROOT_RULE.sub("edge-forced-call ::=", calls)
-    # Qwen3 writes a newline inside each tag; the parser does not need it, so neither does
-    # the grammar (a model that leaves it out is not pushed off its own track).
     block = f'"{OPEN}" "\\n"? edge-forced-call "\\n"? "{CLOSE}"'
     more = ' ("\\n" edge-forced-block)*' if parallel else ""
     return f"root ::= edge-forced-block{more}\nedge-forced-block ::= {block}\n{body}"
