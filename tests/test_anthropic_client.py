@@ -128,9 +128,28 @@ def test_errors_are_the_sdks_exceptions(scripted: anthropic.Anthropic) -> None:
     }
     with pytest.raises(anthropic.BadRequestError) as bad:
         scripted.messages.create(
-            model="q", max_tokens=8, messages=HI, tools=TOOLS, tool_choice={"type": "any"}
+            model="q",
+            max_tokens=8,
+            messages=HI,
+            tools=TOOLS,
+            tool_choice={"type": "tool", "name": "nope"},
         )
-    assert "tool_choice" in str(bad.value)
+    assert "nope" in str(bad.value)
+
+
+def test_a_forced_tool_use(tooling: anthropic.Anthropic) -> None:
+    """tool_choice "tool" (and "any"): the grammar holds the answer to a tool_use block."""
+    forced: Any = {"type": "tool", "name": "get_time"}
+    first = tooling.messages.create(
+        model="q", max_tokens=32, messages=HI, tools=TOOLS, tool_choice=forced
+    )
+    assert first.stop_reason == "tool_use"
+    assert [(b.type, b.name, b.input) for b in first.content] == [("tool_use", "get_time", {})]
+    with tooling.messages.stream(
+        model="q", max_tokens=32, messages=HI, tools=TOOLS, tool_choice={"type": "any"}
+    ) as s:
+        streamed = s.get_final_message()
+    assert blocks(streamed) == blocks(first) and streamed.stop_reason == "tool_use"
 
 
 def test_a_tool_round_trip(tooling: anthropic.Anthropic) -> None:

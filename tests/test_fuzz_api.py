@@ -20,6 +20,7 @@ requests, two to three minutes on a 2-core machine. The long run::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -290,6 +291,24 @@ def test_schemathesis_with_an_api_key(keyed: str) -> None:
 # ---------------------------------------------------------------- hand-written hostile bodies
 
 M = {"messages": HI, "max_tokens": 8}
+# Tool schemas a forced call must refuse (400 naming the tool), never hang or crash on.
+HOSTILE_TOOL_SCHEMAS: dict[str, Any] = {
+    "huge minLength": {"type": "string", "minLength": 10**9},
+    "huge pattern repeat": {"type": "string", "pattern": "(ab){1,99999999}"},
+    "empty enum": {"type": "object", "properties": {"x": {"enum": []}}, "required": ["x"]},
+    "remote $ref": {"$ref": "https://example.com/schema.json"},
+    "$ref loop to root": {"type": "object", "properties": {"x": {"$ref": "#"}}},
+    "deep nesting": functools.reduce(lambda s, _: {"type": "array", "items": s}, range(200), {}),
+    "not a schema": {"type": 3},
+    "anyOf bomb": {"anyOf": [{"anyOf": [{"type": "string", "maxLength": 9999}] * 20}] * 20},
+}
+
+
+def _forced(schema: Any) -> dict[str, Any]:
+    tool = {"type": "function", "function": {"name": "evil", "parameters": schema}}
+    return {"tools": [tool], "tool_choice": "required"}
+
+
 # (name, body, path, expected statuses; 200 where OpenAI accepts it)
 HOSTILE: list[tuple[str, Any, str, tuple[int, ...]]] = [
     ("body is a list", [1, 2], "/v1/chat/completions", (400,)),
@@ -583,6 +602,16 @@ HOSTILE: list[tuple[str, Any, str, tuple[int, ...]]] = [
                 "json_schema": {"schema": {"type": "string", "minLength": 10**9}},
             },
         },
+        "/v1/chat/completions",
+        (400,),
+    ),
+    *[
+        (f"forced call, {name}", {**M, **_forced(schema)}, "/v1/chat/completions", (400,))
+        for name, schema in HOSTILE_TOOL_SCHEMAS.items()
+    ],
+    (
+        "forced call, unknown tool",
+        {**M, **_forced({"type": "object"}), "tool_choice": {"type": "function", "function": {}}},
         "/v1/chat/completions",
         (400,),
     ),

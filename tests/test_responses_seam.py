@@ -260,8 +260,8 @@ def test_max_output_tokens_ends_incomplete() -> None:
         ({"tools": [{"type": "namespace", "name": "n", "tools": "x"}]}, "tools[0].tools"),
         ({"background": True}, "background"),
         ({"n": 2}, "n"),
-        ({"tool_choice": "required"}, "tool_choice"),
-        ({"tool_choice": {"type": "function", "name": "get_time"}}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),  # with no tools to call
+        ({"tool_choice": {"type": "allowed_tools"}}, "tool_choice"),
         ({"reasoning": {"effort": "max"}}, "reasoning.effort"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format"),
         ({"conversation": "conv_1"}, "conversation"),

@@ -834,6 +834,13 @@ def schema_grammar(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        grammar = json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises bare exceptions on unsupported schemas
         raise UsageError(f"The JSON schema cannot be turned into a grammar: {exc}") from None
+    # This converter's strings take raw control characters (a newline), which JSON forbids
+    # and json.loads refuses; llama.cpp's own converter has since excluded them the same way.
+    return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'

@@ -25,10 +25,12 @@ from edge.server.anthropic_schema import (
     RedactedThinkingBlock,
     TextBlock,
     ThinkingBlock,
+    ToolChoice,
     ToolResultBlock,
     ToolUseBlock,
 )
 from edge.server.chat_api import prompt_text, qwen_sampling
+from edge.server.grammar import ForcedCall, answer_grammar
 from edge.server.params import check_text, thinking_budget
 
 
@@ -52,17 +54,11 @@ class Prompt:
     text: str
     thinking: bool
     tools: bool
+    grammar: str | None = None  # a forced tool call's
 
 
 def build_job(req: MessagesRequest, template: ChatTemplate) -> MessagesJob:
     """Validate a request and turn it into a prompt, sampling params and thinking control."""
-    choice = req.tool_choice.type if req.tool_choice else "auto"
-    if choice in ("any", "tool"):
-        raise ParamError(
-            "tool_choice",
-            f"tool_choice '{choice}' (forcing a tool call) is not supported yet: "
-            "send 'auto' or 'none'.",
-        )
     prompt = prompt_of(req, template)
     stops = list(req.stop_sequences or [])
     for stop in stops:
@@ -74,6 +70,7 @@ def build_job(req: MessagesRequest, template: ChatTemplate) -> MessagesJob:
         top_k=req.top_k,
         max_tokens=req.max_tokens,
         stop=stops,
+        grammar=prompt.grammar,
     )
     own = req.thinking.budget_tokens if req.thinking and req.thinking.type == "enabled" else None
     budget = thinking_budget({"thinking.budget_tokens": own, **req.budget_spellings()})
@@ -101,11 +98,26 @@ def fit_context(job: MessagesJob, prompt_tokens: int, n_ctx: int) -> None:
 def prompt_of(req: CountTokensRequest, template: ChatTemplate) -> Prompt:
     """The prompt a request renders to (also what count_tokens counts). Anthropic's
     contract: no thinking unless the request turns it on."""
-    thinking = req.thinking is not None and req.thinking.type != "disabled"
+    forced = forced_call(req.tool_choice)
     use_tools = bool(req.tools) and not (req.tool_choice and req.tool_choice.type == "none")
     tools = openai_tools(req) if use_tools else None
+    grammar = answer_grammar(None, "", tools or [], forced)
+    # A forced call is one grammar over the whole answer: no room for thinking first.
+    thinking = req.thinking is not None and req.thinking.type != "disabled" and grammar is None
     text = prompt_text(template, chat_messages(req), thinking=thinking, tools=tools)
-    return Prompt(text, thinking, use_tools)
+    return Prompt(text, thinking, use_tools, grammar)
+
+
+def forced_call(choice: ToolChoice | None) -> ForcedCall | None:
+    """The call Anthropic's `tool_choice` forces: "any" tool, or the "tool" it names."""
+    if choice is None or choice.type in ("auto", "none"):
+        return None
+    together = not choice.disable_parallel_tool_use
+    if choice.type == "any":
+        return ForcedCall(None, together)
+    if not choice.name:
+        raise ParamError("tool_choice.name", "tool_choice 'tool' names the tool to call.")
+    return ForcedCall(choice.name, together)
 
 
 def openai_tools(req: CountTokensRequest) -> list[dict[str, Any]]:

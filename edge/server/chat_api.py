@@ -19,6 +19,7 @@ from edge.chat.tools import ToolCall
 from edge.engine import Finish, SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
+from edge.server.grammar import ForcedCall, answer_grammar
 from edge.server.params import (
     check_text,
     parse_logit_bias,
@@ -71,11 +72,11 @@ def build_job(
     """Validate a request and turn it into a prompt, sampling params and output options."""
     if req.n != 1:
         raise ParamError("n", "Only n=1 is supported: one model serves one answer per request.")
-    if req.tool_choice not in (None, "auto", "none"):
-        raise ParamError("tool_choice", "tool_choice supports 'auto' and 'none'.")
     schema = response_schema(req.response_format)
-    thinking = thinking_wanted(req, default=True) and schema is None  # a grammar cannot think
+    forced = forced_call(req.tool_choice, req.parallel_tool_calls)
     use_tools = bool(req.tools) and req.tool_choice != "none"
+    grammar = answer_grammar(schema, "response_format", req.tools or [], forced)
+    thinking = thinking_wanted(req, default=True) and grammar is None  # it shapes the whole answer
     messages = [_message_dict(m) for m in req.messages]
     text = prompt_text(
         template, messages, thinking=thinking, tools=req.tools if use_tools else None
@@ -94,6 +95,7 @@ def build_job(
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=stop_list(req.stop),
         json_schema=schema,
+        grammar=grammar,
         logprobs=logprobs.chat_request(req.logprobs, req.top_logprobs),
     )
     fmt = req.reasoning_format or default_format
@@ -111,6 +113,29 @@ def build_job(
         tools=use_tools,
         include_usage=bool(req.stream_options and req.stream_options.include_usage),
     )
+
+
+def forced_call(choice: str | dict[str, Any] | None, parallel: bool | None) -> ForcedCall | None:
+    """The call chat's `tool_choice` forces: "required" (any tool) or
+    `{"type": "function", "function": {"name": …}}` (that one); None for "auto"/"none"."""
+    if choice in (None, "auto", "none"):
+        return None
+    together = parallel is not False  # OpenAI's default: parallel calls allowed
+    if choice == "required":
+        return ForcedCall(None, together)
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if (
+        not isinstance(choice, dict)
+        or choice.get("type") != "function"
+        or not isinstance(name, str)
+    ):
+        message = (
+            "tool_choice is 'none', 'auto', 'required' or "
+            '{"type": "function", "function": {"name": …}}.'
+        )
+        raise ParamError("tool_choice", message)
+    return ForcedCall(name, together)
 
 
 def prompt_text(

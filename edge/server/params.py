@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edge.engine import schema_grammar as engine_schema_grammar
-from edge.errors import ParamError, UsageError
+from edge.errors import ParamError
 from edge.server.schema import ResponseFormat
 
 
@@ -70,8 +69,8 @@ _TOKEN_ID = re.compile(r"[0-9]{1,10}")
 
 
 def response_schema(rf: ResponseFormat | None) -> dict[str, Any] | None:
-    """The JSON schema the answer must follow, if any, once it is known to be one that
-    the grammar converter and llama.cpp's grammar sampler can take."""
+    """The JSON schema the answer must follow, if any; `grammar.json_grammar` checks and
+    converts it."""
     if rf is None or rf.type == "text":
         return None
     if rf.type == "json_object":
@@ -79,53 +78,4 @@ def response_schema(rf: ResponseFormat | None) -> dict[str, Any] | None:
     schema = (rf.json_schema or {}).get("schema")
     if not isinstance(schema, dict):
         raise ParamError("response_format", "json_schema needs a 'schema' object.")
-    _check_bounds(schema)
-    if _EMPTY_RULE.search(_schema_grammar(schema)):
-        # An empty enum/anyOf/type list: no text can match, and llama.cpp's grammar
-        # sampler crashes the whole server on such a grammar instead of failing.
-        raise ParamError("response_format", "The JSON schema matches no value at all.")
     return schema
-
-
-_EMPTY_RULE = re.compile(r"::=[ \t]*$", re.MULTILINE)
-
-
-# The grammar converter spells repetitions out, so its output (time and memory) grows with
-# these bounds: {"minLength": 10**9} would take the whole server down.
-_BOUNDS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
-MAX_REPEAT = 10_000
-_REPEAT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
-
-
-def _check_bounds(schema: Any, depth: int = 0) -> None:
-    """Refuse repetition bounds the grammar converter could not spell out."""
-    if depth > 64:
-        raise ParamError("response_format", "The JSON schema is nested too deeply.")
-    if isinstance(schema, list):
-        for item in schema:
-            _check_bounds(item, depth + 1)
-        return
-    if not isinstance(schema, dict):
-        return
-    for key, value in schema.items():
-        if key in _BOUNDS and isinstance(value, (int, float)) and value > MAX_REPEAT:
-            raise ParamError("response_format", f"'{key}' over {MAX_REPEAT} is not supported.")
-        if key == "pattern" and isinstance(value, str) and _too_many_repeats(value):
-            message = f"Repetitions over {MAX_REPEAT} are not supported in 'pattern'."
-            raise ParamError("response_format", message)
-        _check_bounds(value, depth + 1)
-
-
-def _too_many_repeats(pattern: str) -> bool:
-    """Whether a regex asks for a repetition count `{n}`/`{n,m}` over MAX_REPEAT."""
-    return any(
-        max(len(low), len(high)) > 5 or max(int(low), int(high or 0)) > MAX_REPEAT
-        for low, high in _REPEAT.findall(pattern)
-    )
-
-
-def _schema_grammar(schema: dict[str, Any]) -> str:
-    try:
-        return engine_schema_grammar(schema)
-    except UsageError as exc:
-        raise ParamError("response_format", exc.message) from None

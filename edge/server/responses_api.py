@@ -20,6 +20,7 @@ from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
 from edge.server.chat_api import prompt_text, qwen_sampling
+from edge.server.grammar import ForcedCall, answer_grammar
 from edge.server.params import check_text, response_schema, thinking_budget
 from edge.server.responses_schema import ResponsesRequest, TextParam
 from edge.server.schema import ResponseFormat
@@ -72,8 +73,10 @@ def build_job(
     tools, namespaces = function_tools(req.tools)
     use_tools = bool(tools) and req.tool_choice != "none"
     schema = text_schema(req.text)
+    forced = forced_call(req.tool_choice, req.parallel_tool_calls)
+    grammar = answer_grammar(schema, "text.format", tools, forced)
     thinking, budget = thinking_of(req, messages)
-    thinking = thinking and schema is None  # a grammar cannot think
+    thinking = thinking and grammar is None  # a grammar over the whole answer: no thinking
     try:
         text = prompt_text(
             template, messages, thinking=thinking, tools=tools if use_tools else None
@@ -88,6 +91,7 @@ def build_job(
         top_k=None,
         max_tokens=req.max_output_tokens,
         json_schema=schema,
+        grammar=grammar,
     )
     params.logprobs = logprobs_of(req)
     return ResponsesJob(
@@ -114,11 +118,27 @@ def refuse_unsupported(req: ResponsesRequest) -> None:
         )
     if req.prompt is not None:
         raise ParamError("prompt", "Stored prompt templates are not supported: send input.")
-    if req.tool_choice not in (None, "auto", "none"):
-        raise ParamError(
-            "tool_choice",
-            "tool_choice supports 'auto' and 'none': forced tool calls are not supported yet.",
+
+
+def forced_call(choice: str | dict[str, Any] | None, parallel: bool | None) -> ForcedCall | None:
+    """The call Responses' `tool_choice` forces: "required" (any function tool) or
+    `{"type": "function", "name": …}` (that one); None for "auto"/"none"."""
+    if choice in (None, "auto", "none"):
+        return None
+    together = parallel is not False
+    if choice == "required":
+        return ForcedCall(None, together)
+    name = choice.get("name") if isinstance(choice, dict) else None
+    if (
+        not isinstance(choice, dict)
+        or choice.get("type") != "function"
+        or not isinstance(name, str)
+    ):
+        message = (
+            "tool_choice is 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": …}."
         )
+        raise ParamError("tool_choice", message)
+    return ForcedCall(name, together)
 
 
 def check_echoed(req: ResponsesRequest) -> None:
