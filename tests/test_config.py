@@ -95,6 +95,8 @@ def test_settings_are_frozen_and_doctor_never_shows_the_key() -> None:
     with pytest.raises(ValueError):
         s.ctx = 5  # type: ignore[misc]
     assert s.shown()["api_key"] == "(set)" and "secret" not in str(s.shown())
+    routed = Settings(replica_keys=("rk1", "rk2"))
+    assert routed.shown()["replica_keys"] == ["(set)", "(set)"]
 
 
 def test_the_readme_lists_every_variable() -> None:
