@@ -12,7 +12,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,45 @@ def _replica(model: Path, home: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+ANSWER = {
+    "id": "chatcmpl-fake",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "fake",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "from the fake"},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
+
+
+class Busy(BaseHTTPRequestHandler):
+    """A replica that is full: /busy/v1 always answers 429, /once/v1 answers 429 with
+    Retry-After: 1 the first time, then a real answer. Every POST's time is kept."""
+
+    hits: dict[str, list[float]] = {"busy": [], "once": []}
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        which = self.path.split("/")[1]
+        self.hits[which].append(time.monotonic())
+        ok = which == "once" and len(self.hits[which]) > 1
+        body = json.dumps(ANSWER if ok else {"error": {"message": "full"}}).encode()
+        self.send_response(200 if ok else 429)
+        self.send_header("content-type", "application/json")
+        self.send_header("retry-after", "1")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 def _merged(*plans: RouterPlan) -> RouterPlan:
     """One router for several groups; deployment ids made unique."""
     models = [
@@ -73,9 +115,21 @@ def routed(
         for p in procs:
             wait_ready(p.url, alive=lambda p=p: p.poll() is None)  # type: ignore[attr-defined]
         reps = [Replica(p.url, "m") for p in procs]  # type: ignore[attr-defined]
+        busy = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+        threading.Thread(target=busy.serve_forever, daemon=True).start()
+        fake = f"http://127.0.0.1:{busy.server_address[1]}"
         plan = _merged(
             plan_router(reps[:2], name="qwen3", strategy="simple-shuffle", key=KEY),
             plan_router(reps[2:], name="tooling", strategy="simple-shuffle", key=KEY),
+            plan_router(
+                [Replica(f"{fake}/busy", "m"), reps[0]],
+                name="busy",
+                strategy="simple-shuffle",
+                key=KEY,
+            ),
+            plan_router(
+                [Replica(f"{fake}/once", "m")], name="once", strategy="simple-shuffle", key=KEY
+            ),
         )
         port = free_port()
         router = launch(
@@ -94,6 +148,7 @@ def routed(
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+        busy.shutdown()
 
 
 def _clients(routed: tuple[str, str]) -> tuple[openai.OpenAI, openai.OpenAI]:
@@ -234,3 +289,19 @@ def test_messages_pass_through_without_the_thinking_block(routed: tuple[str, str
     b = direct.messages.create(**asks, thinking=thinking)
     assert [x.type for x in b.content] == ["thinking", "text"]
     assert [x.type for x in a.content] == ["text"]
+
+
+def test_a_full_replica_is_stepped_around_and_retry_after_is_honoured(
+    routed: tuple[str, str],
+) -> None:
+    via, _ = _clients(routed)
+    # "busy": a replica that always answers 429 beside a real one: every request is
+    # answered, by the real one (retried at once, since another replica is healthy).
+    for _ in range(4):
+        reply = via.chat.completions.create(model="busy", messages=HI)
+        assert reply.choices[0].message.content == "Hello world"
+    # "once": the only replica says 429, Retry-After: 1; the router waits, then retries.
+    reply = via.chat.completions.create(model="once", messages=HI)
+    assert reply.choices[0].message.content == "from the fake"
+    first, second = Busy.hits["once"][:2]
+    assert second - first >= 1.0
