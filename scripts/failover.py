@@ -3,8 +3,9 @@ killed with SIGKILL while 30 streamed requests run, then restarted.
 
     python scripts/failover.py --model looping.gguf [--requests 30] [--tokens 48]
 
-What it checks and reports: every request that had not started streaming when the
-replica died is answered by another one; requests sent after the kill all succeed; the
+What it checks and reports: every request the router had not yet committed to the
+killed replica (committed: it had read that replica's first chunk) is answered by
+another one; requests sent after the kill all succeed; the
 restarted replica gets traffic again, and how long that took. A request's replica is the
 `x-litellm-model-id` header the router adds (`replica-0` …, from edge/route/litellm.py).
 The tests run it at CI size (tests/test_route_failover.py).
@@ -53,10 +54,14 @@ class Report:
     requests: int
     answered: int
     failed: int
-    failed_before_streaming: int  # must be 0: the router should have retried these
-    failed_mid_stream_on_killed: int
-    # of which had only the replica's opening chunk, no token yet: queued on it when it died
-    failed_on_killed_before_a_token: int
+    # A failed request's replica is the one the router had committed it to: it had read
+    # that replica's first chunk. None may fail elsewhere.
+    failed_on_killed: int
+    failed_elsewhere: int
+    # Of the failures: the client had no chunk yet at the kill (the router had it, or it
+    # was in flight), and: no token yet (only the replica's opening chunk: queued there)
+    failed_before_a_chunk: int
+    failed_before_a_token: int
     errors: dict[str, int]
     by_replica: dict[str, int]
     after_kill_requests: int
@@ -197,10 +202,16 @@ async def rejoin(url: str, tokens: int) -> float | None:
 
 def classify(outs: list[Outcome], killed_at: float) -> dict[str, int]:
     failed = [o for o in outs if not o.finished]
-    before = [o for o in failed if o.first_chunk_at is None or o.first_chunk_at > killed_at]
-    mid = [o for o in failed if o not in before and o.replica == KILLED]
-    queued = [o for o in mid if o.first_token_at is None or o.first_token_at > killed_at]
-    return {"failed": len(failed), "before": len(before), "mid": len(mid), "queued": len(queued)}
+    on_killed = [o for o in failed if o.replica == KILLED]
+    no_chunk = [o for o in failed if o.first_chunk_at is None or o.first_chunk_at > killed_at]
+    no_token = [o for o in failed if o.first_token_at is None or o.first_token_at > killed_at]
+    return {
+        "failed": len(failed),
+        "on_killed": len(on_killed),
+        "elsewhere": len(failed) - len(on_killed),
+        "no_chunk": len(no_chunk),
+        "no_token": len(no_token),
+    }
 
 
 def run_failover(
@@ -240,9 +251,10 @@ def run_failover(
         requests=requests,
         answered=requests - c["failed"],
         failed=c["failed"],
-        failed_before_streaming=c["before"],
-        failed_mid_stream_on_killed=c["mid"],
-        failed_on_killed_before_a_token=c["queued"],
+        failed_on_killed=c["on_killed"],
+        failed_elsewhere=c["elsewhere"],
+        failed_before_a_chunk=c["no_chunk"],
+        failed_before_a_token=c["no_token"],
         errors=dict(Counter(o.error for o in outs if o.error)),
         by_replica=dict(Counter(str(o.replica) for o in outs)),
         after_kill_requests=len(after),

@@ -41,9 +41,11 @@ def test_a_killed_replica_is_stepped_around_and_rejoins(
     )
     print(report.to_markdown())
     assert report.requests == 30 and report.answered + report.failed == 30
-    # Only streams the killed replica had already opened may fail; none that had not.
-    assert report.failed_before_streaming == 0
-    assert report.failed == report.failed_mid_stream_on_killed
+    # Only streams the killed replica had already opened may fail; none elsewhere. (Our
+    # server opens a stream at once, even for a request it queues, so some of these had
+    # no token yet: scripts/failover.py's figures and README say how many.)
+    assert report.failed_elsewhere == 0
+    assert report.failed == report.failed_on_killed
     assert report.answered >= 30 - report.by_replica.get("replica-0", 0)
     # After the kill every request succeeds, on the two replicas left.
     assert report.after_kill_answered == report.after_kill_requests == 10
