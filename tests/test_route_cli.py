@@ -44,6 +44,7 @@ def test_the_config_holds_no_secret_and_every_replica_as_one_model() -> None:
     models = plan.config["model_list"]
     assert {m["model_name"] for m in models} == {"qwen3"}
     assert [m["litellm_params"]["api_base"] for m in models] == ["http://a:1/v1", "http://b:1/v1"]
+    assert all(m["model_info"]["health_check_max_tokens"] == 1 for m in models)
     settings = plan.config["router_settings"]
     assert settings["routing_strategy"] == "latency-based-routing"
     assert settings["model_group_alias"] == {"m-Q8_0": "qwen3", "m-Q4_K_M": "qwen3"}

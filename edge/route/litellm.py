@@ -127,6 +127,8 @@ def _deployment(public: str, i: int, replica: Replica, key_ref: str) -> dict[str
             "supports_reasoning": True,
             "supports_function_calling": True,
             "supports_response_schema": True,
+            # LiteLLM's background health check is a real completion: one token is enough.
+            "health_check_max_tokens": 1,
         },
     }
 
