@@ -35,6 +35,7 @@ QWEN3_SAMPLING: dict[bool, dict[str, float]] = {
 every request that does not say (the engine's `SamplingParams` start from "not")."""
 
 KvType = Literal["f16", "q8_0", "f32"]
+RouteStrategy = Literal["least-busy", "simple-shuffle", "latency"]
 ReasoningFormat = Literal["separate", "inline", "hidden"]
 
 
@@ -81,13 +82,23 @@ class Settings(BaseModel):
     )
     max_body_bytes: int = Field(default=8 * 2**20, ge=1, description="Largest request body")
     body_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a request body may take")
+    # -- routing (edge-qwen route: several servers behind LiteLLM's proxy)
+    route_strategy: RouteStrategy = Field(
+        default="simple-shuffle", description="How the router picks a replica"
+    )
+    replica_keys: tuple[str, ...] = Field(
+        default=(), description="The replicas' keys: one for all, or one per replica"
+    )
+    router_venv: Path | None = Field(
+        default=None, description="LiteLLM's virtual environment (default: under home)"
+    )
 
     @field_validator("kv", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "replica_keys", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):  # from the environment: a comma-separated list
@@ -132,6 +143,7 @@ class Settings(BaseModel):
         data = self.model_dump(mode="json")
         if data["api_key"]:
             data["api_key"] = "(set)"
+        data["replica_keys"] = ["(set)" for _ in data["replica_keys"]]
         return data
 
 

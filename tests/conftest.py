@@ -33,6 +33,7 @@ SLOW_FIXTURES = {
     "bench_home",
     "model_06b",
     "hostile_gguf",
+    "router_venv",
 }
 
 
@@ -263,3 +264,15 @@ def hostile_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gguf") / "hostile-F16.gguf"
     convert(folder, out, outtype="f16")
     return out
+
+
+@pytest.fixture(scope="session")
+def router_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LiteLLM's pinned proxy in its own virtual environment, as `edge-qwen route` installs
+    it: once per session, or the one at $EDGE_QWEN_TEST_ROUTER_VENV (a local cache)."""
+    from edge.route.litellm import ensure_router
+
+    given = os.environ.get("EDGE_QWEN_TEST_ROUTER_VENV")
+    venv = Path(given) if given else tmp_path_factory.mktemp("router") / "venv"
+    ensure_router(venv, print)
+    return venv

@@ -33,6 +33,9 @@ FROM_ENV: dict[str, tuple[str, Any]] = {
     "cors_origins": ("http://a.lan, http://b.lan", ("http://a.lan", "http://b.lan")),
     "max_body_bytes": ("1024", 1024),
     "body_timeout_s": ("2.5", 2.5),
+    "route_strategy": ("latency", "latency"),
+    "replica_keys": ("k1,k2", ("k1", "k2")),
+    "router_venv": ("/opt/litellm", Path("/opt/litellm")),
 }
 
 
@@ -92,6 +95,8 @@ def test_settings_are_frozen_and_doctor_never_shows_the_key() -> None:
     with pytest.raises(ValueError):
         s.ctx = 5  # type: ignore[misc]
     assert s.shown()["api_key"] == "(set)" and "secret" not in str(s.shown())
+    routed = Settings(replica_keys=("rk1", "rk2"))
+    assert routed.shown()["replica_keys"] == ["(set)", "(set)"]
 
 
 def test_the_readme_lists_every_variable() -> None:

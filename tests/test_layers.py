@@ -33,6 +33,8 @@ MAY_IMPORT = {
     "edge.chat": (*BASE, "edge.model.gguf_meta", "edge.engine", "edge.chat"),
     "edge.server": (*BASE, "edge.engine", "edge.chat", "edge.server"),
     "edge.bench": (*BASE, "edge.model", "edge.engine", "edge.bench"),
+    # The router runs LiteLLM as a process and speaks HTTP to the replicas: no engine.
+    "edge.route": (*BASE, "edge.route"),
     "edge.cli": (
         *BASE,
         "edge.model",
@@ -40,6 +42,7 @@ MAY_IMPORT = {
         "edge.chat",
         "edge.server",
         "edge.bench",
+        "edge.route",
         "edge.cli",
     ),
 }

@@ -1,0 +1,87 @@
+"""`edge-qwen route`: several `edge-qwen serve` replicas behind one address (LiteLLM)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from edge.cli.app import command, say, settings
+from edge.cli.serve import KeyOpt, LanOpt, PortOpt
+
+UrlsArg = Annotated[list[str], typer.Argument(help="Each replica: http://HOST:PORT")]
+ReplicaKeyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--replica-key",
+        help="The replicas' key: once for all, or once per replica in order "
+        "(EDGE_QWEN_REPLICA_KEYS, comma-separated, keeps it off the command line)",
+    ),
+]
+StrategyOpt = Annotated[
+    str | None, typer.Option(help="simple-shuffle (default), least-busy or latency")
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option(help="The model name clients use (default qwen3; the replicas' own also works)"),
+]
+
+
+@command
+def route(
+    urls: UrlsArg,
+    port: PortOpt = None,
+    lan: LanOpt = None,
+    api_key: KeyOpt = None,
+    replica_key: ReplicaKeyOpt = None,
+    strategy: StrategyOpt = None,
+    name: NameOpt = None,
+) -> None:
+    """Spread requests over several edge-qwen servers, stepping around one that is down.
+
+    Checks each replica's /health and /v1/models, then runs LiteLLM's proxy (installed
+    once into its own environment under the edge-qwen home) with each replica as a
+    deployment of one model: retries on another replica, a failing one cools down for a
+    few seconds. Binds 127.0.0.1:8000; --lan binds every interface and needs --api-key.
+    Prints the address clients use.
+    """
+    import os
+
+    from edge.route import check_replicas, ensure_router, plan_router, run_router
+    from edge.route.litellm import router_venv
+    from edge.server.lan import addresses, is_loopback, server_key
+
+    cfg = settings(
+        port=port,
+        lan=lan,
+        api_key=api_key,
+        replica_keys=tuple(replica_key) if replica_key else None,
+        route_strategy=strategy,
+    )
+    bind = "0.0.0.0" if cfg.lan and cfg.host == "127.0.0.1" else cfg.host
+    if not is_loopback(bind) and not (cfg.api_key or "").strip():
+        from edge.errors import UsageError
+
+        raise UsageError(
+            f"Routing on {bind} exposes every replica to the network, so a key is required.",
+            "Pass --api-key KEY (or set EDGE_QWEN_API_KEY).",
+        )
+    key = server_key(bind, cfg.api_key, lan=False, no_auth=False, home=cfg.home, say=say)
+    replicas = check_replicas(urls, list(cfg.replica_keys))
+    for r in replicas:
+        say(f"replica {r.url}: ready, serving {r.model}")
+    plan = plan_router(replicas, name=name, strategy=cfg.route_strategy, key=key)
+    exe = ensure_router(router_venv(cfg.home, cfg.router_venv), say)
+
+    def ready() -> None:
+        for address in addresses(bind):
+            typer.echo(f"http://{address}:{cfg.port}/v1")
+        say(
+            f"Routing model {plan.name!r} over {len(replicas)} replicas "
+            f"({cfg.route_strategy}); Ctrl-C or SIGTERM stops it"
+        )
+
+    config = cfg.home / "router" / f"config-{cfg.port}.yaml"
+    run_router(
+        exe, plan, config, host=bind, port=cfg.port, environ=dict(os.environ), on_ready=ready
+    )
