@@ -8,11 +8,13 @@ through another fixture); modules that start processes or browsers say so themse
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -35,6 +37,16 @@ SLOW_FIXTURES = {
     "hostile_gguf",
     "router_venv",
 }
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py imported as module NAME (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,31 +7,19 @@ half on 2 cores, most of it LiteLLM's start.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import load_script
 
 pytestmark = pytest.mark.slow
-
-
-def _failover() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("failover", REPO_ROOT / "scripts" / "failover.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["failover"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_killed_replica_is_stepped_around_and_rejoins(
     gguf_of: Callable[[str, str], Path], router_venv: Path, tmp_path: Path
 ) -> None:
-    failover = _failover()
+    failover = load_script("failover")
     report = failover.run_failover(
         gguf_of("looping", "Q8_0"),
         requests=30,

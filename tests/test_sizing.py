@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
+from conftest import load_script
 
-from conftest import REPO_ROOT
-
-
-def _sizing() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sizing", REPO_ROOT / "scripts" / "sizing.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sizing"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-sizing = _sizing()
+sizing = load_script("sizing")
 
 
 def test_the_model_reproduces_the_measured_ttft_under_concurrency() -> None:

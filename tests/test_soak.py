@@ -6,28 +6,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import load_script
 
-
-def _soak() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("soak", REPO_ROOT / "scripts" / "soak.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["soak"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-soak = _soak()
+soak = load_script("soak")
 
 
 def check(report: Any, requests: int) -> None:  # a soak.Report
