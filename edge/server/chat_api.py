@@ -19,7 +19,7 @@ from edge.chat.tools import ToolCall
 from edge.engine import Finish, SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
-from edge.server.grammar import ForcedCall, answer_grammar
+from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
 from edge.server.params import (
     check_text,
     parse_logit_bias,
@@ -118,24 +118,10 @@ def build_job(
 def forced_call(choice: str | dict[str, Any] | None, parallel: bool | None) -> ForcedCall | None:
     """The call chat's `tool_choice` forces: "required" (any tool) or
     `{"type": "function", "function": {"name": …}}` (that one); None for "auto"/"none"."""
-    if choice in (None, "auto", "none"):
-        return None
-    together = parallel is not False  # OpenAI's default: parallel calls allowed
-    if choice == "required":
-        return ForcedCall(None, together)
     function = choice.get("function") if isinstance(choice, dict) else None
     name = function.get("name") if isinstance(function, dict) else None
-    if (
-        not isinstance(choice, dict)
-        or choice.get("type") != "function"
-        or not isinstance(name, str)
-    ):
-        message = (
-            "tool_choice is 'none', 'auto', 'required' or "
-            '{"type": "function", "function": {"name": …}}.'
-        )
-        raise ParamError("tool_choice", message)
-    return ForcedCall(name, together)
+    named_form = '{"type": "function", "function": {"name": …}}'
+    return openai_forced_call(choice, parallel, name, named_form)
 
 
 def prompt_text(

@@ -50,6 +50,26 @@ class ForcedCall:
     parallel: bool
 
 
+def openai_forced_call(
+    choice: str | dict[str, Any] | None, parallel: bool | None, name: object, named_form: str
+) -> ForcedCall | None:
+    """The call an OpenAI-style `tool_choice` forces: "required" (any tool) or the named
+    form (that one); None for "auto"/"none". Chat and Responses put the function's name in
+    different places: the caller digs out `name`, and `named_form` spells its shape for
+    the error."""
+    if choice in (None, "auto", "none"):
+        return None
+    together = parallel is not False  # OpenAI's default: parallel calls allowed
+    if choice == "required":
+        return ForcedCall(None, together)
+    if not isinstance(choice, dict) or choice.get("type") != "function":
+        name = None
+    if not isinstance(name, str):
+        message = f"tool_choice is 'none', 'auto', 'required' or {named_form}."
+        raise ParamError("tool_choice", message)
+    return ForcedCall(name, together)
+
+
 def answer_grammar(
     schema: dict[str, Any] | None,
     schema_param: str,

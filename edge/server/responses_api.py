@@ -20,7 +20,7 @@ from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
 from edge.server.chat_api import prompt_text, qwen_sampling
-from edge.server.grammar import ForcedCall, answer_grammar
+from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
 from edge.server.params import check_text, response_schema, thinking_budget
 from edge.server.responses_schema import ResponsesRequest, TextParam
 from edge.server.schema import ResponseFormat
@@ -123,22 +123,8 @@ def refuse_unsupported(req: ResponsesRequest) -> None:
 def forced_call(choice: str | dict[str, Any] | None, parallel: bool | None) -> ForcedCall | None:
     """The call Responses' `tool_choice` forces: "required" (any function tool) or
     `{"type": "function", "name": …}` (that one); None for "auto"/"none"."""
-    if choice in (None, "auto", "none"):
-        return None
-    together = parallel is not False
-    if choice == "required":
-        return ForcedCall(None, together)
     name = choice.get("name") if isinstance(choice, dict) else None
-    if (
-        not isinstance(choice, dict)
-        or choice.get("type") != "function"
-        or not isinstance(name, str)
-    ):
-        message = (
-            "tool_choice is 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": …}."
-        )
-        raise ParamError("tool_choice", message)
-    return ForcedCall(name, together)
+    return openai_forced_call(choice, parallel, name, '{"type": "function", "name": …}')
 
 
 def check_echoed(req: ResponsesRequest) -> None:
