@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from soak import free_port, wait_ready  # noqa: E402
+from soak import free_port, isolated_env, start_serve, wait_ready  # noqa: E402
 
 ROUTER_START_LIMIT = 180.0
 REJOIN_LIMIT = 60.0
@@ -77,8 +76,7 @@ class Report:
 
 
 def env_for(home: Path, router_venv: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_QWEN_", "HF_"))}
-    env.update(EDGE_QWEN_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env = isolated_env(home)
     if router_venv:
         env["EDGE_QWEN_ROUTER_VENV"] = router_venv
     return env
@@ -87,15 +85,7 @@ def env_for(home: Path, router_venv: str | None) -> dict[str, str]:
 def start_replica(
     model: Path, port: int, env: dict[str, str], log: Path
 ) -> subprocess.Popen[bytes]:
-    args = ["serve", "-m", str(model), "--port", str(port), "--parallel", "4", "--ctx", "2048"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", *args],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_serve(model, port, 4, 2048, env, log)
     wait_ready(f"http://127.0.0.1:{port}", proc)
     return proc
 

@@ -179,34 +179,42 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def isolated_env(home: Path) -> dict[str, str]:
+    """This environment without our settings or the hub's, with its own edge-qwen home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_QWEN_", "HF_"))}
+    env.update(EDGE_QWEN_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def start_serve(
+    model: Path,
+    port: int,
+    parallel: int,
+    ctx: int,
+    env: dict[str, str],
+    log: Path,
+    extra: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """`edge-qwen serve` on 127.0.0.1:`port`, its output appended to `log`; not yet ready."""
+    args = ["serve", "-m", str(model), "--port", str(port)]
+    args += ["--parallel", str(parallel), "--ctx", str(ctx), *extra]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", *args],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @contextmanager
 def server(
     model: Path, parallel: int, ctx: int, home: Path, extra: tuple[str, ...] = ()
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`edge-qwen serve` as a real process on 127.0.0.1; yields (URL, process), then stops it."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_QWEN_", "HF_"))}
-    env.update(EDGE_QWEN_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    args = [
-        "serve",
-        "-m",
-        str(model),
-        "--port",
-        str(port),
-        "--parallel",
-        str(parallel),
-        "--ctx",
-        str(ctx),
-        *extra,
-    ]
-    log = (home / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_serve(model, port, parallel, ctx, isolated_env(home), home / "server.log", extra)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc)
@@ -219,7 +227,6 @@ def server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=30)
-        log.close()
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], limit: float = STARTUP_LIMIT) -> None:
