@@ -82,6 +82,10 @@ class Settings(BaseModel):
     )
     max_body_bytes: int = Field(default=8 * 2**20, ge=1, description="Largest request body")
     body_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a request body may take")
+    # -- chat
+    history: bool = Field(
+        default=True, description="Keep what is typed in chat for the next session"
+    )
     # -- routing (edge-qwen route: several servers behind LiteLLM's proxy)
     route_strategy: RouteStrategy = Field(
         default="simple-shuffle", description="How the router picks a replica"

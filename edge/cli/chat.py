@@ -144,6 +144,10 @@ def chat(
     temperature: TempOpt = None,
     max_tokens: MaxOpt = None,
     seed: SeedOpt = None,
+    history: Annotated[
+        bool | None,
+        typer.Option("--history/--no-history", help="Keep what you type for the next session"),
+    ] = None,
     ctx: CtxOpt = None,
     threads: ThreadsOpt = None,
     kv: KvOpt = None,
@@ -153,9 +157,16 @@ def chat(
     """Chat in the terminal: answers stream as they are made, thinking shown dimmed.
 
     Follow-up turns reuse the model's memory of the conversation, so only the new
-    message is read. /help lists the commands; Ctrl-C stops an answer, Ctrl-D leaves.
+    message is read. A pasted block is one message; Alt-Enter starts a new line, and
+    \"\"\" opens a block the next line ending in \"\"\" closes. What you type is kept
+    for the next session (EDGE_QWEN_HISTORY=off or --no-history: not). /help lists the
+    commands (/set, /show, /copy, …); Ctrl-C stops an answer, Ctrl-D leaves.
     """
-    from edge.cli.repl import ChatLoop
+    from edge.cli.chatloop import ChatLoop
+    from edge.cli.lineinput import HistoryFile, open_reader
+
+    cfg = settings(history=history)
+    reader = open_reader(HistoryFile(cfg.home / "chat_history") if cfg.history else None)
 
     conv = _open_conversation(
         think,
@@ -175,6 +186,6 @@ def chat(
         loop_guard=loop_guard,
     )
     try:
-        ChatLoop(conv, opts, show_thinking=show_thinking).run()
+        ChatLoop(conv, opts, reader, show_thinking=show_thinking).run()
     finally:
         conv.engine.close()
