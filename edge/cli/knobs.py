@@ -97,7 +97,8 @@ def set_knob(opts: TurnOptions, line: str) -> tuple[TurnOptions, str]:
             f"{knob.field} takes {knob.accepts}, not {words[1]!r}.",
             f"/set {knob.field} default gives it back to the default.",
         ) from None
-    return _with(opts, knob.field, value), f"{knob.field} = {value}"
+    shown = ("on" if value else "off") if isinstance(value, bool) else value
+    return _with(opts, knob.field, value), f"{knob.field} = {shown}"
 
 
 def _with(opts: TurnOptions, field: str, value: Any) -> TurnOptions:

@@ -30,7 +30,7 @@ MAX_ENTRY_BYTES = 64 << 10  # a bigger message (a pasted file) is sent but not k
 def open_block(text: str) -> bool:
     '''Whether `text` is a """ block still waiting for the line that closes it.'''
     text = text.strip()
-    return text.startswith(FENCE) and (text == FENCE or not text.endswith(FENCE))
+    return text.startswith(FENCE) and not text[len(FENCE) :].endswith(FENCE)
 
 
 def unfence(text: str) -> str:

@@ -1,0 +1,249 @@
+'''Fast tests of the chat's input layer: """ blocks, the history file, /set and /show,
+and the session at the engine seam (a FakeEngine records what each turn asked for).'''
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.chat.conversation import Conversation, TurnOptions
+from edge.cli import lineinput
+from edge.cli.chatloop import ChatLoop, is_command
+from edge.cli.knobs import set_knob, show_knobs
+from edge.cli.lineinput import HistoryFile, open_block, unfence
+from edge.errors import UsageError
+from tests.fake_engine import FakeEngine
+from tests.seam import qwen_template
+
+
+@pytest.mark.parametrize(
+    ("text", "still_open", "message"),
+    [
+        ('"""', True, '"""'),
+        ('"""\nfirst', True, '"""\nfirst'),
+        ('"""\nfirst\nlast"""', False, "first\nlast"),
+        ('"""one line"""', False, "one line"),
+        ('  """\n  indented\n"""  ', False, "  indented"),
+        ('"""\n\n"""', False, ""),
+        ('""""', True, '""""'),
+        ('say """ in the middle', False, 'say """ in the middle'),
+        ("plain", False, "plain"),
+    ],
+)
+def test_fenced_blocks(text: str, still_open: bool, message: str) -> None:
+    assert open_block(text) is still_open
+    if not still_open:
+        assert unfence(text) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("/show", True),
+        ("/think", True),
+        ("/think what is 2+2?", False),  # Qwen's soft switch starting a message
+        ("/usr/bin/env is\nwhat?", False),  # a pasted block is a message
+        ("hello /show", False),
+    ],
+)
+def test_what_is_a_command(text: str, command: bool) -> None:
+    assert is_command(text) is command
+
+
+def test_history_file_is_private_bounded_and_forgiving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "home" / "chat_history"
+    history = HistoryFile(path)
+    history.add("first")
+    history.add("two\nlines")
+    history.add("two\nlines")  # sent again: kept once
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert HistoryFile(path).entries() == ["first", "two\nlines"]
+
+    path.chmod(0o644)  # made by something else: the next write makes it private again
+    with path.open("a") as f:
+        f.write("not json\n42\n")  # damage is skipped, never deleted
+    history.add("third")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert HistoryFile(path).entries() == ["first", "two\nlines", "third"]
+    assert "not json" in path.read_text()
+
+    history.add("x" * (lineinput.MAX_ENTRY_BYTES + 1))  # a pasted file: sent, not kept
+    history.recording = False
+    history.add("said while off")
+    assert HistoryFile(path).entries()[-1] == "third"
+
+    monkeypatch.setattr(lineinput, "MAX_BYTES", 4096)
+    history.recording = True
+    for i in range(500):
+        history.add(f"message {i:03}")
+    kept = HistoryFile(path).entries()
+    assert path.stat().st_size <= 4096 and kept[-1] == "message 499"
+    assert kept == [f"message {i:03}" for i in range(500 - len(kept), 500)]  # the newest
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    history.clear()
+    assert not path.exists() and HistoryFile(path).entries() == []
+
+
+def test_history_loads_at_most_max_entries(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    path.write_text("".join(json.dumps(f"m{i}") + "\n" for i in range(1500)))
+    entries = HistoryFile(path).entries()
+    assert len(entries) == lineinput.MAX_ENTRIES and entries[-1] == "m1499"
+    backend = HistoryFile(path).backend()
+    assert next(iter(backend.load_history_strings())) == "m1499"  # newest first
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "value"),
+    [
+        ("temperature 0.2", "temperature", 0.2),
+        ("temp 0", "temperature", 0.0),
+        ("parameter temperature 1.5", "temperature", 1.5),  # Ollama's spelling
+        ("top_p 1", "top_p", 1.0),
+        ("top-k 0", "top_k", 0),
+        ("min_p 0.05", "min_p", 0.05),
+        ("max_tokens 64", "max_tokens", 64),
+        ("num_predict 8", "max_tokens", 8),
+        ("thinking_budget 0", "thinking_budget", 0),
+        ("seed -3", "seed", -3),
+        ("loop_guard off", "loop_guard", False),
+        ("max_tokens default", "max_tokens", None),
+        ("temperature DEFAULT", "temperature", None),
+    ],
+)
+def test_set_accepts(line: str, field: str, value: object) -> None:
+    opts, said = set_knob(TurnOptions(temperature=0.9, max_tokens=5), line)
+    assert getattr(opts, field) == value
+    assert field in said
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("temperature 2.5", "temperature takes 0 to 2, not '2.5'"),
+        ("temperature hot", "temperature takes 0 to 2"),
+        ("top_p 0", "top_p takes above 0, up to 1"),
+        ("top_k 1.5", "top_k takes 0 or more"),
+        ("max_tokens 0", "max_tokens takes 1 or more"),
+        ("loop_guard maybe", "loop_guard takes on or off"),
+        ("loop_guard default", "loop_guard takes on or off"),
+        ("colour blue", "/set knows no 'colour'"),
+        ("temperature", "Usage: /set NAME VALUE"),
+        ("", "Usage: /set NAME VALUE"),
+    ],
+)
+def test_set_refuses_with_what_it_accepts(line: str, says: str) -> None:
+    with pytest.raises(UsageError, match=says.replace("(", r"\(")) as caught:
+        set_knob(TurnOptions(), line)
+    assert caught.value.hint
+
+
+def test_show_says_where_each_value_comes_from() -> None:
+    rows = show_knobs(TurnOptions(temperature=0.1, seed=7), thinking=False)
+    assert "  temperature     0.1     (set)" in rows
+    assert "  top_p           0.8     (Qwen's default, thinking off)" in rows
+    assert "  seed            7       (set)" in rows
+    assert "  max_tokens      none    (no limit)" in rows
+    assert "  loop_guard      on" in rows
+
+
+class Script:
+    """A Reader that types the given lines, then Ctrl-D."""
+
+    history = None
+
+    def __init__(self, *lines: str) -> None:
+        self._lines: Iterator[str] = iter(lines)
+
+    def read(self) -> str:
+        try:
+            return next(self._lines)
+        except StopIteration:
+            raise EOFError from None
+
+
+def session(engine: FakeEngine, *lines: str, opts: TurnOptions | None = None) -> ChatLoop:
+    for _ in range(sum(not is_command(line) for line in lines)):
+        engine.enqueue(["<think>\nhm\n</think>\n\n", "Hello"])
+    conv = Conversation(engine, qwen_template(), "fake")
+    loop = ChatLoop(conv, opts or TurnOptions(), Script(*lines), show_thinking=True)
+    loop.run()
+    return loop
+
+
+def test_set_changes_what_the_engine_receives(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = FakeEngine()
+    session(
+        engine,
+        "before",
+        "/set temperature 0.25",
+        "/set top_p 0.5",
+        "/set top-k 7",
+        "/set min_p 0.1",
+        "/set max_tokens 12",
+        "/set thinking_budget 3",
+        "/set seed 42",
+        "/set loop_guard off",
+        "/set temperature 9",  # refused: the session goes on with 0.25
+        "after",
+        "/set temperature default",
+        "/no_think",
+        "last",
+        opts=TurnOptions(max_tokens=99),
+    )
+    first, second, third = engine.jobs
+    assert (first.params.temperature, first.params.top_k, first.params.max_tokens) == (
+        0.6,
+        20,
+        99,
+    )
+    p = second.params
+    assert (p.temperature, p.top_p, p.top_k, p.min_p, p.max_tokens, p.seed) == (
+        0.25,
+        0.5,
+        7,
+        0.1,
+        12,
+        42,
+    )
+    assert second.thinking.budget == 3 and second.thinking.loop_guard is False
+    assert third.params.temperature == 0.7 and third.params.seed == 42  # thinking off default
+    err = capsys.readouterr().err
+    assert "error: temperature takes 0 to 2, not '9'." in err
+
+
+def test_show_and_copy_at_the_seam(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    session(FakeEngine(), "/copy", "Hi", "/set seed 5", "/show", "/copy", "/history off")
+    err = capsys.readouterr().err
+    assert "error: There is no answer to copy yet." in err
+    assert "context    " in err and "of 4096 tokens used" in err
+    assert "history    off" in err and "  seed            5       (set)" in err
+    assert "error: No clipboard reachable here" in err and "/save FILE" in err
+    assert "error: No history is kept in this session." in err
+
+
+def test_copy_hands_the_answer_to_the_clipboard_tool(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    got = tmp_path / "clipboard"
+    tool = tmp_path / "xclip"
+    tool.write_text(f"#!/bin/sh\ncat > {got}\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    session(FakeEngine(), "Hi", "/copy")
+    assert got.read_text() == "Hello"  # the answer, without its thinking
+    assert "copied the last answer (5 characters, xclip)" in capsys.readouterr().err
