@@ -91,6 +91,19 @@ def test_history_file_is_private_bounded_and_forgiving(
     assert not path.exists() and HistoryFile(path).entries() == []
 
 
+def test_history_that_cannot_be_written_turns_itself_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    history = HistoryFile(blocked / "chat_history")  # its folder is a file
+    history.add("hello")
+    assert history.recording is False
+    assert "history off:" in capsys.readouterr().err
+    history.add("again")  # quiet from now on
+    assert capsys.readouterr().err == ""
+
+
 def test_history_loads_at_most_max_entries(tmp_path: Path) -> None:
     path = tmp_path / "h"
     path.write_text("".join(json.dumps(f"m{i}") + "\n" for i in range(1500)))

@@ -156,11 +156,12 @@ def chat(
 ) -> None:
     """Chat in the terminal: answers stream as they are made, thinking shown dimmed.
 
-    Follow-up turns reuse the model's memory of the conversation, so only the new
-    message is read. A pasted block is one message; Alt-Enter starts a new line, and
-    \"\"\" opens a block the next line ending in \"\"\" closes. What you type is kept
-    for the next session (EDGE_QWEN_HISTORY=off or --no-history: not). /help lists the
-    commands (/set, /show, /copy, …); Ctrl-C stops an answer, Ctrl-D leaves.
+    Follow-up turns reuse the model's memory of the conversation, so only the
+    new message is read. A pasted block is one message; Alt-Enter starts a new
+    line; a message opening with \"\"\" ends at a line ending with \"\"\".
+    What you type is kept for the next session (--no-history: not).
+    /help lists the commands (/set, /show, /copy, ...); Ctrl-C stops an answer,
+    Ctrl-D leaves.
     """
     from edge.cli.chatloop import ChatLoop
     from edge.cli.lineinput import HistoryFile, open_reader

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -125,8 +126,6 @@ def open_reader(history: HistoryFile | None) -> Reader:
     `input()` suits it; prompt_toolkit's fallback for it also misses a Ctrl-D typed before
     its first prompt is up.
     """
-    import sys
-
     from prompt_toolkit.utils import is_dumb_terminal
 
     if sys.stdin.isatty() and sys.stdout.isatty() and not is_dumb_terminal():
@@ -150,7 +149,7 @@ class HistoryFile:
         """What the file holds, oldest first, at most MAX_ENTRIES."""
         try:
             lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except FileNotFoundError:
+        except OSError:  # none yet, or unreadable: a session without the past
             return []
         return [e for e in map(_parse, lines) if e is not None][-MAX_ENTRIES:]
 
@@ -162,16 +161,22 @@ class HistoryFile:
         if not self.recording or len(data) > MAX_ENTRY_BYTES or text == self._last:
             return
         self._last = text
+        try:
+            if self._append(data) > MAX_BYTES:
+                self._trim()
+        except OSError as exc:  # a full disk or a read-only home must not end the chat
+            self.recording = False
+            print(f"history off: {self.path} could not be written ({exc})", file=sys.stderr)
+
+    def _append(self, data: bytes) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.fchmod(fd, 0o600)  # also a file made before, or by another umask
             os.write(fd, data)
-            size = os.fstat(fd).st_size
+            return os.fstat(fd).st_size
         finally:
             os.close(fd)
-        if size > MAX_BYTES:
-            self._trim()
 
     def clear(self) -> None:
         """Delete the file."""
