@@ -174,7 +174,7 @@ def test_a_pipe_keeps_input_line_by_line_with_blocks(
     saved = tmp_path / "c.json"
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli", "chat", "-m", str(gguf_of("scripted", "Q8_0"))],
-        input=f'Hi\n"""\nline one\nline two\n"""\n/save {saved}\n',
+        input=f'Hi\n"""\n    line one\nline two\n"""\n/save {saved}\n"""\nunclosed\n',
         env=cli_env,
         capture_output=True,
         text=True,
@@ -182,7 +182,7 @@ def test_a_pipe_keeps_input_line_by_line_with_blocks(
         cwd=REPO_ROOT,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("Hello world") == 2
+    assert proc.stdout.count("Hello world") == 3  # the unclosed block at the end is sent
     users = [m["content"] for m in json.loads(saved.read_text())["messages"][::2]]
-    assert users == ["Hi", "line one\nline two"]
+    assert users == ["Hi", "    line one\nline two"]  # a block keeps its indent
     assert not (Path(cli_env["EDGE_QWEN_HOME"]) / "chat_history").exists()  # typed, not piped

@@ -82,9 +82,10 @@ class ChatLoop:
 
     def handle(self, text: str) -> str | None:
         """One message or command; an error is printed and the session goes on."""
-        text = text.strip()
-        if not text:
+        if not text.strip():
             return None
+        # One line is trimmed; a block keeps its first line's indent (pasted code).
+        text = text.strip() if "\n" not in text.strip() else text.strip("\n").rstrip()
         try:
             if is_command(text):
                 return self.command(text)

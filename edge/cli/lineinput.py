@@ -64,7 +64,10 @@ class PlainReader:
     def read(self) -> str:
         text = input(PROMPT)
         while open_block(text):
-            text += "\n" + input(MORE)
+            try:
+                text += "\n" + input(MORE)
+            except EOFError:  # the input ended inside a block: send what it holds
+                return text.strip()[len(FENCE) :].strip("\n")
         return unfence(text)
 
 
