@@ -65,6 +65,50 @@ def download_checkpoint(repo: str, revision: str | None = None) -> Snapshot:
     return Snapshot(repo, rev, path.name, path)
 
 
+@dataclass(frozen=True)
+class CheckpointSize:
+    """What pulling a checkpoint costs: bytes to download and weights to store."""
+
+    download: int  # the files `download_checkpoint` fetches
+    parameters: int | None  # from the safetensors headers; None when they could not be read
+
+
+def checkpoint_size(
+    repo: str, revision: str | None = None, timeout: float = 10
+) -> CheckpointSize | None:
+    """Sizes from the hub's metadata, without downloading weights; None when it cannot say.
+
+    Only used to tell a person what a pull would cost before it starts, so any failure
+    (offline, hub down, odd repo) means "unknown": the pull itself reports the real error.
+    """
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    api = HfApi(endpoint=endpoint())  # HF_TOKEN is read by the client, as for downloads
+    rev = revision or "main"
+    try:
+        info = api.model_info(repo, revision=rev, files_metadata=True, timeout=timeout)
+    except Exception:
+        return None
+    wanted = [s for s in info.siblings or [] if _is_checkpoint_file(s.rfilename)]
+    download = sum(s.size or 0 for s in wanted)
+    return CheckpointSize(download, _parameter_count(api, repo, info.sha or rev, timeout))
+
+
+def _is_checkpoint_file(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in CHECKPOINT_PATTERNS)
+
+
+def _parameter_count(api: Any, repo: str, commit: str, timeout: float) -> int | None:
+    # The safetensors headers: a ranged read of each file's first bytes, not the weights.
+    try:
+        meta = api.get_safetensors_metadata(repo, revision=commit, timeout=timeout)
+    except Exception:
+        return None
+    return sum(meta.parameter_count.values()) or None
+
+
 def _model_info_or_none(api: Any, repo: str, rev: str) -> Any:
     """Repo info, or None when the hub is unreachable (then the cache may still serve)."""
     try:
