@@ -149,14 +149,20 @@ def chat(
     kv: KvOpt = None,
     flash_attn: FlashOpt = None,
     gpu_layers: GpuOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Pull the default model without asking if needed")
+    ] = False,
 ) -> None:
     """Chat in the terminal: answers stream as they are made, thinking shown dimmed.
 
     Follow-up turns reuse the model's memory of the conversation, so only the new
     message is read. /help lists the commands; Ctrl-C stops an answer, Ctrl-D leaves.
+    With no model pulled yet it offers to pull Qwen3-0.6B first (--yes: without asking).
     """
+    from edge.cli.first_run import ensure_default_model
     from edge.cli.repl import ChatLoop
 
+    ensure_default_model(settings(model=model), yes=yes)
     conv = _open_conversation(
         think,
         system,
