@@ -101,12 +101,33 @@ def _is_checkpoint_file(name: str) -> bool:
 
 
 def _parameter_count(api: Any, repo: str, commit: str, timeout: float) -> int | None:
-    # The safetensors headers: a ranged read of each file's first bytes, not the weights.
+    """The weights the converter writes, from the safetensors headers (ranged reads)."""
     try:
         meta = api.get_safetensors_metadata(repo, revision=commit, timeout=timeout)
+        tied = _tied_embeddings(repo, commit, timeout)
     except Exception:
         return None
-    return sum(meta.parameter_count.values()) or None
+    counts = {
+        name: tensor.parameter_count
+        for file in meta.files_metadata.values()
+        for name, tensor in file.tensors.items()
+    }
+    if tied:  # Qwen3-0.6B ships a redundant lm_head copy; the converter drops it
+        counts.pop("lm_head.weight", None)
+    return sum(counts.values()) or None
+
+
+def _tied_embeddings(repo: str, commit: str, timeout: float) -> bool:
+    # Read config.json without caching it: asking must leave nothing behind.
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    url = hf_hub_url(repo, "config.json", revision=commit)
+    resp = get_session().get(
+        url, headers=build_hf_headers(), timeout=timeout, follow_redirects=True
+    )
+    resp.raise_for_status()
+    return bool(resp.json().get("tie_word_embeddings", False))
 
 
 def _model_info_or_none(api: Any, repo: str, rev: str) -> Any:
