@@ -33,9 +33,17 @@ def ensure_default_model(cfg: Settings, *, yes: bool) -> None:
         return
     if not yes:
         if not _interactive():
-            raise _not_pulled("Nothing was downloaded: standard input is not a terminal.")
+            raise NotFoundError(
+                "No model pulled yet, and without a terminal to ask on, nothing was downloaded.",
+                "Run `edge-qwen pull`, then `edge-qwen chat`; or `edge-qwen chat --yes` "
+                "to pull and chat in one go.",
+            )
         if not _confirm(_question(cfg)):
-            raise _not_pulled("Nothing was downloaded.")
+            raise NotFoundError(
+                "No model pulled yet; nothing was downloaded.",
+                "Run `edge-qwen pull` when you want it, then `edge-qwen chat`; "
+                "or `edge-qwen chat --model PATH.gguf` to use a GGUF file you have.",
+            )
     _pull_default(cfg)
 
 
@@ -77,14 +85,6 @@ def _confirm(question: str) -> bool:
         say("")
         return False
     return line.strip().lower() in _YES
-
-
-def _not_pulled(why: str) -> NotFoundError:
-    return NotFoundError(
-        f"No model pulled yet. {why}",
-        "Run `edge-qwen pull`, then `edge-qwen chat`; or `edge-qwen chat --yes` to pull "
-        "without asking; or `edge-qwen chat --model PATH.gguf`.",
-    )
 
 
 def _pull_default(cfg: Settings) -> None:
