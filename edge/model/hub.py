@@ -74,12 +74,13 @@ class CheckpointSize:
 
 
 def checkpoint_size(
-    repo: str, revision: str | None = None, timeout: float = 10
+    repo: str, revision: str | None = None, timeout: float = 5
 ) -> CheckpointSize | None:
     """Sizes from the hub's metadata, without downloading weights; None when it cannot say.
 
-    Only used to tell a person what a pull would cost before it starts, so any failure
-    (offline, hub down, odd repo) means "unknown": the pull itself reports the real error.
+    Only used to tell a person what a pull would cost before it starts (they wait for it:
+    short timeouts), so any failure (offline, hub down, odd repo) means "unknown"; the
+    pull itself then reports the real error.
     """
     from huggingface_hub import HfApi, constants
 
