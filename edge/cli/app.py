@@ -55,9 +55,9 @@ def settings(**flags: Any) -> Settings:
     return Settings.load(**flags)
 
 
-def say(message: str) -> None:
-    """Progress, notes and errors: stderr, so stdout carries only results."""
-    typer.echo(message, err=True)
+def say(message: str, *, nl: bool = True) -> None:
+    """Progress, notes, questions and errors: stderr, so stdout carries only results."""
+    typer.echo(message, err=True, nl=nl)
 
 
 def human(n: float) -> str:

@@ -153,6 +153,9 @@ def chat(
     kv: KvOpt = None,
     flash_attn: FlashOpt = None,
     gpu_layers: GpuOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Pull the default model without asking if needed")
+    ] = False,
 ) -> None:
     """Chat in the terminal: answers stream as they are made, thinking shown dimmed.
 
@@ -161,12 +164,15 @@ def chat(
     line; a message opening with \"\"\" ends at a line ending with \"\"\".
     What you type is kept for the next session (--no-history: not).
     /help lists the commands (/set, /show, /copy, ...); Ctrl-C stops an answer,
-    Ctrl-D leaves.
+    Ctrl-D leaves. With no model pulled yet it offers to pull Qwen3-0.6B first
+    (--yes: without asking).
     """
     from edge.cli.chatloop import ChatLoop
+    from edge.cli.first_run import ensure_default_model
     from edge.cli.lineinput import HistoryFile, open_reader
 
-    cfg = settings(history=history)
+    cfg = settings(model=model, history=history)
+    ensure_default_model(cfg, yes=yes)
     reader = open_reader(HistoryFile(cfg.home / "chat_history") if cfg.history else None)
 
     conv = _open_conversation(

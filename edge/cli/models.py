@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from edge.cli.app import command, human, say, settings
+
+if TYPE_CHECKING:
+    from edge.config import Settings
+    from edge.model.pipeline import PullOptions
+    from edge.model.store import Entry
 
 
 class _Bar:
@@ -67,10 +72,21 @@ def pull(
     Downloads resume after an interruption; HF_TOKEN and HF_HUB_OFFLINE are honoured.
     """
     from edge.model.pipeline import PullOptions
-    from edge.model.pipeline import pull as run_pull
 
     cfg = settings()
-    opts = PullOptions(repo or cfg.repo, quant, revision, gguf, name, force, threads)
+    entry = pull_with_progress(
+        PullOptions(repo or cfg.repo, quant, revision, gguf, name, force, threads), cfg
+    )
+    typer.echo(entry.path)
+
+
+def pull_with_progress(opts: PullOptions, cfg: Settings) -> Entry:
+    """Run the pull pipeline with progress bars and the closing line `edge-qwen pull` says.
+
+    Shared with chat's first run, so both download the same way and resume each other.
+    """
+    from edge.model.pipeline import pull as run_pull
+
     bar = _Bar()
     try:
         result = run_pull(opts, cfg, report=say, progress=bar)
@@ -81,7 +97,7 @@ def pull(
         result.status
     ]
     say(f"{verb} {entry.name} ({entry.manifest.quant}, {human(entry.manifest.size)})")
-    typer.echo(entry.path)
+    return entry
 
 
 @command

@@ -65,6 +65,72 @@ def download_checkpoint(repo: str, revision: str | None = None) -> Snapshot:
     return Snapshot(repo, rev, path.name, path)
 
 
+@dataclass(frozen=True)
+class CheckpointSize:
+    """What pulling a checkpoint costs: bytes to download and weights to store."""
+
+    download: int  # the files `download_checkpoint` fetches
+    parameters: int | None  # from the safetensors headers; None when they could not be read
+
+
+def checkpoint_size(
+    repo: str, revision: str | None = None, timeout: float = 5
+) -> CheckpointSize | None:
+    """Sizes from the hub's metadata, without downloading weights; None when it cannot say.
+
+    Only used to tell a person what a pull would cost before it starts (they wait for it:
+    short timeouts), so any failure (offline, hub down, odd repo) means "unknown"; the
+    pull itself then reports the real error.
+    """
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    api = HfApi(endpoint=endpoint())  # HF_TOKEN is read by the client, as for downloads
+    rev = revision or "main"
+    try:
+        info = api.model_info(repo, revision=rev, files_metadata=True, timeout=timeout)
+    except Exception:
+        return None
+    wanted = [s for s in info.siblings or [] if _is_checkpoint_file(s.rfilename)]
+    download = sum(s.size or 0 for s in wanted)
+    return CheckpointSize(download, _parameter_count(api, repo, info.sha or rev, timeout))
+
+
+def _is_checkpoint_file(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in CHECKPOINT_PATTERNS)
+
+
+def _parameter_count(api: Any, repo: str, commit: str, timeout: float) -> int | None:
+    """The weights the converter writes, from the safetensors headers (ranged reads)."""
+    try:
+        meta = api.get_safetensors_metadata(repo, revision=commit, timeout=timeout)
+        tied = _tied_embeddings(repo, commit, timeout)
+    except Exception:
+        return None
+    counts = {
+        name: tensor.parameter_count
+        for file in meta.files_metadata.values()
+        for name, tensor in file.tensors.items()
+    }
+    if tied:  # Qwen3-0.6B ships a redundant lm_head copy; the converter drops it
+        counts.pop("lm_head.weight", None)
+    return sum(counts.values()) or None
+
+
+def _tied_embeddings(repo: str, commit: str, timeout: float) -> bool:
+    # Read config.json without caching it: asking must leave nothing behind.
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    url = hf_hub_url(repo, "config.json", revision=commit)
+    resp = get_session().get(
+        url, headers=build_hf_headers(), timeout=timeout, follow_redirects=True
+    )
+    resp.raise_for_status()
+    return bool(resp.json().get("tie_word_embeddings", False))
+
+
 def _model_info_or_none(api: Any, repo: str, rev: str) -> Any:
     """Repo info, or None when the hub is unreachable (then the cache may still serve)."""
     try:

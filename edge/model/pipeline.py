@@ -239,11 +239,21 @@ def folder_fingerprint(path: Path) -> str:
     return "local-" + h.hexdigest()[:40]
 
 
+def default_name(settings: Settings) -> str:
+    """The store name a plain `edge-qwen pull` creates, and what loads when no model is named."""
+    return model_name(settings.repo, quant_type(settings.quant).name)
+
+
+def has_default_model(settings: Settings) -> bool:
+    """Whether the default model is stored (checked before offering to pull it)."""
+    return ModelStore(settings.models_dir).find(default_name(settings)) is not None
+
+
 def ensure_model(spec: str | None, settings: Settings, *, report: Report = _quiet) -> Path:
     """The GGUF to load for `--model`: a store name, a .gguf path, or an HF folder (imported)."""
     store = ModelStore(settings.models_dir)
     if spec is None:
-        spec = model_name(settings.repo, quant_type(settings.quant).name)
+        spec = default_name(settings)
         if store.find(spec) is None:
             raise NotFoundError(
                 f"No model pulled yet (looked for '{spec}' in {store.root}).",
