@@ -18,7 +18,7 @@ import pexpect
 import pytest
 from conftest import REPO_ROOT, assert_clean_failure, run_cli
 from hubstandin import HubStandIn
-from test_cli_chat import PROMPT, default_sigint
+from test_cli_chat import PROMPT, spawn_edge
 from test_pull import REPO, _partial_size, link_tree, stored, weight_gets
 
 QUESTION = re.compile(
@@ -46,16 +46,7 @@ def env(cli_env: dict[str, str], hub: HubStandIn) -> dict[str, str]:
 
 def spawn_chat(env: dict[str, str], *args: str) -> pexpect.spawn:
     """`edge-qwen chat` with no --model, in a pty as a person starts it."""
-    return pexpect.spawn(
-        sys.executable,
-        ["-m", "edge.cli", "chat", "--ctx", "2048", *args],
-        env={**env, "NO_COLOR": "1", "TERM": "dumb"},
-        cwd=str(REPO_ROOT),
-        encoding="utf-8",
-        timeout=TIMEOUT,
-        dimensions=(40, 200),
-        preexec_fn=default_sigint,
-    )
+    return spawn_edge(["chat", "--ctx", "2048", *args], env, timeout=TIMEOUT)
 
 
 def finish(child: pexpect.spawn) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pexpect
 from conftest import REPO_ROOT
-from test_cli_chat import default_sigint
+from test_cli_chat import spawn_edge
 
 READY, TAKEN = "\x1b[?2004h", "\x1b[?2004l"
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
@@ -29,16 +29,12 @@ TIMEOUT = 60
 
 
 def spawn_tty(gguf: Path, env: dict[str, str], *args: str) -> pexpect.spawn:
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "edge.cli", "chat", "-m", str(gguf), "--ctx", "2048", *args],
+    """A chat on an xterm, which reads with prompt_toolkit; waits for the first prompt."""
+    child = spawn_edge(
+        ["chat", "-m", str(gguf), "--ctx", "2048", *args],
         # No cursor-position requests: pexpect is a terminal that would never answer them.
-        env={**env, "TERM": "xterm-256color", "NO_COLOR": "1", "PROMPT_TOOLKIT_NO_CPR": "1"},
-        cwd=str(REPO_ROOT),
-        encoding="utf-8",
-        timeout=TIMEOUT,
-        dimensions=(40, 200),
-        preexec_fn=default_sigint,
+        {**env, "PROMPT_TOOLKIT_NO_CPR": "1"},
+        term="xterm-256color",
     )
     child.expect_exact(READY)
     return child

@@ -23,17 +23,25 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def spawn_chat(gguf: Path, env: dict[str, str], *args: str) -> pexpect.spawn:
-    child = pexpect.spawn(
+def spawn_edge(
+    args: list[str], env: dict[str, str], *, term: str = "dumb", timeout: float = TIMEOUT
+) -> pexpect.spawn:
+    """`edge-qwen ARGS` in a real pseudo-terminal of 40×200, without colours."""
+    return pexpect.spawn(
         sys.executable,
-        ["-m", "edge.cli", "chat", "-m", str(gguf), "--ctx", "2048", *args],
-        env={**env, "NO_COLOR": "1", "TERM": "dumb"},
+        ["-m", "edge.cli", *args],
+        env={**env, "NO_COLOR": "1", "TERM": term},
         cwd=str(REPO_ROOT),
         encoding="utf-8",
-        timeout=TIMEOUT,
+        timeout=timeout,
         dimensions=(40, 200),
         preexec_fn=default_sigint,
     )
+
+
+def spawn_chat(gguf: Path, env: dict[str, str], *args: str) -> pexpect.spawn:
+    """A chat on a dumb terminal, which reads with input(); waits for the first prompt."""
+    child = spawn_edge(["chat", "-m", str(gguf), "--ctx", "2048", *args], env)
     child.expect_exact(PROMPT)
     return child
 
