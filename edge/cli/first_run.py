@@ -76,8 +76,8 @@ def _describe(size: CheckpointSize | None, bpw: float) -> str:
 
 def _confirm(question: str) -> bool:
     """Ask once; Enter or y/yes agrees, anything else (Ctrl-C and Ctrl-D too) refuses."""
-    say(question, nl=False)
-    try:
+    try:  # the question inside: a Ctrl-C typed as soon as it shows is a refusal too
+        say(question, nl=False)
         line = sys.stdin.readline()
     except KeyboardInterrupt:
         line = None
