@@ -18,9 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pexpect
+import pytest
 from conftest import REPO_ROOT
 from test_cli_chat import spawn_edge
 
+MARKDOWN_SCRIPT = [
+    ["\n", "<think>", "Let", " me", " think", "</think>", "\n\n", "#", " Title", ".\n", "Some"]
+    + [" **", "bold", "**", " and", " `", "code", "`.", "<|im_end|>"]
+]
 READY, TAKEN = "\x1b[?2004h", "\x1b[?2004l"
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 ALT_ENTER, UP, CTRL_R = "\x1b\r", "\x1b[A", "\x12"
@@ -38,6 +43,17 @@ def spawn_tty(gguf: Path, env: dict[str, str], *args: str) -> pexpect.spawn:
     )
     child.expect_exact(READY)
     return child
+
+
+@pytest.fixture(scope="module")
+def markdown_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scripted model that answers "# Title.\nSome **bold** and `code`." (F16: no quantize)."""
+    from edge.model.convert import convert
+    from edge.model.synthetic import write_checkpoint
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    checkpoint = write_checkpoint(folder / "Qwen3-markdown", shape="tiny", script=MARKDOWN_SCRIPT)
+    return convert(checkpoint, folder / "markdown-f16.gguf", outtype="f16")
 
 
 def turn(child: pexpect.spawn, keys: str) -> str:
@@ -182,3 +198,36 @@ def test_a_pipe_keeps_input_line_by_line_with_blocks(
     users = [m["content"] for m in json.loads(saved.read_text())["messages"][::2]]
     assert users == ["Hi", "    line one\nline two"]  # a block keeps its indent
     assert not (Path(cli_env["EDGE_QWEN_HOME"]) / "chat_history").exists()  # typed, not piped
+
+
+def test_markdown_is_coloured_on_a_terminal_and_raw_otherwise(
+    markdown_gguf: Path, cli_env: dict[str, str]
+) -> None:
+    answer = "# Title.\nSome **bold** and `code`."
+    bold, code, off = "\x1b[1m", "\x1b[36m", "\x1b[0m"
+    colour = {**cli_env, "NO_COLOR": ""}  # set but empty: colours stay on (no-color.org)
+    child = spawn_edge(
+        ["chat", "-m", str(markdown_gguf), "--ctx", "2048"],
+        {**colour, "PROMPT_TOOLKIT_NO_CPR": "1"},
+        term="xterm-256color",
+    )
+    child.expect_exact(READY)
+    child.send("Hi\r")
+    child.expect_exact(TAKEN)
+    child.expect_exact(READY)
+    shown = str(child.before).replace("\r\n", "\n")
+    assert (
+        f"{off}{bold}# Title.{off}\nSome {off}{bold}**bold**{off} and {off}{code}`code`{off}."
+        in (shown)
+    )
+    assert "\x1b[2mLet\x1b[0m\x1b[2m me" in shown  # the thinking stays dimmed
+    assert f"Let me think\n{answer}\n" in re.sub(r"\x1b\[[0-9;]*m", "", shown)  # and apart
+    leave(child)
+
+    for args, env in ((["--raw"], colour), ([], cli_env)):  # --raw, then NO_COLOR=1
+        child = spawn_tty(markdown_gguf, env, *args)
+        child.send("Hi\r")
+        child.expect_exact(TAKEN)
+        child.expect_exact(READY)
+        assert f"{answer}\n" in str(child.before).replace("\r\n", "\n")  # not a code in it
+        leave(child)

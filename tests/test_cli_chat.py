@@ -26,11 +26,12 @@ def default_sigint() -> None:
 def spawn_edge(
     args: list[str], env: dict[str, str], *, term: str = "dumb", timeout: float = TIMEOUT
 ) -> pexpect.spawn:
-    """`edge-qwen ARGS` in a real pseudo-terminal of 40×200, without colours."""
+    """`edge-qwen ARGS` in a real pseudo-terminal of 40×200, without colours unless `env`
+    sets NO_COLOR to the empty string."""
     return pexpect.spawn(
         sys.executable,
         ["-m", "edge.cli", *args],
-        env={**env, "NO_COLOR": "1", "TERM": term},
+        env={"NO_COLOR": "1", **env, "TERM": term},  # NO_COLOR="" in env: colours on
         cwd=str(REPO_ROOT),
         encoding="utf-8",
         timeout=timeout,

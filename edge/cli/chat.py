@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -153,6 +154,9 @@ def chat(
     kv: KvOpt = None,
     flash_attn: FlashOpt = None,
     gpu_layers: GpuOpt = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Answers as plain text, no Markdown colours")
+    ] = False,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Pull the default model without asking if needed")
     ] = False,
@@ -193,6 +197,7 @@ def chat(
         loop_guard=loop_guard,
     )
     try:
-        ChatLoop(conv, opts, reader, show_thinking=show_thinking).run()
+        colour = sys.stdout.isatty() and not raw and not os.environ.get("NO_COLOR")
+        ChatLoop(conv, opts, reader, show_thinking=show_thinking, markdown=colour).run()
     finally:
         conv.engine.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edge.chat.conversation import Conversation, TurnOptions
 from edge.cli.lineinput import Reader
+from edge.cli.markdown import Highlighter
 from edge.cli.repl import DIM, RESET, Printer, stats_line
 from edge.engine import Finish
 from edge.errors import EdgeError, UsageError
@@ -43,10 +44,16 @@ class ChatLoop:
     """One person's session: the conversation, the knobs of its next turns, the reader."""
 
     def __init__(
-        self, conv: Conversation, opts: TurnOptions, reader: Reader, *, show_thinking: bool
+        self,
+        conv: Conversation,
+        opts: TurnOptions,
+        reader: Reader,
+        *,
+        show_thinking: bool,
+        markdown: bool = False,
     ) -> None:
         self.conv, self.opts, self.reader = conv, opts, reader
-        self.show_thinking = show_thinking
+        self.show_thinking, self.markdown = show_thinking, markdown
         self.last: Finish | None = None
         self.commands: dict[str, Callable[[str], str | None]] = {
             "/think": lambda _: self._think(True),
@@ -96,7 +103,11 @@ class ChatLoop:
 
     def reply(self, text: str) -> None:
         """Stream one answer; Ctrl-C stops it and keeps the part already said."""
-        printer = Printer(sys.stdout, sys.stdout if self.show_thinking else None)
+        printer = Printer(
+            sys.stdout,
+            sys.stdout if self.show_thinking else None,
+            Highlighter() if self.markdown else None,
+        )
         try:
             for event in self.conv.send(text, self.opts):
                 if isinstance(event, Finish):

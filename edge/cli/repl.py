@@ -14,6 +14,7 @@ from typing import TextIO
 
 from edge.chat.conversation import Conversation, TurnOptions
 from edge.chat.reasoning import Delta
+from edge.cli.markdown import Highlighter
 from edge.engine import Finish
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
@@ -25,6 +26,7 @@ class Printer:
 
     out: TextIO
     think_out: TextIO | None  # None hides reasoning
+    markdown: Highlighter | None = None  # colours the answer's Markdown (chat, on a tty)
     _kind: str = ""
 
     def delta(self, d: Delta) -> None:
@@ -34,11 +36,18 @@ class Printer:
         if d.kind != self._kind and self._kind == "reasoning" and self.think_out is not None:
             self._write(self.think_out, "\n", dim=True)  # end the thinking paragraph
         self._kind = d.kind
-        self._write(stream, d.text, dim=d.kind == "reasoning")
+        if d.kind == "answer" and self.markdown is not None:
+            stream.write(self.markdown.feed(d.text))
+            stream.flush()
+        else:
+            self._write(stream, d.text, dim=d.kind == "reasoning")
 
     def end(self) -> None:
         if self._kind == "reasoning" and self.think_out is not None:
             self._write(self.think_out, "\n", dim=True)
+        if self.markdown is not None:
+            self.out.write(self.markdown.end())
+            self.out.flush()
         self._kind = ""
 
     @staticmethod
