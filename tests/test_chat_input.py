@@ -142,6 +142,8 @@ def test_set_accepts(line: str, field: str, value: object) -> None:
     [
         ("temperature 2.5", "temperature takes 0 to 2, not '2.5'"),
         ("temperature hot", "temperature takes 0 to 2"),
+        ("temperature nan", "temperature takes 0 to 2"),
+        ("top_p nan", "top_p takes above 0, up to 1"),
         ("top_p 0", "top_p takes above 0, up to 1"),
         ("top_k 1.5", "top_k takes 0 or more"),
         ("max_tokens 0", "max_tokens takes 1 or more"),

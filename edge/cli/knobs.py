@@ -33,6 +33,8 @@ def _number(
 ) -> Callable[[str], object]:
     def parse(text: str) -> object:
         value = kind(text)
+        if value != value:  # nan compares false with every bound
+            raise ValueError(text)
         if low is not None and (value <= low if open_low else value < low):
             raise ValueError(text)
         if high is not None and value > high:
