@@ -146,7 +146,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("HF_", "EDGE_QWEN_", "HUGGINGFACE"))
+        if not k.startswith(("HF_", "EDGE_QWEN_", "HUGGINGFACE", "PROMPT_TOOLKIT_"))
     }
     env.update(
         EDGE_QWEN_HOME=str(tmp_path / "home"),

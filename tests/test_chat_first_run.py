@@ -22,7 +22,8 @@ from test_cli_chat import PROMPT, spawn_edge
 from test_pull import REPO, _partial_size, link_tree, stored, weight_gets
 
 QUESTION = re.compile(
-    r"No model pulled yet\. Download Qwen/Qwen3-0\.6B and store it as Q8_0 "
+    r"No model pulled yet; asking the hub how big Qwen/Qwen3-0\.6B is…\r\n"
+    r"Download Qwen/Qwen3-0\.6B and store it as Q8_0 "
     r"\(download ([\d.]+) MiB, stored about ([\d.]+) MiB\)\? \[Y/n\] "
 )
 TIMEOUT = 120  # a pull of the scripted checkpoint: download, convert, quantize

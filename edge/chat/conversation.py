@@ -112,7 +112,10 @@ class Conversation:
     def save(self, path: Path) -> None:
         """Write the conversation as JSON (messages, system prompt, thinking mode)."""
         data = {"system": self.system, "thinking": self.thinking, "messages": self.messages}
-        path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        try:
+            path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"Could not write {path} ({exc.strerror or exc}).") from None
 
     def load(self, path: Path) -> None:
         """Replace the conversation with one saved by `save`."""

@@ -27,15 +27,24 @@ if TYPE_CHECKING:
 
 ThinkOpt = Annotated[bool, typer.Option("--think/--no-think", help="Qwen3 thinking mode")]
 SystemOpt = Annotated[str | None, typer.Option("--system", "-s", help="System prompt")]
-BudgetOpt = Annotated[int | None, typer.Option("--thinking-budget", help="Cap on thinking tokens")]
+BudgetOpt = Annotated[
+    int | None, typer.Option("--thinking-budget", min=0, help="Cap on thinking tokens")
+]
 LoopOpt = Annotated[
     bool, typer.Option("--loop-guard/--no-loop-guard", help="Stop runaway repetition")
 ]
+# The same ranges as chat's /set (edge/cli/knobs.py).
 TempOpt = Annotated[
-    float | None, typer.Option("--temperature", "-t", help="Default 0.6 thinking, 0.7 not")
+    float | None,
+    typer.Option("--temperature", "-t", min=0.0, max=2.0, help="Default 0.6 thinking, 0.7 not"),
 ]
-MaxOpt = Annotated[int | None, typer.Option("--max-tokens", "-n", help="Cap on generated tokens")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed, for repeatable output")]
+MaxOpt = Annotated[
+    int | None, typer.Option("--max-tokens", "-n", min=1, help="Cap on generated tokens")
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", min=0, max=2**32 - 2, help="Sampling seed, for repeatable output"),
+]
 
 
 def _open_conversation(think: bool, system: str | None, **flags: Any) -> Conversation:

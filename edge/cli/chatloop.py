@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge.chat.conversation import Conversation, TurnOptions
-from edge.cli.lineinput import Reader
+from edge.cli.lineinput import Reader, fenced
 from edge.cli.markdown import Highlighter
 from edge.cli.repl import DIM, RESET, Printer, stats_line
 from edge.engine import Finish
@@ -89,14 +89,14 @@ class ChatLoop:
 
     def handle(self, text: str) -> str | None:
         """One message or command; an error is printed and the session goes on."""
-        if not text.strip():
+        inside = fenced(text)  # a """ block is always a message, even one starting with /
+        message = trimmed(text) if inside is None else inside
+        if not message.strip():
             return None
-        # One line is trimmed; a block keeps its first line's indent (pasted code).
-        text = text.strip() if "\n" not in text.strip() else text.strip("\n").rstrip()
         try:
-            if is_command(text):
-                return self.command(text)
-            self.reply(text)
+            if inside is None and is_command(message):
+                return self.command(message)
+            self.reply(message)
         except EdgeError as exc:
             note(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""))
         return None
@@ -115,10 +115,10 @@ class ChatLoop:
                 else:
                     printer.delta(event)
         except KeyboardInterrupt:
-            printer.end()
             note("\n[stopped]")
             return
-        printer.end()
+        finally:  # also on an error: colours off, held-back text out
+            printer.end()
         print()
         if self.last is not None:
             line = stats_line(self.last)
@@ -206,6 +206,7 @@ class ChatLoop:
             )
         elif arg == "clear":
             history.clear()
+            self.reader.forget()  # Up and Ctrl-R no longer reach it either
             note(f"history cleared ({history.path} removed)")
         else:
             raise UsageError("Usage: /history on, /history off or /history clear.")
@@ -217,3 +218,9 @@ def is_command(text: str) -> bool:
     return (
         text.startswith("/") and "\n" not in text and not text.startswith(("/think ", "/no_think "))
     )
+
+
+def trimmed(text: str) -> str:
+    """A line trimmed; a block only of its blank lines around, keeping its first line's
+    indent (pasted code)."""
+    return text.strip() if "\n" not in text.strip() else text.strip("\n").rstrip()

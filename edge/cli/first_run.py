@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+import typer
+
 from edge.cli.app import human, say
 from edge.errors import NotFoundError
 
@@ -58,10 +60,9 @@ def _question(cfg: Settings) -> str:
     from edge.model.quantize import quant_type
 
     quant = quant_type(cfg.quant)
+    say(f"No model pulled yet; asking the hub how big {cfg.repo} is…")
     sizes = _describe(checkpoint_size(cfg.repo), quant.bpw)
-    return (
-        f"No model pulled yet. Download {cfg.repo} and store it as {quant.name} ({sizes})? [Y/n] "
-    )
+    return f"Download {cfg.repo} and store it as {quant.name} ({sizes})? [Y/n] "
 
 
 def _describe(size: CheckpointSize | None, bpw: float) -> str:
@@ -94,5 +95,6 @@ def _pull_default(cfg: Settings) -> None:
     try:
         pull_with_progress(PullOptions(cfg.repo), cfg)
     except KeyboardInterrupt:
+        # Said here, not by the command wrapper: what was downloaded is kept, to resume.
         say("\nPull stopped: `edge-qwen chat --yes` or `edge-qwen pull` picks it up again.")
-        raise
+        raise typer.Exit(130) from None

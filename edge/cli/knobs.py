@@ -1,8 +1,9 @@
 """`/set` and `/show` in `edge-qwen chat`: the sampling and limits of the next turns.
 
-Each knob is a `TurnOptions` field with the range the server accepts for the same field,
-so a value means the same in the terminal as over HTTP. `default` (or `off`) gives a knob
-back to Qwen's recommended value for the thinking mode, or to no limit.
+Each knob is a `TurnOptions` field. The sampling knobs take the ranges the server takes
+for the same fields, so a value means the same in the terminal as over HTTP; the seed is
+held to llama.cpp's 32 bits. `default` (or `off`) gives a knob back to Qwen's recommended
+value for the thinking mode, or to no limit (loop_guard: back on).
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ UNSET = ("default", "off", "none", "unset")
 
 @dataclass(frozen=True)
 class Knob:
-    """One setting: its `TurnOptions` field, what it accepts, and a line of help."""
+    """One setting: its `TurnOptions` field and what it accepts."""
 
     field: str
     parse: Callable[[str], object]
     accepts: str
-    help: str
 
 
 def _number(
@@ -52,17 +52,19 @@ def _switch(text: str) -> bool:
     raise ValueError(text)
 
 
+INT32 = 2**31 - 1
 KNOBS: dict[str, Knob] = {
     k.field: k
     for k in (
-        Knob("temperature", _number(float, 0, 2), "0 to 2", "randomness; 0 is greedy"),
-        Knob("top_p", _number(float, 0, 1, open_low=True), "above 0, up to 1", "nucleus"),
-        Knob("top_k", _number(int, 0, None), "0 or more (0: all)", "candidates per token"),
-        Knob("min_p", _number(float, 0, 1), "0 to 1", "drop tokens below p × the best"),
-        Knob("max_tokens", _number(int, 1, None), "1 or more", "cap on each answer"),
-        Knob("thinking_budget", _number(int, 0, None), "0 or more", "cap on thinking"),
-        Knob("seed", _number(int, None, None), "an integer", "repeatable sampling"),
-        Knob("loop_guard", _switch, "on or off", "stop runaway repetition"),
+        Knob("temperature", _number(float, 0, 2), "0 to 2"),
+        Knob("top_p", _number(float, 0, 1, open_low=True), "above 0, up to 1"),
+        Knob("top_k", _number(int, 0, INT32), "0 (all) or more"),
+        Knob("min_p", _number(float, 0, 1), "0 to 1"),
+        Knob("max_tokens", _number(int, 1, INT32), "1 or more"),
+        Knob("thinking_budget", _number(int, 0, INT32), "0 or more"),
+        # llama.cpp's seed is 32 bits, and 0xFFFFFFFF means "pick one at random".
+        Knob("seed", _number(int, 0, 2**32 - 2), "0 to 4294967294"),
+        Knob("loop_guard", _switch, "on or off"),
     )
 }
 # Other spellings people bring from elsewhere (Ollama's num_predict, the CLI's flags).
@@ -92,6 +94,8 @@ def set_knob(opts: TurnOptions, line: str) -> tuple[TurnOptions, str]:
     knob, text = knob_named(words[0]), words[1].lower()
     if text in UNSET and knob.field != "loop_guard":
         return _with(opts, knob.field, None), f"{knob.field} back to default"
+    if text == "default":  # loop_guard: on unless turned off
+        return _with(opts, knob.field, True), f"{knob.field} back to default (on)"
     try:
         value = knob.parse(text)
     except ValueError:

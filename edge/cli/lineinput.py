@@ -9,51 +9,67 @@ line a message, with the same """ blocks.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from edge.cli.history import HistoryFile
+
 if TYPE_CHECKING:
-    from prompt_toolkit.history import History
+    from prompt_toolkit import PromptSession
     from prompt_toolkit.key_binding import KeyBindings
 
 FENCE = '"""'
 PROMPT, MORE = ">>> ", "... "
-# The history file's bounds: it is trimmed to the newest entries once it outgrows either.
-MAX_ENTRIES = 1000
-MAX_BYTES = 1 << 20
-MAX_ENTRY_BYTES = 64 << 10  # a bigger message (a pasted file) is sent but not kept
 
 
 def open_block(text: str) -> bool:
-    '''Whether `text` is a """ block still waiting for the line that closes it.'''
-    text = text.strip()
-    return text.startswith(FENCE) and not text[len(FENCE) :].endswith(FENCE)
+    '''Whether `text` is a """ block still waiting for the line that closes it.
+
+    A block opens with """ on the first line, with no """ after it there (that is
+    `"""one line"""`, or a pasted module docstring, not a block), and closes at a later
+    line that ends with """.
+    '''
+    first, *rest = text.strip().split("\n")
+    if not first.startswith(FENCE) or FENCE in first[len(FENCE) :]:
+        return False
+    return not any(line.rstrip().endswith(FENCE) for line in rest)
 
 
-def unfence(text: str) -> str:
-    '''The message a closed """ block holds; any other text as it is.'''
+def fenced(text: str) -> str | None:
+    '''The message inside a closed """ block; None when `text` is not one.'''
     stripped = text.strip()
-    if not stripped.startswith(FENCE) or open_block(stripped):
-        return text
-    return stripped[len(FENCE) : -len(FENCE)].strip("\n")
+    if len(stripped) < 2 * len(FENCE) or not (
+        stripped.startswith(FENCE) and stripped.endswith(FENCE)
+    ):
+        return None
+    inner = stripped[len(FENCE) : -len(FENCE)]
+    first, *middle, _ = stripped.split("\n") if "\n" in stripped else ("", "")
+    if "\n" not in stripped:
+        return None if FENCE in inner else inner  # """one line""", not """a""" b """c"""
+    if FENCE in first[len(FENCE) :] or any(line.rstrip().endswith(FENCE) for line in middle):
+        return None  # a pasted file that opens with a docstring, or a block and more after it
+    return inner.strip("\n")
 
 
 class Reader(Protocol):
-    """Gives the next message: raises EOFError on Ctrl-D, KeyboardInterrupt on Ctrl-C."""
+    '''Gives the next message as typed (a """ block with its fences): raises EOFError on
+    Ctrl-D, KeyboardInterrupt on Ctrl-C.'''
 
     history: HistoryFile | None
 
     def read(self) -> str: ...
+
+    def forget(self) -> None:
+        """Drop the history loaded for Up and Ctrl-R."""
 
 
 class PlainReader:
     """`input()` a line at a time, for a pipe or a file (and readline where there is one)."""
 
     history: HistoryFile | None = None
+
+    def forget(self) -> None:
+        pass  # a pipe has no recall
 
     def __init__(self) -> None:
         try:
@@ -66,29 +82,41 @@ class PlainReader:
         while open_block(text):
             try:
                 text += "\n" + input(MORE)
-            except EOFError:  # the input ended inside a block: send what it holds
-                return text.strip()[len(FENCE) :].strip("\n")
-        return unfence(text)
+            except EOFError:  # the input ended inside a block: close it, send what it holds
+                return text + "\n" + FENCE
+        return text
 
 
 class TerminalReader:
     """prompt_toolkit's prompt with our Enter, Alt-Enter, Ctrl-C and history file."""
 
     def __init__(self, history: HistoryFile | None) -> None:
+        self.history = history
+        self._session = self._new_session()
+
+    def read(self) -> str:
+        text = self._session.prompt()
+        if self.history is not None and self.history.failure:
+            # Said once the prompt is done: during it, the line would land inside the redraw.
+            print(self.history.failure, file=sys.stderr)
+            self.history.failure = ""
+        return text
+
+    def forget(self) -> None:
+        """Start over without the history loaded so far (after /history clear)."""
+        self._session = self._new_session()
+
+    def _new_session(self) -> PromptSession[str]:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import InMemoryHistory
 
-        self.history = history
-        self._session: PromptSession[str] = PromptSession(
+        return PromptSession(
             PROMPT,
             multiline=True,
             prompt_continuation=MORE,
             key_bindings=_bindings(),
-            history=history.backend() if history else InMemoryHistory(),
+            history=self.history.backend() if self.history else InMemoryHistory(),
         )
-
-    def read(self) -> str:
-        return unfence(self._session.prompt())
 
 
 def _bindings() -> KeyBindings:
@@ -134,90 +162,3 @@ def open_reader(history: HistoryFile | None) -> Reader:
     if sys.stdin.isatty() and sys.stdout.isatty() and not is_dumb_terminal():
         return TerminalReader(history)
     return PlainReader()
-
-
-class HistoryFile:
-    """Messages sent, one JSON string a line in a file only its owner can read.
-
-    `recording` is what /history on|off switches: off, nothing more is written, and what
-    the file holds stays. Lines that do not parse are skipped, never deleted.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.recording = True
-        self._last: str | None = None  # the same message sent again is kept once
-
-    def entries(self) -> list[str]:
-        """What the file holds, oldest first, at most MAX_ENTRIES."""
-        try:
-            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:  # none yet, or unreadable: a session without the past
-            return []
-        return [e for e in map(_parse, lines) if e is not None][-MAX_ENTRIES:]
-
-    def add(self, text: str) -> None:
-        """Append one message (if recording and not huge); trim when the file outgrows
-        its bounds."""
-        line = json.dumps(text, ensure_ascii=False) + "\n"
-        data = line.encode("utf-8")
-        if not self.recording or len(data) > MAX_ENTRY_BYTES or text == self._last:
-            return
-        self._last = text
-        try:
-            if self._append(data) > MAX_BYTES:
-                self._trim()
-        except OSError as exc:  # a full disk or a read-only home must not end the chat
-            self.recording = False
-            print(f"history off: {self.path} could not be written ({exc})", file=sys.stderr)
-
-    def _append(self, data: bytes) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # also a file made before, or by another umask
-            os.write(fd, data)
-            return os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-
-    def clear(self) -> None:
-        """Delete the file."""
-        self.path.unlink(missing_ok=True)
-
-    def _trim(self) -> None:
-        keep: list[str] = []
-        total = 0
-        for entry in reversed(self.entries()):  # newest first, up to half the byte bound
-            total += len(json.dumps(entry, ensure_ascii=False).encode("utf-8")) + 1
-            if total > MAX_BYTES // 2:
-                break
-            keep.append(entry)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in reversed(keep))
-        os.replace(tmp, self.path)
-
-    def backend(self) -> History:
-        """This file as prompt_toolkit's history: loaded once, each send appended."""
-        from prompt_toolkit.history import History
-
-        owner = self
-
-        class _Backend(History):
-            def load_history_strings(self) -> Iterable[str]:
-                return list(reversed(owner.entries()))  # prompt_toolkit wants newest first
-
-            def store_string(self, string: str) -> None:
-                owner.add(string)
-
-        return _Backend()
-
-
-def _parse(line: str) -> str | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, str) else None
