@@ -86,11 +86,14 @@ def test_pasted_and_multiline_messages_are_one_message_each(
     assert shown.count("Hello world") == 1
     assert turn(child, f"alpha{ALT_ENTER}beta\r").count("Hello world") == 1
     assert turn(child, '"""all on one line"""\r').count("Hello world") == 1
+    module = '"""A module\'s docstring."""\nimport os\n'  # pasted code: not a """ block
+    assert turn(child, f"{PASTE_START}{module}{PASTE_END}\r").count("Hello world") == 1
     assert user_messages(child, tmp_path / "c.json") == [
         "first line\nsecond line\nthird",
         "one\n\ntwo",
         "alpha\nbeta",
         "all on one line",
+        module.rstrip(),
     ]
     leave(child)
 
