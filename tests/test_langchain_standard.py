@@ -40,6 +40,10 @@ XFAIL = {
     "test_agent_loop": _NEEDS_A_MODEL,
     # The model must copy "你好" from the question into the argument.
     "test_unicode_tool_call_integration": _NEEDS_A_MODEL,
+    # The forced call must fill answer_style with a non-empty style taken from the
+    # question; the scripted model samples the string under the grammar and may close it
+    # at once (seen once in two full runs: {"answer_style": ""}).
+    "test_bind_runnables_as_tools": _NEEDS_A_MODEL,
 }
 
 
