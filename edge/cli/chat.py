@@ -182,7 +182,8 @@ def chat(
     """
     from edge.cli.chatloop import ChatLoop
     from edge.cli.first_run import ensure_default_model
-    from edge.cli.lineinput import HistoryFile, open_reader
+    from edge.cli.history import HistoryFile
+    from edge.cli.lineinput import open_reader
 
     cfg = settings(model=model, history=history)
     ensure_default_model(cfg, yes=yes)

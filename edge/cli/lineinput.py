@@ -43,9 +43,9 @@ def fenced(text: str) -> str | None:
     ):
         return None
     inner = stripped[len(FENCE) : -len(FENCE)]
-    first, *middle, _ = stripped.split("\n") if "\n" in stripped else ("", "")
     if "\n" not in stripped:
         return None if FENCE in inner else inner  # """one line""", not """a""" b """c"""
+    first, *middle, _last = stripped.split("\n")
     if FENCE in first[len(FENCE) :] or any(line.rstrip().endswith(FENCE) for line in middle):
         return None  # a pasted file that opens with a docstring, or a block and more after it
     return inner.strip("\n")
