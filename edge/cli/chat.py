@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +23,7 @@ from edge.errors import UsageError
 
 if TYPE_CHECKING:
     from edge.chat.conversation import Conversation, TurnOptions
+    from edge.config import Settings
 
 ThinkOpt = Annotated[bool, typer.Option("--think/--no-think", help="Qwen3 thinking mode")]
 SystemOpt = Annotated[str | None, typer.Option("--system", "-s", help="System prompt")]
@@ -47,13 +47,13 @@ SeedOpt = Annotated[
 ]
 
 
-def _open_conversation(think: bool, system: str | None, **flags: Any) -> Conversation:
-    """Settings from `flags`, then resolve, plan and load the model (one sequence)."""
+def _open_conversation(think: bool, system: str | None, cfg: Settings) -> Conversation:
+    """Resolve, plan and load the model of `cfg` (one sequence)."""
     from edge.chat.conversation import Conversation
     from edge.chat.template import ChatTemplate
     from edge.engine import open_engine
 
-    cfg = settings(**flags).model_copy(update={"parallel": 1})  # one person, one sequence
+    cfg = cfg.model_copy(update={"parallel": 1})  # one person, one sequence
     path, info, plan = plan_model(cfg)
     engine = open_engine(path, plan, info, say)
     return Conversation(
@@ -116,16 +116,10 @@ def run(
     from edge.cli.repl import run_once
 
     text = _read_prompt(prompt)
-    conv = _open_conversation(
-        think,
-        system,
-        model=model,
-        ctx=ctx,
-        threads=threads,
-        kv=kv,
-        flash_attn=flash_attn,
-        gpu_layers=gpu_layers,
+    cfg = settings(
+        model=model, ctx=ctx, threads=threads, kv=kv, flash_attn=flash_attn, gpu_layers=gpu_layers
     )
+    conv = _open_conversation(think, system, cfg)
     opts = _turn_options(
         temperature=temperature,
         max_tokens=max_tokens,
@@ -184,21 +178,20 @@ def chat(
     from edge.cli.first_run import ensure_default_model
     from edge.cli.history import HistoryFile
     from edge.cli.lineinput import open_reader
+    from edge.cli.repl import colour_on
 
-    cfg = settings(model=model, history=history)
-    ensure_default_model(cfg, yes=yes)
-    reader = open_reader(HistoryFile(cfg.home / "chat_history") if cfg.history else None)
-
-    conv = _open_conversation(
-        think,
-        system,
+    cfg = settings(
         model=model,
         ctx=ctx,
         threads=threads,
         kv=kv,
         flash_attn=flash_attn,
         gpu_layers=gpu_layers,
+        history=history,
     )
+    ensure_default_model(cfg, yes=yes)
+    reader = open_reader(HistoryFile(cfg.home / "chat_history") if cfg.history else None)
+    conv = _open_conversation(think, system, cfg)
     opts = _turn_options(
         temperature=temperature,
         max_tokens=max_tokens,
@@ -207,7 +200,7 @@ def chat(
         loop_guard=loop_guard,
     )
     try:
-        colour = sys.stdout.isatty() and not raw and not os.environ.get("NO_COLOR")
+        colour = colour_on(sys.stdout) and not raw
         ChatLoop(conv, opts, reader, show_thinking=show_thinking, markdown=colour).run()
     finally:
         conv.engine.close()

@@ -6,7 +6,6 @@ Reading is `lineinput`'s (prompt_toolkit on a terminal, `input()` elsewhere); pr
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 from edge.chat.conversation import Conversation, TurnOptions
 from edge.cli.lineinput import Reader, fenced
 from edge.cli.markdown import Highlighter
-from edge.cli.repl import DIM, RESET, Printer, stats_line
+from edge.cli.repl import DIM, RESET, Printer, colour_on, stats_line
 from edge.engine import Finish
 from edge.errors import EdgeError, UsageError
 
@@ -122,8 +121,7 @@ class ChatLoop:
         print()
         if self.last is not None:
             line = stats_line(self.last)
-            dim = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
-            note(f"{DIM}{line}{RESET}" if dim else line)
+            note(f"{DIM}{line}{RESET}" if colour_on(sys.stderr) else line)
 
     def command(self, line: str) -> str | None:
         """Run a slash command; returns 'exit' to leave."""

@@ -38,17 +38,15 @@ def open_block(text: str) -> bool:
 def fenced(text: str) -> str | None:
     '''The message inside a closed """ block; None when `text` is not one.'''
     stripped = text.strip()
-    if len(stripped) < 2 * len(FENCE) or not (
-        stripped.startswith(FENCE) and stripped.endswith(FENCE)
-    ):
+    if "\n" not in stripped:  # """one line""", but not """a""" b """c"""
+        inner = stripped[len(FENCE) : -len(FENCE)]
+        closed = stripped.startswith(FENCE) and stripped.endswith(FENCE) and FENCE not in inner
+        return inner if closed and len(stripped) >= 2 * len(FENCE) else None
+    # Closed by its last line: all before it is a block still open.
+    head, last = stripped.rsplit("\n", 1)
+    if not (open_block(head) and last.rstrip().endswith(FENCE)):
         return None
-    inner = stripped[len(FENCE) : -len(FENCE)]
-    if "\n" not in stripped:
-        return None if FENCE in inner else inner  # """one line""", not """a""" b """c"""
-    first, *middle, _last = stripped.split("\n")
-    if FENCE in first[len(FENCE) :] or any(line.rstrip().endswith(FENCE) for line in middle):
-        return None  # a pasted file that opens with a docstring, or a block and more after it
-    return inner.strip("\n")
+    return stripped[len(FENCE) : -len(FENCE)].strip("\n")
 
 
 class Reader(Protocol):

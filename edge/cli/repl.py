@@ -20,6 +20,11 @@ from edge.engine import Finish
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 
 
+def colour_on(stream: TextIO) -> bool:
+    """Whether to colour what goes to `stream`: a terminal, and NO_COLOR unset or empty."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
 @dataclass
 class Printer:
     """Writes deltas where they belong, dimming reasoning on a terminal."""
@@ -52,7 +57,7 @@ class Printer:
 
     @staticmethod
     def _write(stream: TextIO, text: str, *, dim: bool) -> None:
-        if dim and stream.isatty() and not os.environ.get("NO_COLOR"):
+        if dim and colour_on(stream):
             text = f"{DIM}{text}{RESET}"
         stream.write(text)
         stream.flush()
