@@ -34,6 +34,7 @@ from soak import free_port, isolated_env, start_serve, wait_ready  # noqa: E402
 ROUTER_START_LIMIT = 180.0
 REJOIN_LIMIT = 60.0
 KILLED = "replica-0"
+SLOTS = 4  # each replica's --parallel: at most this many of its streams are being answered
 
 
 @dataclass
@@ -54,9 +55,11 @@ class Report:
     answered: int
     failed: int
     # A failed request's replica is the one the router had committed it to: it had read
-    # that replica's first chunk. None may fail elsewhere.
+    # that replica's first chunk. None may fail elsewhere. Unrouted: the router answered
+    # an error status naming no replica, having run out of retries before any answered.
     failed_on_killed: int
     failed_elsewhere: int
+    failed_unrouted: int
     # Of the failures: the client had no chunk yet at the kill (the router had it, or it
     # was in flight), and: no token yet (only the replica's opening chunk: queued there)
     failed_before_a_chunk: int
@@ -85,7 +88,7 @@ def env_for(home: Path, router_venv: str | None) -> dict[str, str]:
 def start_replica(
     model: Path, port: int, env: dict[str, str], log: Path
 ) -> subprocess.Popen[bytes]:
-    proc = start_serve(model, port, 4, 2048, env, log)
+    proc = start_serve(model, port, SLOTS, 2048, env, log)
     wait_ready(f"http://127.0.0.1:{port}", proc)
     return proc
 
@@ -130,7 +133,8 @@ async def stream_one(client: httpx.AsyncClient, url: str, tokens: int, out: Outc
         async with client.stream("POST", f"{url}/chat/completions", json=body) as response:
             out.replica = response.headers.get("x-litellm-model-id")
             if response.status_code != 200:
-                out.error = f"HTTP {response.status_code}"
+                detail = (await response.aread()).decode(errors="replace")
+                out.error = f"HTTP {response.status_code}: {detail[:80]}"
                 return
             await read_stream(response, out)
     except httpx.HTTPError as exc:
@@ -193,12 +197,14 @@ async def rejoin(url: str, tokens: int) -> float | None:
 def classify(outs: list[Outcome], killed_at: float) -> dict[str, int]:
     failed = [o for o in outs if not o.finished]
     on_killed = [o for o in failed if o.replica == KILLED]
+    unrouted = [o for o in failed if o.replica is None]
     no_chunk = [o for o in failed if o.first_chunk_at is None or o.first_chunk_at > killed_at]
     no_token = [o for o in failed if o.first_token_at is None or o.first_token_at > killed_at]
     return {
         "failed": len(failed),
         "on_killed": len(on_killed),
-        "elsewhere": len(failed) - len(on_killed),
+        "elsewhere": len(failed) - len(on_killed) - len(unrouted),
+        "unrouted": len(unrouted),
         "no_chunk": len(no_chunk),
         "no_token": len(no_token),
     }
@@ -243,6 +249,7 @@ def run_failover(
         failed=c["failed"],
         failed_on_killed=c["on_killed"],
         failed_elsewhere=c["elsewhere"],
+        failed_unrouted=c["unrouted"],
         failed_before_a_chunk=c["no_chunk"],
         failed_before_a_token=c["no_token"],
         errors=dict(Counter(o.error for o in outs if o.error)),

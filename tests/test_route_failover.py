@@ -33,11 +33,16 @@ def test_a_killed_replica_is_stepped_around_and_rejoins(
     # still queued there has sent nothing yet (the first chunk waits for the first
     # token), so the router sends it to another replica. None fails elsewhere.
     assert report.failed_elsewhere == 0
+    # Nor does the router run out of retries on one: it may draw the dead replica again
+    # (LiteLLM does not cool a replica down for a connection error), but not eight times.
+    assert report.failed_unrouted == 0
     assert report.failed == report.failed_on_killed
-    # The client cannot tell "queued" from "its first token was on the wire when the
-    # replica died" (LiteLLM holds a stream's first chunk a moment): allow that race one
-    # or two. When the first chunk went out at once, 3 to 13 queued requests failed.
-    assert report.failed_before_a_chunk <= 2, report.to_markdown()
+    # So at most the streams in the killed replica's slots fail, never one queued there.
+    # (When the first chunk went out at once, 3 to 13 queued requests failed as well.) The
+    # client's own view, "no chunk yet at the kill", cannot tell the two apart: LiteLLM
+    # holds a stream's first chunk a moment, longer on a busy machine, so it is reported
+    # (failed_before_a_chunk), not asserted.
+    assert report.failed <= failover.SLOTS, report.to_markdown()
     assert report.answered >= 30 - report.by_replica.get("replica-0", 0)
     # After the kill every request succeeds, on the two replicas left.
     assert report.after_kill_answered == report.after_kill_requests == 10

@@ -34,8 +34,17 @@ STRATEGIES = {
     "latency": "latency-based-routing",
 }
 DEFAULT_NAME = "qwen3"
-RETRIES = 3  # per request, each to the next replica that is not cooling down
-ALLOWED_FAILS = 0  # a replica that fails (connection refused, 5xx) cools down at once...
+# Per request, each retry to a replica drawn at random among those not cooling down, with
+# no pause while any is left. LiteLLM does not cool a replica down for a connection error
+# (a stream cut before its first chunk), and the failure handler that does cool it down
+# for a refused connection ran seconds late on 2 busy cores; meanwhile every retry may
+# draw the dead replica again, at odds 1/N. With 3 retries a request queued there was
+# lost at odds (1/3)^3 over three replicas: 2 failover runs in 10 lost one
+# (scripts/failover.py). With 8 the odds are 1 in 6,561 over three replicas, 1 in 256
+# over two. An overloaded replica answers a retry with a 429 at once (its queue is
+# bounded) and is cooled down by that handler, so the extra retries cost it little.
+RETRIES = 8
+ALLOWED_FAILS = 0  # a replica that fails (timeout, 429, 5xx) cools down at once...
 COOLDOWN_S = 5  # ...for this long, then gets traffic again
 HEALTH_CHECK_INTERVAL_S = 15
 READY_TIMEOUT_S = 120.0  # LiteLLM's proxy takes ~10-25 s to import on a small machine
