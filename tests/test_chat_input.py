@@ -139,7 +139,40 @@ def test_a_trim_follows_a_symlink_and_keeps_it(
     assert link.is_symlink() and real.stat().st_size <= 512
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
     assert HistoryFile(link).entries()[-1] == "message 099"
-    assert sorted(p.name for p in real.parent.iterdir()) == ["history"]  # no temp left
+    # no temporary file left; the lock sits beside the real file
+    assert sorted(p.name for p in real.parent.iterdir()) == [".history.lock", "history"]
+    assert stat.S_IMODE((real.parent / ".history.lock").stat().st_mode) == 0o600
+
+
+def test_what_another_session_appends_during_a_trim_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setattr(history_module, "MAX_BYTES", 512)
+    path = tmp_path / "chat_history"
+    mine, theirs = HistoryFile(path), HistoryFile(path)
+    appended = threading.Event()
+    other = threading.Thread(target=lambda: (theirs.add("theirs, mid-trim"), appended.set()))
+    read_entries = HistoryFile.entries
+
+    def entries_then_the_other_session_writes(self: HistoryFile) -> list[str]:
+        read = read_entries(self)
+        if self is mine and other.ident is None:  # the first trim, after it has read
+            other.start()
+            # Without the lock their line lands in the file this trim is about to
+            # replace; with it, they wait (this times out) and append to the new one.
+            appended.wait(timeout=0.5)
+        return read
+
+    monkeypatch.setattr(HistoryFile, "entries", entries_then_the_other_session_writes)
+    for i in range(40):  # until the first trim, and no more: a second would drop theirs
+        mine.add(f"mine {i:02d} ........")
+        if other.ident is not None:
+            break
+    other.join(timeout=10)
+    assert other.ident is not None and not other.is_alive()
+    assert "theirs, mid-trim" in read_entries(HistoryFile(path))
 
 
 def test_history_loads_at_most_max_entries(tmp_path: Path) -> None:
@@ -273,6 +306,19 @@ def test_set_changes_what_the_engine_receives(capsys: pytest.CaptureFixture[str]
     assert third.params.temperature == 0.7 and third.params.seed == 42  # thinking off default
     err = capsys.readouterr().err
     assert "error: temperature takes 0 to 2, not '9'." in err
+
+
+def test_ollamas_set_think_spellings(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = FakeEngine()
+    loop = session(engine, "/set nothink", "off", "/set think", "on", "/set think off", "x")
+    off, on, off_again = engine.jobs
+    # Qwen's defaults for each mode: 0.7 without thinking, 0.6 with it
+    assert [j.params.temperature for j in (off, on, off_again)] == [0.7, 0.6, 0.7]
+    assert loop.conv.thinking is False
+    session(FakeEngine(), "/set think maybe", "/set nothink now")
+    err = capsys.readouterr().err
+    assert "error: /set think takes on or off, not 'maybe'." in err
+    assert "error: /set knows no 'nothink'." in err  # a knob's usage, not a silent switch
 
 
 def test_show_and_copy_at_the_seam(

@@ -18,7 +18,8 @@ from edge.engine import Finish
 from edge.errors import EdgeError, UsageError
 
 HELP = """Commands:
-  /think, /no_think   turn thinking on or off (also as Qwen soft switches inside a message)
+  /think, /no_think   turn thinking on or off (also as Qwen soft switches inside a message;
+                      Ollama's /set think and /set nothink work too)
   /system TEXT        set the system prompt (and start over)
   /set NAME VALUE     temperature, top_p, top_k, min_p, max_tokens, thinking_budget, seed,
                       loop_guard; VALUE default gives one back (/set temperature 0.2)
@@ -151,8 +152,12 @@ class ChatLoop:
         note(f"{done} {arg} ({len(self.conv.messages)} messages)")
 
     def _set(self, arg: str) -> None:
-        from edge.cli.knobs import set_knob
+        from edge.cli.knobs import set_knob, thinking_asked
 
+        thinking = thinking_asked(arg)
+        if thinking is not None:  # Ollama's /set think, /set nothink
+            self._think(thinking)
+            return
         self.opts, said = set_knob(self.opts, arg)
         note(said)
 

@@ -3,15 +3,17 @@
 One JSON string a line (a multi-line message stays one entry), mode 0600, in the store's
 folder. It is bounded: past MAX_BYTES it is rewritten with the newest entries that fill
 half of that (at most MAX_ENTRIES), and a message over MAX_ENTRY_BYTES (a pasted file) is
-sent but not kept.
+sent but not kept. Two chats may share the file: each write holds a lock on a file beside
+it (`.NAME.lock`), so a trim never drops what another session appended meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,8 +57,9 @@ class HistoryFile:
             return
         self._last = text
         try:
-            if self._append(data) > MAX_BYTES:
-                self._trim()
+            with self._locked():
+                if self._append(data) > MAX_BYTES:
+                    self._trim()
         except OSError as exc:  # a full disk or a read-only home must not end the chat
             self.recording = False
             self.failure = f"history off: {self.path} could not be written ({exc})"
@@ -68,8 +71,27 @@ class HistoryFile:
         except OSError as exc:
             raise UsageError(f"{self.path} could not be removed ({exc}).") from None
 
-    def _append(self, data: bytes) -> int:
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the history's lock (where the system has flock) for one write and its trim.
+
+        The lock is a file of its own: the trim replaces the history file, and a lock on
+        the replaced file would guard nothing."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # Windows: one session's history at a time is the common case
+            yield
+            return
+        target = self.path.resolve()
+        fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _append(self, data: bytes) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.fchmod(fd, 0o600)  # also a file made before, or under another umask

@@ -80,6 +80,20 @@ def knob_named(name: str) -> Knob:
     return KNOBS[key]
 
 
+def thinking_asked(line: str) -> bool | None:
+    """Ollama's spellings of /think and /no_think inside /set: `think`, `nothink`,
+    `think on|off`. None when `line` is not one of them (a knob, then)."""
+    words = line.lower().split()
+    if words[:1] in (["nothink"], ["no_think"]) and len(words) == 1:
+        return False
+    if words[:1] != ["think"] or len(words) > 2:
+        return None
+    try:
+        return _switch(words[1]) if len(words) == 2 else True
+    except ValueError:
+        raise UsageError(f"/set think takes on or off, not {words[1]!r}.") from None
+
+
 def set_knob(opts: TurnOptions, line: str) -> tuple[TurnOptions, str]:
     """Apply `/set`'s argument (`NAME VALUE`; Ollama's `parameter NAME VALUE` too).
 
