@@ -9,13 +9,14 @@ it (`.NAME.lock`), so a trim never drops what another session appended meanwhile
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from filelock import FileLock
 
 from edge.errors import UsageError
 
@@ -57,7 +58,7 @@ class HistoryFile:
             return
         self._last = text
         try:
-            with self._locked():
+            with self._lock():
                 if self._append(data) > MAX_BYTES:
                     self._trim()
         except OSError as exc:  # a full disk or a read-only home must not end the chat
@@ -71,25 +72,13 @@ class HistoryFile:
         except OSError as exc:
             raise UsageError(f"{self.path} could not be removed ({exc}).") from None
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the history's lock (where the system has flock) for one write and its trim.
-
-        The lock is a file of its own: the trim replaces the history file, and a lock on
-        the replaced file would guard nothing."""
+    def _lock(self) -> FileLock:
+        """The history's lock, held for one write and its trim (the store's FileLock, so
+        it works wherever the store's does). A file of its own: the trim replaces the
+        history file, and a lock on the replaced file would guard nothing."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # Windows: one session's history at a time is the common case
-            yield
-            return
         target = self.path.resolve()
-        fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        return FileLock(target.parent / f".{target.name}.lock", mode=0o600)
 
     def _append(self, data: bytes) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
