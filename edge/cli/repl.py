@@ -42,8 +42,7 @@ class Printer:
             self._write(self.think_out, "\n", dim=True)  # end the thinking paragraph
         self._kind = d.kind
         if d.kind == "answer" and self.markdown is not None:
-            stream.write(self.markdown.feed(d.text))
-            stream.flush()
+            self._write(stream, self.markdown.feed(d.text), dim=False)
         else:
             self._write(stream, d.text, dim=d.kind == "reasoning")
 
@@ -51,8 +50,7 @@ class Printer:
         if self._kind == "reasoning" and self.think_out is not None:
             self._write(self.think_out, "\n", dim=True)
         if self.markdown is not None:
-            self.out.write(self.markdown.end())
-            self.out.flush()
+            self._write(self.out, self.markdown.end(), dim=False)
         self._kind = ""
 
     @staticmethod
