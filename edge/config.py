@@ -48,8 +48,8 @@ def default_home() -> Path:
 
 class Settings(BaseModel):
     """Everything a person can configure. None means "chosen for you": by the planner
-    (context, threads, KV type, flash attention, GPU layers) or by the command (parallel:
-    1 for chat and run, `DEFAULT_PARALLEL` for serve)."""
+    (context, threads, KV type, flash attention, GPU layers, cache RAM) or by the command
+    (parallel: 1 for chat and run, `DEFAULT_PARALLEL` for serve)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -68,6 +68,11 @@ class Settings(BaseModel):
     )
     parallel: int | None = Field(
         default=None, ge=1, le=MAX_PARALLEL, description="Sequences decoded together"
+    )
+    cache_ram: int | None = Field(
+        default=None,
+        ge=0,
+        description="MiB of RAM that keeps finished conversations' KV for reuse (0: none)",
     )
     # -- serving
     host: str = Field(default="127.0.0.1", description="Address the server binds")

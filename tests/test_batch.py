@@ -175,19 +175,80 @@ def test_a_prefix_is_shared_with_a_live_sequence(gguf_of: Callable[[str, str], P
     assert b_ids == b_alone
 
 
-def test_finished_sequences_are_kept_up_to_the_slot_count(
+def test_finished_sequences_park_on_the_shelf_and_come_back(
     gguf_of: Callable[[str, str], Path],
 ) -> None:
     engine = open_batch(gguf_of("scripted", "Q8_0"), parallel=2)
     params = SamplingParams(temperature=0, max_tokens=4)
     try:
         for i in range(5):
-            tokens_of(engine.generate(engine.tokenize(chat(i, 20)), params))
-        assert engine.cached_sequences == 2  # least recently used ones made room
-        again = tokens_of(engine.generate(engine.tokenize(chat(4, 20)), params))[1]
-        assert again.usage.cached_tokens > 20  # the most recent one was still there
+            tokens_of(engine.generate(engine.tokenize(chat(i, 40)), params))
+        # Each job parked the one before it: the live one never attends over their cells.
+        assert engine.cached_sequences == 1
+        assert engine.parked[0] == 4 and engine.parked[1] > 0
+        again = tokens_of(engine.generate(engine.tokenize(chat(1, 40)), params))[1]
+        assert again.usage.cached_tokens > 40  # put back from the shelf, not read again
     finally:
         engine.close()
+
+
+def test_without_a_shelf_finished_sequences_leave_the_cache_while_others_run(
+    gguf_of: Callable[[str, str], Path],
+) -> None:
+    path = gguf_of("scripted", "Q8_0")
+    info = read_model_info(path)
+    plan = make_plan(info, Settings(ctx=2048, parallel=2, cache_ram=0))
+    engine = Engine(path, plan, info)
+    params = SamplingParams(temperature=0, max_tokens=4)
+    try:
+        for i in range(3):
+            tokens_of(engine.generate(engine.tokenize(chat(i, 40)), params))
+        assert engine.cached_sequences == 1 and engine.parked == (0, 0)
+        again = tokens_of(engine.generate(engine.tokenize(chat(2, 40)), params))[1]
+        assert again.usage.cached_tokens > 40  # the last one is still in the cache
+        gone = tokens_of(engine.generate(engine.tokenize(chat(0, 40)), params))[1]
+        assert gone.usage.cached_tokens < 10  # dropped: only the chat template is shared
+    finally:
+        engine.close()
+
+
+def _answer(engine: Engine, prompt: list[int]) -> tuple[list[int], list[float], Finish]:
+    params = SamplingParams(temperature=0, max_tokens=24, logprobs=1)
+    ids: list[int] = []
+    lps: list[float] = []
+    finish = None
+    for e in engine.generate(prompt, params, thinking=NO_GUARD):
+        if isinstance(e, TokenEvent) and e.token is not None:
+            ids.append(e.token)
+            lps.append(e.logprobs[0].logprob or 0.0)
+        elif isinstance(e, Finish):
+            finish = e
+    assert finish is not None
+    return ids, lps, finish
+
+
+def test_a_restored_prefix_decodes_as_a_computed_one(gguf_of: Callable[[str, str], Path]) -> None:
+    path = gguf_of("tiny", "Q8_0")
+    engine = open_batch(path, parallel=2)
+    try:
+        a = engine.tokenize(chat(1, 150))
+        first, _, _ = _answer(engine, a)
+        _answer(engine, engine.tokenize(chat(2, 150)))  # runs while a is finished: parks it
+        assert engine.parked[0] == 1
+        turn = "<|im_end|>\n<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n"
+        follow = a + first + engine.tokenize(turn)
+        ids, lps, finish = _answer(engine, follow)
+        assert finish.usage.cached_tokens >= len(a)  # restored from the shelf
+    finally:
+        engine.close()
+    fresh = open_batch(path, parallel=2)
+    try:
+        ids_fresh, lps_fresh, finish_fresh = _answer(fresh, follow)
+    finally:
+        fresh.close()
+    assert finish_fresh.usage.cached_tokens == 0
+    assert ids == ids_fresh
+    assert lps == pytest.approx(lps_fresh, abs=1e-3)
 
 
 def test_a_full_cache_fails_the_newest_and_serves_the_rest(

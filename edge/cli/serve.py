@@ -34,6 +34,13 @@ QueueOpt = Annotated[
 ParallelOpt = Annotated[
     int | None, typer.Option(help="Requests decoded together in one batch (default 4)")
 ]
+CacheRamOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="MiB of RAM that keeps finished conversations' KV for reuse (default: an eighth"
+        " of free RAM, at most 2048; 0: none)",
+    ),
+]
 CorsOpt = Annotated[list[str] | None, typer.Option(help="Allow this browser origin (repeatable)")]
 ReasoningOpt = Annotated[
     str | None,
@@ -51,6 +58,7 @@ def serve(
     no_auth: NoAuthOpt = None,
     max_queue: QueueOpt = None,
     parallel: ParallelOpt = None,
+    cache_ram: CacheRamOpt = None,
     cors_origin: CorsOpt = None,
     reasoning_format: ReasoningOpt = None,
     ctx: CtxOpt = None,
@@ -82,6 +90,7 @@ def serve(
         no_auth=no_auth,
         max_queue=max_queue,
         parallel=parallel,
+        cache_ram=cache_ram,
         reasoning_format=reasoning_format,
         cors_origins=tuple(cors_origin) if cors_origin else None,
         ctx=ctx,

@@ -10,8 +10,10 @@ events to each inbox in one call. The CLI runs the same engine with one slot.
 The KV cache is unified: all sequences share its cells, and a cell may belong to several
 sequences. A job whose prompt shares a prefix with a live or recently finished sequence
 (the next turn of a conversation, the same system prompt) gets that prefix by `seq_cp`,
-which only tags the cells: nothing is recomputed or copied. Finished sequences stay
-cached until their slot is needed (least recently used first) or the cache is full.
+which only tags the cells: nothing is recomputed or copied. A finished sequence stays in
+the cache only while nothing runs: once a job runs, finished sequences are parked on the
+shelf (`edge.engine.shelf`, host RAM) so that the live ones never compute attention over
+their cells, and a later prompt that starts with one gets its cells back from there.
 
 llama-cpp-python is used at one level, its ctypes bindings of llama.h; this package is
 the only one that imports it (edge.model.quantize aside).
@@ -57,6 +59,7 @@ from edge.engine.seam import (
     TokenLogprob,
     generate,
 )
+from edge.engine.shelf import Parked, Shelf
 from edge.engine.text import CLOSE_THINK, TextState, common_prefix
 from edge.errors import (
     ContextFullError,
@@ -71,6 +74,13 @@ from edge.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+# Shorter finished sequences are dropped rather than parked: reading them again costs less
+# than a look through the shelf is worth.
+PARK_MIN = 32
+# A parked prefix is restored when it saves at least this many tokens of prefill (and at
+# least 1/64 of its own length: the restore copies all of it).
+RESTORE_GAIN = 16
 
 
 @dataclass
@@ -107,6 +117,7 @@ class Engine:
         self.limits = Limits(self.vocab.n_vocab, self.plan.n_ctx, self.plan.n_parallel)
         self._mem = self._lib.llama_get_memory(self._ctx)
         self._slots = [_Slot(seq=i) for i in range(self.plan.n_parallel)]
+        self._shelf = Shelf(self.plan.shelf_bytes)  # the scheduler thread's alone
         self._waiting: deque[_Waiting] = deque()
         self._wake = threading.Condition()
         self._closing = False
@@ -203,6 +214,11 @@ class Engine:
         """Slots holding a finished sequence's KV, ready for prefix reuse."""
         return sum(1 for s in self._slots if s.ticket is None and s.tokens)
 
+    @property
+    def parked(self) -> tuple[int, int]:
+        """Finished sequences on the shelf, and the bytes they take."""
+        return len(self._shelf), self._shelf.bytes
+
     def _free(self) -> None:
         lib = self._lib
         lib.llama_batch_free(self._batch.raw)
@@ -232,10 +248,15 @@ class Engine:
                     return
                 if self._forget_idle:
                     self._forget_idle = False
+                    self._shelf.clear()
                     for slot in self._slots:
                         if slot.ticket is None and slot.tokens:
                             self._forget(slot)
-                self._admit()
+                starting = self._admit()
+            # Outside the lock: parking and restoring copy cells, and submit() must not wait.
+            for slot in starting:
+                self._begin(slot)
+            self._park_idle()
             try:
                 self._step()
             except EngineFailedError as exc:
@@ -286,24 +307,30 @@ class Engine:
     def _active(self) -> list[_Slot]:
         return [s for s in self._slots if s.ticket is not None]
 
-    def _admit(self) -> None:
-        """Drop cancelled waiters, then move waiting jobs into free slots (caller holds the
-        condition)."""
+    def _admit(self) -> list[_Slot]:
+        """Drop cancelled waiters, then give waiting jobs free slots (caller holds the
+        condition); returns the slots whose jobs `_begin` must start."""
         if any(w.ticket.cancelled for w in self._waiting):
             for w in [w for w in self._waiting if w.ticket.cancelled]:
                 self._waiting.remove(w)
                 self._drop(w)
+        starting = []
         while self._waiting:
             free = [s for s in self._slots if s.ticket is None]
             if not free:
-                return
+                break
             w = self._waiting.popleft()
             slot = self._place(w.ticket.job.prompt, free)
-            try:
-                self._start(slot, w)
-            except Exception as exc:  # this job fails; the slot is emptied for others
-                self._forget(slot)
-                self._retire(slot, _as_edge(exc))
+            slot.ticket, slot.state, slot.sampler = w.ticket, w.state, w.sampler
+            starting.append(slot)
+        return starting
+
+    def _begin(self, slot: _Slot) -> None:
+        try:
+            self._start(slot)
+        except Exception as exc:  # this job fails; the slot is emptied for others
+            self._forget(slot)
+            self._retire(slot, _as_edge(exc))
 
     def _drop(self, w: _Waiting) -> None:
         """A job cancelled before it ran: its error, or an empty "cancelled" finish."""
@@ -325,28 +352,80 @@ class Engine:
             return best
         return min(free, key=lambda s: (bool(s.tokens), s.last_used))
 
-    def _start(self, slot: _Slot, w: _Waiting) -> None:
-        prompt = w.ticket.job.prompt
-        common = {s.seq: common_prefix(s.tokens, prompt) for s in self._slots}
-        donor = max(self._slots, key=lambda s: common[s.seq])
+    def _start(self, slot: _Slot) -> None:
+        assert slot.ticket is not None
+        job = slot.ticket.job
+        prompt = job.prompt
+        if slot.tokens and 2 * common_prefix(slot.tokens, prompt) < len(slot.tokens):
+            self._park(slot)  # another conversation's cells: kept on the shelf, not cut
         # The last prompt token must be evaluated for its logits; for the prompt's
         # logprobs, every token (nothing cached is reused).
-        last = 0 if w.ticket.job.params.prompt_logprobs else len(prompt) - 1
+        keep = self._reuse(slot, prompt, 0 if job.params.prompt_logprobs else len(prompt) - 1)
+        self._admissions += 1
+        slot.tokens, slot.cached, slot.admitted = prompt[:keep], keep, self._admissions
+        slot.feed = list(prompt[keep:])
+        if job.params.prompt_logprobs:
+            slot.echo = [TokenLogprob(prompt[0], self.vocab.shown(prompt[0]), None)]
+
+    def _reuse(self, slot: _Slot, prompt: list[int], last: int) -> int:
+        """Give the slot's sequence the longest cached prefix of `prompt` (at most `last`
+        tokens): its own cells, a copy of another slot's, or the shelf's. Returns its
+        length."""
+        common = {s.seq: common_prefix(s.tokens, prompt) for s in self._slots}
+        donor = max(self._slots, key=lambda s: common[s.seq])
         keep = min(common[slot.seq], last)
         shared = min(common[donor.seq], last)
+        entry, parked = self._shelf.best(prompt)
+        parked = min(parked, last)
+        gain = parked - max(keep, shared)
         lib = self._lib
+        # Restoring copies the whole entry back: worth it when it saves real prefill.
+        if entry is not None and gain >= max(RESTORE_GAIN, len(entry.tokens) // 64):
+            if self._restore(slot, entry):
+                lib.llama_memory_seq_rm(self._mem, slot.seq, parked, -1)
+                return parked
+            keep = 0  # a failed restore leaves the sequence empty
         if donor is not slot and shared > keep:
             lib.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
             lib.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, 0, shared)
-            keep = shared
-        else:
-            lib.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
-        self._admissions += 1
-        slot.ticket, slot.state, slot.sampler = w.ticket, w.state, w.sampler
-        slot.tokens, slot.cached, slot.admitted = prompt[:keep], keep, self._admissions
-        slot.feed = list(prompt[keep:])
-        if w.ticket.job.params.prompt_logprobs:
-            slot.echo = [TokenLogprob(prompt[0], self.vocab.shown(prompt[0]), None)]
+            return shared
+        lib.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
+        return keep
+
+    def _park_idle(self) -> None:
+        """While any job runs, finished sequences leave the cache for the shelf: the live
+        ones would otherwise compute attention over their cells at every step."""
+        if not any(s.ticket is not None for s in self._slots):
+            return
+        for slot in self._slots:
+            if slot.ticket is None and slot.tokens:
+                self._park(slot)
+
+    def _park(self, slot: _Slot) -> None:
+        """Copy the slot's cells to the shelf (when it can keep them), then free them."""
+        lib, seq = self._lib, slot.seq
+        if len(slot.tokens) >= PARK_MIN:
+            size = int(lib.llama_state_seq_get_size(self._ctx, seq))
+            if self._shelf.fits(size):
+                data = np.empty(size, dtype=np.uint8)
+                n = lib.llama_state_seq_get_data(self._ctx, _bytes_ptr(data), size, seq)
+                if n:
+                    self._shelf.put(slot.tokens, data[:n])
+        lib.llama_memory_seq_rm(self._mem, seq, 0, -1)
+        slot.tokens = []
+
+    def _restore(self, slot: _Slot, entry: Parked) -> bool:
+        """Put a parked sequence's cells back as the slot's sequence; False when the
+        cache has no room for them (the slot's sequence is then empty)."""
+        data = entry.data
+        slot.tokens = []
+        done = self._lib.llama_state_seq_set_data(
+            self._ctx, _bytes_ptr(data), data.nbytes, slot.seq
+        )
+        if not done:
+            log.info("no room in the KV cache to restore a parked prefix; reading it again")
+            self._lib.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        return bool(done)
 
     def _step(self) -> None:  # noqa: C901  (see _loop)
         for slot in self._active():
@@ -535,6 +614,11 @@ def _name_os_thread(name: str) -> None:
     """Show the scheduler as `name` in top, py-spy and /proc (Linux; elsewhere nothing)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
+def _bytes_ptr(data: Any) -> Any:
+    """A `uint8_t *` to a numpy byte array, for llama.h's state calls."""
+    return data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
 
 
 def _as_edge(exc: Exception) -> EdgeError:

@@ -37,6 +37,11 @@ RUNTIME_RAM = 200 * MiB
 CUDA_RESERVE = 192 * MiB
 # Left free for the desktop and other programs to grow: 8% of the card, at least 256 MiB.
 DESKTOP_SHARE, DESKTOP_MIN = 0.08, 256 * MiB
+# The shelf (edge.engine.shelf): finished conversations' KV parked in RAM while others run.
+# By default an eighth of the RAM free at start, at most 2 GiB: 2 GiB holds ~18,000 tokens
+# of Qwen3-0.6B's f16 KV (a day of a household's conversations, or an agent's long prompt
+# and a few chats beside it), and an eighth leaves an 8 GB laptop most of its memory.
+SHELF_SHARE, SHELF_MAX = 1 / 8, 2 << 30
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class Plan:
     weights_bytes: int
     notes: tuple[str, ...] = ()
     n_parallel: int = 1  # sequences decoded together (the server's batching engine)
+    shelf_bytes: int = 0  # RAM for finished sequences' KV parked out of the cache
     gpu: str | None = None  # the GPU the layers go to
     vram_bytes: int = 0  # predicted use of llama.cpp's buffers on the GPU
     ram_bytes: int = 0  # predicted resident memory of the process
@@ -160,6 +166,7 @@ class Plan:
             f"{f' shared by {self.n_parallel} sequences' if self.n_parallel > 1 else ''}"
             f"{' · flash attn' if self.flash_attn else ''}"
             f" · weights {self.weights_bytes / MiB:.0f} MiB"
+            f"{f' · shelf ≤ {self.shelf_bytes / MiB:.0f} MiB' if self.shelf_bytes else ''}"
         ) + "".join(f" ({note})" for note in self.notes)
 
 
@@ -504,9 +511,19 @@ def _finish(
         weights_bytes=info.weights_bytes,
         notes=tuple(notes + c.notes),
         n_parallel=parallel,
+        shelf_bytes=shelf_bytes(wishes, budget),
         wishes=wishes,
         **_placement(info, c.n_gpu_layers, c.n_ctx, c.kv, c.fa, parallel, budget),
     )
+
+
+def shelf_bytes(wishes: Settings, budget: Budget) -> int:
+    """The shelf's cap: --cache-ram if given, else `SHELF_SHARE` of free RAM up to `SHELF_MAX`."""
+    if wishes.cache_ram is not None:
+        return wishes.cache_ram * MiB
+    if budget.ram_available is None:
+        return SHELF_MAX // 2
+    return min(SHELF_MAX, int(budget.ram_available * SHELF_SHARE)) // MiB * MiB
 
 
 def _placement(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 from edge.engine.seam import Event, Finish, FinishReason, Job, TokenEvent, Usage
@@ -138,7 +139,7 @@ def loops(tokens: list[int], max_ngram: int, min_span: int) -> bool:
     return False
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """How many leading tokens `a` and `b` share."""
     n = 0
     for x, y in zip(a, b, strict=False):
