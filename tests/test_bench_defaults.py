@@ -91,9 +91,21 @@ def test_filler_has_about_the_tokens_asked_and_a_longer_one_extends_a_shorter() 
     short, long = defaults.filler("deep", 300), defaults.filler("deep", 600)
     assert long.startswith(short) and long != short
     for text, tokens in ((short, 300), (long, 600)):
-        assert tokens * 4 <= len(text) < tokens * 4 + 120
+        chars = tokens * defaults.CHARS_PER_TOKEN
+        assert chars <= len(text) < chars + 120
     other = defaults.filler("conv1", 300)
     assert other.startswith("(conv1)") and other[20:200] != short[20:200]
+
+
+def test_filler_lengths_are_right_in_qwens_own_tokens() -> None:
+    from tokenizers import Tokenizer
+
+    from edge.model.synthetic import tokenizer_files_dir
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_files_dir() / "tokenizer.json"))
+    for tokens in (300, 1536, 3584):
+        got = len(tokenizer.encode(defaults.filler("deep", tokens)).ids)
+        assert 0.95 * tokens <= got <= 1.05 * tokens, (tokens, got)
 
 
 def test_the_probe_system_prompt_is_over_half_of_what_a_probe_leaves_cached() -> None:
