@@ -305,6 +305,17 @@ def test_turn_ttft_flips_at_1_0(results: dict, ttft: float, met: bool) -> None:
     assert defaults_report.targets(results["models"][0])[5].met is met
 
 
+def test_failed_clients_fail_the_4_clients_verdict_and_show(results: dict) -> None:
+    conc = results["models"][0]["defaults"]["concurrency"]
+    conc[PY] = {"aggregate_tps": 15.5, "errors": 3, "requests": 4}
+    assert defaults_report.targets(results["models"][0])[4].met is True
+    row = _headline(markdown(results))["4 concurrent clients / aggregate tok/s"]
+    assert row[:4] == ["120.0", "100.0", "15.5 (3 of 4 failed)", "1.20"]
+    conc[OURS].update(errors=1, requests=4)
+    verdict = defaults_report.targets(results["models"][0])[4]
+    assert verdict.met is False and "1 of our requests failed" in verdict.detail
+
+
 def test_the_gpu_proxy_is_judged_by_the_same_bounds(results: dict) -> None:
     results["models"][0]["shape"] = "gpu-proxy"
     verdicts = defaults_report.targets(results["models"][0])

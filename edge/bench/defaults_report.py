@@ -20,6 +20,7 @@ from edge.bench.report import (
     RSS_SLACK_BYTES,
     Target,
     _bound,
+    _count,
     _field,
     _floats,
     _fmt,
@@ -100,6 +101,8 @@ def _server(d: dict[str, Any], name: str) -> dict[str, Any]:
         "filled_conversations": filled["conversations"] if filled else None,
         "deep_decode_tps": deep["decode_tps"] if deep else None,
         "agg4_tps": ((d.get("concurrency") or {}).get(name) or {}).get("aggregate_tps"),
+        "agg4_errors": ((d.get("concurrency") or {}).get(name) or {}).get("errors"),
+        "agg4_requests": ((d.get("concurrency") or {}).get(name) or {}).get("requests"),
         "turns": max((len(r) for r in turns), default=None),
         "last_turn_ttft_s": median(_floats(r[-1] for r in turns)),
         "peak_rss_bytes": ((d.get("memory") or {}).get(name) or {}).get("peak_rss_bytes"),
@@ -178,6 +181,11 @@ def judge(s: dict[str, Any], quant: str, file_bytes: int | None) -> list[Target]
                 f"{_show(mine, f)} vs {_show(theirs, f)}",
             )
         )
+    if ours.get("agg4_errors"):  # a faster total with failed clients is no win
+        agg = FIGURES.index(next(f for f in FIGURES if f.key == "agg4_tps"))
+        t = verdicts[agg]
+        detail = f"{t.detail}; {ours['agg4_errors']} of our requests failed"
+        verdicts[agg] = replace(t, met=False if t.met is not None else None, detail=detail)
     return [*verdicts, _filled_target(ours, quant), _rss_target(file_bytes, s, ours, quant)]
 
 
@@ -267,7 +275,7 @@ def _headline_table(model: dict[str, Any], s: dict[str, Any]) -> str | None:
     labels, verdicts = _labels(s), judge(s, model.get("quant", "?"), model.get("file_bytes"))
     rows = []
     for f, t in zip(FIGURES, verdicts, strict=False):
-        cells = [_ms(e.get(f.key)) if f.seconds else _fmt(e.get(f.key), ".1f") for e in each]
+        cells = [_cell(e, f) for e in each]
         first = [f.scenario.format(**labels), f.what.format(**labels)]
         rows.append([*first, *cells, _fmt(t.value, ".2f"), t.target, _outcome(t)])
     filled, rss = verdicts[len(FIGURES)], verdicts[len(FIGURES) + 1]
@@ -279,6 +287,14 @@ def _headline_table(model: dict[str, Any], s: dict[str, Any]) -> str | None:
     ]
     headers = ["scenario", "figure", *SERVERS, "ours / llama-server", "target", "verdict"]
     return _table(headers, rows)
+
+
+def _cell(figures: dict[str, Any], f: Figure) -> str:
+    value = figures.get(f.key)
+    text = _ms(value) if f.seconds else _fmt(value, ".1f")
+    if f.key != "agg4_tps" or not figures.get("agg4_errors"):
+        return text
+    return f"{text} ({figures['agg4_errors']} of {_count(figures.get('agg4_requests'))} failed)"
 
 
 def _sweep_table(title: str, s: dict[str, Any], key: str) -> str | None:
