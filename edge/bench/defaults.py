@@ -28,6 +28,7 @@ import random
 import shlex
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -170,9 +171,9 @@ def measure(
         "deep": z.deep,
     }
     peaks: dict[str, int] = {}
-    with _Started(names, s, log_dir, llama_server, peaks, log) as running:
+    with _started(names, s, log_dir, llama_server, peaks, log) as running:
         out.update(_first_life(running, z, log))
-    with _Started(names, s, log_dir, llama_server, peaks, log) as running:
+    with _started(names, s, log_dir, llama_server, peaks, log) as running:
         out.update(_second_life(running, z, log))
     out["memory"] = {n: {"peak_rss_bytes": peaks.get(n)} for n in names}
     return out
@@ -183,38 +184,28 @@ def _shown(argv: list[str]) -> str:
     return shlex.join(["python" if a == sys.executable else a for a in argv])
 
 
-class _Started:
-    """Every named server started with its defaults; stopped on exit, peak RSS noted."""
-
-    def __init__(
-        self,
-        names: list[str],
-        s: ServerSettings,
-        log_dir: Path,
-        llama_server: Path | None,
-        peaks: dict[str, int],
-        log: Log,
-    ) -> None:
-        self.args = (names, s, log_dir, llama_server)
-        self.peaks, self.log = peaks, log
-        self.running: list[Server] = []
-
-    def __enter__(self) -> list[Server]:
-        names, s, log_dir, llama_server = self.args
-        try:
-            for name in names:
-                self.log(f"  starting {name} with its defaults")
-                self.running.append(servers.start(name, s, log_dir, llama_server, defaults=True))
-        except BaseException:
-            self.__exit__()
-            raise
-        return self.running
-
-    def __exit__(self, *_exc: object) -> None:
-        for server in self.running:
+@contextmanager
+def _started(
+    names: list[str],
+    s: ServerSettings,
+    log_dir: Path,
+    llama_server: Path | None,
+    peaks: dict[str, int],
+    log: Log,
+) -> Iterator[list[Server]]:
+    """Every named server started with its defaults; all stopped at the end (Ctrl-C
+    included), each one's peak RSS noted in `peaks` first."""
+    running: list[Server] = []
+    try:
+        for name in names:
+            log(f"  starting {name} with its defaults")
+            running.append(servers.start(name, s, log_dir, llama_server, defaults=True))
+        yield running
+    finally:
+        for server in running:
             peak = server.peak_rss()
             if peak is not None:
-                self.peaks[server.name] = max(peak, self.peaks.get(server.name, 0))
+                peaks[server.name] = max(peak, peaks.get(server.name, 0))
             server.stop()
 
 

@@ -302,23 +302,22 @@ def _sweep_table(title: str, s: dict[str, Any], key: str) -> str | None:
     ref = (s["servers"].get(LLAMA_SERVER) or {}).get(key) or []
     if not ours and not ref:
         return None
-    first, tokens = (
+    first, counted = (
         ("cached conversations", "their prompt tokens (ours)")
         if key == "occupancy"
         else ("depth (tokens asked)", "prompt tokens (ours)")
     )
-    headers = [first, tokens, f"{OURS} tok/s", f"{LLAMA_SERVER} tok/s", "ratio"]
+    headers = [first, counted, f"{OURS} tok/s", f"{LLAMA_SERVER} tok/s", "ratio"]
     x = "conversations" if key == "occupancy" else "depth"
     rows = []
     for i in range(max(len(ours), len(ref))):
         a = ours[i] if i < len(ours) else {}
         b = ref[i] if i < len(ref) else {}
         point = a.get(x, b.get(x))
-        tokens = a.get("prompt_tokens")
         rows.append(
             [
-                _fmt(point, "d") if point is not None else DASH,
-                _fmt(tokens, ".0f"),
+                _fmt(point, "d"),
+                _fmt(a.get("prompt_tokens"), ".0f"),
                 _fmt(a.get("decode_tps"), ".1f"),
                 _fmt(b.get("decode_tps"), ".1f"),
                 _fmt(_ratio(a.get("decode_tps"), b.get("decode_tps")), ".2f"),
