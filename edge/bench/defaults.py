@@ -13,6 +13,13 @@ with the order rotating (as `servers.interleaved` does):
    prompt grows (each depth's prompt extends the last), so the cache holds that one
    conversation at each depth and no other.
 
+Both servers default to 4 slots over one unified KV cache, so with 4 conversations sent
+the 4th takes the slot of the 1st. Where they differ is what an idle slot costs: edge-qwen
+keeps its cells for prefix reuse, while llama-server (--cache-idle-slots, on by default)
+moves idle slots to its RAM prompt cache and clears them from the KV cache when a new task
+starts. The depth sweep's prompts extend each other, so only decode at depth is read from
+it, never TTFT.
+
 llama_cpp.server takes part in the fresh stream, the multi-turn chat and the 4 clients. It
 sits out the occupancy and depth sweeps: it has one context and keeps only the last
 prompt, so there is no cache to fill, and reading thousands of prompt tokens on its one
