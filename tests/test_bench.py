@@ -1,5 +1,6 @@
-"""`edge-qwen bench`: the quick run as a smoke test (every figure made, values not judged),
-plus its argument checks and the pure pieces.
+"""`edge-qwen bench`: the quick run as a smoke test (every figure made, the defaults
+against defaults ones too, values not judged), plus its argument checks and the pure
+pieces (the defaults scenarios' are in test_bench_defaults.py).
 
 The quick run builds upstream llama.cpp once into the reference cache (minutes, the first
 time on a machine) and measures the real contenders: llama-bench, our engine, plain
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bench import models, reference, run, servers
+from edge.bench import defaults_report, models, reference, run, servers
 from edge.bench.report import BEGIN_MARKER, END_MARKER, summarize, targets
 from edge.errors import ReferenceBuildError
 from edge.model import synthetic
@@ -67,16 +68,43 @@ def test_quick_bench_makes_every_figure(
     ours = model["concurrency"]["edge-qwen serve"]
     assert all(level["errors"] == 0 for level in ours.values()), ours
 
+    _assert_defaults_figures(model, results["meta"]["defaults"])
+
     verdicts = targets(results)
     assert len(verdicts) == 10 and all(t.value is not None for t in verdicts), verdicts
+    verdicts = defaults_report.targets(model)
+    assert len(verdicts) == 8 and all(t.value is not None for t in verdicts), verdicts
     assert summarize(results)["models"][0]["raw"]["llama-bench"]
-    for png in ("ttft-0.6b.png", "itl-0.6b.png", "throughput-0.6b.png"):
-        assert (out / png).read_bytes().startswith(b"\x89PNG"), png
+    for name in ("ttft", "itl", "throughput", "occupancy", "depth"):
+        assert (out / f"{name}-0.6b.png").read_bytes().startswith(b"\x89PNG"), name
     text = md.read_text(encoding="utf-8")
     assert "Hand-written text stays." in text and BEGIN_MARKER in text and END_MARKER in text
     assert "llama-server" in text and "out/ttft-0.6b.png" in text
     assert "### Targets — `0.6b`" in text
+    assert "### Defaults against defaults — `0.6b`" in text and "out/depth-0.6b.png" in text
     assert "llama-bench" in proc.stdout  # the summary is printed too
+
+
+def _assert_defaults_figures(model: dict, z: dict) -> None:
+    """Every defaults scenario ran on every server it is meant for, sizes as asked."""
+    d = model["defaults"]
+    assert d["ctx"] == z["ctx"] == 8192 and set(d["commands"]) == SERVERS
+    for name in SERVERS:
+        assert len(d["fresh"][name]) == z["fresh_rounds"], name
+        assert [len(t) for t in d["multiturn"][name]] == [z["turns"]] * z["turn_repeats"]
+        assert d["concurrency"][name]["requests"] == z["clients"], name
+        assert d["memory"][name]["peak_rss_bytes"] > model["file_bytes"] / 2, name
+    for name in SERVERS - {"llama_cpp.server"}:  # it sits the sweeps out
+        points = d["occupancy"][name]
+        assert [p["conversations"] for p in points] == z["conversations"], name
+        assert all(r["decode_tps"] > 0 for p in points for r in p["probes"]), name
+        assert [p["depth"] for p in d["depth"][name]] == z["depths"], name
+        for p in d["depth"][name]:  # the prompt lengths asked for are the ones sent
+            assert 0.9 * p["depth"] <= p["prompt_tokens"] <= 1.1 * p["depth"] + 30, (name, p)
+        assert d["concurrency"][name]["errors"] == 0, name
+    assert set(model["raw_depth"]) == {"llama-bench", "edge-qwen engine"}
+    tps = [v for by_depth in model["raw_depth"].values() for vs in by_depth.values() for v in vs]
+    assert len(tps) == 2 * len(z["raw_depths"]) * z["raw_rounds"] and min(tps) > 0
 
 
 def test_bench_refuses_a_missing_model_file(tmp_path: Path, cli_env: dict[str, str]) -> None:

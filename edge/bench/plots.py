@@ -1,5 +1,6 @@
 """PNG plots of a benchmark's results: TTFT and inter-token latency distributions per
-server, and aggregate throughput against concurrent clients (one file per shape, one
+server, aggregate throughput against concurrent clients, and (each server on its own
+defaults) decode against cache occupancy and against depth (one file per shape, one
 panel per quant)."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge.bench.defaults_report import raw_depth
+from edge.bench.defaults_report import summarize as summarize_defaults
 from edge.bench.report import (
     MAX_STRIP_POINTS,
     PLOT_TITLES,
@@ -48,6 +51,8 @@ def _plot_shape(models: list[dict[str, Any]], out_dir: Path, shape: str | None) 
         "ttft": ("stream", _draw_ttft),
         "itl": ("stream", _draw_itl),
         "throughput": ("concurrency", _draw_throughput),
+        "occupancy": ("defaults", _draw_occupancy),
+        "depth": ("defaults", _draw_depth),
     }
     written: dict[str, Path] = {}
     for name, (section, draw) in drawers.items():
@@ -121,3 +126,43 @@ def _draw_throughput(ax: Axes, model: dict[str, Any]) -> bool:
     ax.set_ylabel("aggregate generated tok/s")
     ax.legend(fontsize=8)
     return True
+
+
+def _lines(ax: Axes, lines: dict[str, list[tuple[float, float]]], xlabel: str) -> bool:
+    """One line per name through its (x, decode tok/s) points; "(terminal)" ones dashed."""
+    drawn = False
+    for name, points in lines.items():
+        points = sorted(p for p in points if p[1] is not None)
+        if points:
+            style = "--" if name.endswith("(terminal)") else "-"
+            ax.plot(*zip(*points, strict=True), style, marker="o", label=name)
+            drawn = True
+    if drawn:
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("decode tok/s")
+        ax.legend(fontsize=8)
+    return drawn
+
+
+def _draw_occupancy(ax: Axes, model: dict[str, Any]) -> bool:
+    servers = summarize_defaults(_section(model, "defaults"))["servers"]
+    lines = {
+        name: [
+            (p["prompt_tokens"] or p["cached_tokens"] or 0, p["decode_tps"]) for p in e["occupancy"]
+        ]
+        for name, e in servers.items()
+    }
+    return _lines(ax, lines, "prompt tokens of the conversations sent before (cached)")
+
+
+def _draw_depth(ax: Axes, model: dict[str, Any]) -> bool:
+    servers = summarize_defaults(_section(model, "defaults"))["servers"]
+    lines = {
+        name: [(p["prompt_tokens"] or p["depth"], p["decode_tps"]) for p in e["depth"]]
+        for name, e in servers.items()
+    }
+    rows = raw_depth(_section(model, "raw_depth"))
+    for key, name in (("engine", "edge-qwen engine"), ("llama_bench", "llama-bench tg")):
+        lines[f"{name} (terminal)"] = [(r["depth"], r[key]) for r in rows]
+    return _lines(ax, lines, "context depth (prompt tokens)")

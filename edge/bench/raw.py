@@ -11,7 +11,11 @@ each decode, which llama-bench does not; that is their real cost. One more row r
 engine with the servers' context, to show what that context alone costs.
 
     python -m edge.bench.raw engine|llama MODEL THREADS CTX FLASH(0/1) PP TG   # one JSON line
+    python -m edge.bench.raw engine-depth MODEL THREADS 0 FLASH(0/1) DEPTH TG
     (CTX 0: size the cache as llama-bench does)
+
+`measure_depth` is the terminal at depth: decode after a long prompt, our engine with one
+slot against llama-bench's `tg` at `-d DEPTH`.
 """
 
 from __future__ import annotations
@@ -75,6 +79,13 @@ def measure(contender: str, model: Path, s: RawSettings, bin_path: Path | None =
 
 
 def _llama_bench(binary: Path, model: Path, s: RawSettings) -> dict:
+    rows = _llama_bench_rows(binary, model, s, ["-p", str(s.pp), "-n", str(s.tg)])
+    pp = next(r for r in rows if r["n_prompt"] == s.pp and r["n_gen"] == 0)
+    tg = next(r for r in rows if r["n_gen"] == s.tg and r["n_prompt"] == 0)
+    return {"pp_tps": float(pp["avg_ts"]), "tg_tps": float(tg["avg_ts"])}
+
+
+def _llama_bench_rows(binary: Path, model: Path, s: RawSettings, tests: list[str]) -> list:
     argv = [
         str(binary),
         "-m",
@@ -83,10 +94,7 @@ def _llama_bench(binary: Path, model: Path, s: RawSettings) -> dict:
         str(s.threads),
         "-fa",
         str(int(s.flash_attn)),
-        "-p",
-        str(s.pp),
-        "-n",
-        str(s.tg),
+        *tests,
         "-r",
         "1",
         "-ngl",
@@ -94,13 +102,32 @@ def _llama_bench(binary: Path, model: Path, s: RawSettings) -> dict:
         "-o",
         "json",
     ]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
     if out.returncode != 0:
         raise BenchError(f"llama-bench failed: {out.stderr.strip()[-2000:]}")
-    rows = json.loads(out.stdout)
-    pp = next(r for r in rows if r["n_prompt"] == s.pp and r["n_gen"] == 0)
-    tg = next(r for r in rows if r["n_gen"] == s.tg and r["n_prompt"] == 0)
-    return {"pp_tps": float(pp["avg_ts"]), "tg_tps": float(tg["avg_ts"])}
+    return list(json.loads(out.stdout))
+
+
+def measure_depth(
+    contender: str, model: Path, s: RawSettings, depth: int, bin_path: Path | None = None
+) -> float:
+    """Decode tok/s of `s.tg` tokens after `depth` prompt tokens, one slot, a context sized
+    as llama-bench sizes it (depth + tg): llama-bench's `tg` at `-d depth`, or our Engine as
+    `edge-qwen chat` runs it. `s.pp` and `s.ctx` are not used."""
+    if contender == LLAMA_BENCH:
+        assert bin_path is not None
+        tests = ["-p", "0", "-n", str(s.tg), "-d", str(depth)]
+        rows = _llama_bench_rows(bin_path, model, s, tests)
+        row = next(r for r in rows if r["n_gen"] == s.tg and r.get("n_depth") == depth)
+        return float(row["avg_ts"])
+    if contender != ENGINE:
+        raise ValueError(contender)
+    args = [str(model), str(s.threads), "0", str(int(s.flash_attn)), str(depth), str(s.tg)]
+    argv = [sys.executable, "-m", "edge.bench.raw", "engine-depth", *args]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    if out.returncode != 0:
+        raise BenchError(f"{contender} at depth {depth} failed: {out.stderr.strip()[-2000:]}")
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["tg_tps"])
 
 
 def _prompt(pp: int) -> list[int]:
@@ -108,38 +135,58 @@ def _prompt(pp: int) -> list[int]:
     return [1000 + (i * 7919) % 100_000 for i in range(pp)]
 
 
-def _engine(model: Path, s: RawSettings) -> dict:
-    from edge.engine import Engine, Finish, SamplingParams, ThinkingControl, TokenEvent
-    from edge.engine.plan import make_plan, read_model_info
+def _load(model: Path, info: Any, s: RawSettings, ctx: int) -> Any:
+    from edge.engine import Engine, SamplingParams
+    from edge.engine.plan import make_plan
 
-    info = read_model_info(model)
+    plan = make_plan(
+        info, Settings(ctx=max(64, s.ctx or ctx), threads=s.threads, flash_attn=s.flash_attn)
+    )
+    engine = Engine(model, plan, info)
+    # A warm-up, as llama-bench does. What it leaves cached is no prefix of what is
+    # measured next (the pp prompt starts with another token; tg's one-token prompt
+    # is always evaluated for its logits), so nothing measured is served from cache.
+    list(engine.generate([PROMPT_TOKEN] * 8, SamplingParams(temperature=0, max_tokens=1)))
+    return engine
 
-    def load(ctx: int) -> Engine:
-        plan = make_plan(
-            info, Settings(ctx=max(64, s.ctx or ctx), threads=s.threads, flash_attn=s.flash_attn)
-        )
-        engine = Engine(model, plan, info)
-        # A warm-up, as llama-bench does. What it leaves cached is no prefix of what is
-        # measured next (the pp prompt starts with another token; tg's one-token prompt
-        # is always evaluated for its logits), so nothing measured is served from cache.
-        list(engine.generate([PROMPT_TOKEN] * 8, SamplingParams(temperature=0, max_tokens=1)))
-        return engine
 
-    engine = load(s.pp + 1)
-    prompt = engine.generate(_prompt(s.pp), SamplingParams(temperature=0, max_tokens=1))
-    finish = [e for e in prompt if isinstance(e, Finish)][0]
-    engine.close()
-    engine = load(s.tg + 2)
+def _decode(engine: Any, prompt: list[int], tg: int) -> float:
+    """tok/s of `tg` tokens after the prompt (the first token, which ends prompt reading,
+    is not counted)."""
+    from edge.engine import SamplingParams, ThinkingControl, TokenEvent
+
     # Random weights repeat themselves; the loop guard would end the run early.
     decode = engine.generate(
-        [PROMPT_TOKEN],
-        SamplingParams(temperature=0, max_tokens=s.tg + 1),
+        prompt,
+        SamplingParams(temperature=0, max_tokens=tg + 1),
         thinking=ThinkingControl(loop_guard=False),
     )
     stamps = [e.elapsed for e in decode if isinstance(e, TokenEvent)]
-    if len(stamps) != s.tg + 1:
-        raise BenchError(f"the engine stopped after {len(stamps)} of {s.tg + 1} tokens")
-    return {"pp_tps": s.pp / finish.ttft, "tg_tps": s.tg / (stamps[-1] - stamps[0])}
+    if len(stamps) != tg + 1:
+        raise BenchError(f"the engine stopped after {len(stamps)} of {tg + 1} tokens")
+    return tg / (stamps[-1] - stamps[0])
+
+
+def _engine(model: Path, s: RawSettings) -> dict:
+    from edge.engine import Finish, SamplingParams
+    from edge.engine.plan import read_model_info
+
+    info = read_model_info(model)
+    engine = _load(model, info, s, s.pp + 1)
+    prompt = engine.generate(_prompt(s.pp), SamplingParams(temperature=0, max_tokens=1))
+    finish = [e for e in prompt if isinstance(e, Finish)][0]
+    engine.close()
+    engine = _load(model, info, s, s.tg + 2)
+    tg_tps = _decode(engine, [PROMPT_TOKEN], s.tg)
+    return {"pp_tps": s.pp / finish.ttft, "tg_tps": tg_tps}
+
+
+def _engine_depth(model: Path, s: RawSettings) -> dict:
+    """Decode after `s.pp` prompt tokens (the depth), one slot, as `edge-qwen chat` runs."""
+    from edge.engine.plan import read_model_info
+
+    engine = _load(model, read_model_info(model), s, s.pp + s.tg + 2)
+    return {"tg_tps": _decode(engine, _prompt(s.pp), s.tg)}
 
 
 def _plain(model: Path, s: RawSettings) -> dict:
@@ -181,7 +228,8 @@ def _main(argv: list[str]) -> int:
     kind, model = argv[0], Path(argv[1])
     threads, ctx, fa, pp, tg = (int(a) for a in argv[2:7])
     s = RawSettings(threads, ctx, bool(fa), pp, tg)
-    result = _engine(model, s) if kind == "engine" else _plain(model, s)
+    run = {"engine": _engine, "engine-depth": _engine_depth, "llama": _plain}[kind]
+    result = run(model, s)
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

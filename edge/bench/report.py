@@ -149,15 +149,20 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 
     Each model entry has `shape`, `threads`, `quant`, `path`, `file_bytes`, `kv_bytes` and
     one dict per section keyed by contender: `raw`, `stream`, `nonstream`, `multiturn`,
-    `concurrency`, `memory`.
+    `concurrency`, `memory`; `defaults` and `raw_depth` are edge.bench.defaults_report's
+    summaries, and "defaults_targets" that module's verdicts.
     Series become `{"n", "median", "p95", "min", "max"}` (seconds or tokens/s, as measured).
     """
+    from edge.bench import defaults_report  # it imports this module's helpers
+
     models = [_summarize_model(m) for m in results.get("models") or []]
     verdicts = [t for m in models for t in _model_targets(m)]
+    defaults = [t for m in results.get("models") or [] for t in defaults_report.targets(m)]
     return {
         "meta": results.get("meta") or {},
         "models": models,
         "targets": [{**asdict(t), "margin": t.margin} for t in verdicts],
+        "defaults_targets": [{**asdict(t), "margin": t.margin} for t in defaults],
     }
 
 
@@ -166,6 +171,8 @@ def _settings(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _summarize_model(model: dict[str, Any]) -> dict[str, Any]:
+    from edge.bench import defaults_report  # it imports this module's helpers
+
     return {
         "shape": model.get("shape"),
         "threads": model.get("threads"),
@@ -179,6 +186,8 @@ def _summarize_model(model: dict[str, Any]) -> dict[str, Any]:
         "multiturn": _multiturn_summary(_section(model, "multiturn")),
         "concurrency": _concurrency_summary(_section(model, "concurrency")),
         "memory": _memory_summary(_section(model, "memory"), model),
+        "defaults": defaults_report.summarize(_section(model, "defaults")),
+        "raw_depth": defaults_report.raw_depth(_section(model, "raw_depth")),
     }
 
 
@@ -545,6 +554,10 @@ def _shape_section(
         parts.append(f"## Shape `{shape}`" + (f"\n\n{about}" if about else ""))
     parts += [_model_block(m, settings) for m in models]
     parts.append(_targets_block([t for m in models for t in _model_targets(m)], suffix))
+    from edge.bench import defaults_report  # it imports this module's helpers
+
+    if defaults := defaults_report.section(models, suffix):
+        parts.append(defaults)
     links = {n: plots[plot_key(n, shape)] for n in PLOT_TITLES if plot_key(n, shape) in plots}
     if links:
         parts.append(_plots_block(links, suffix))
@@ -778,6 +791,8 @@ PLOT_TITLES = {
     "ttft": "Streamed time to first token per server",
     "itl": "Inter-token latency per server",
     "throughput": "Aggregate decode throughput vs concurrent clients",
+    "occupancy": "Decode tok/s vs cached tokens, each server on its defaults",
+    "depth": "Decode tok/s vs context depth, each server on its defaults",
 }
 
 

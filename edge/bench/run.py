@@ -4,8 +4,10 @@ For each shape of the synthetic model (or the user's --model) and each quantizat
 raw engine (figure 1), then the three servers, all started together so their requests can
 interleave (figures 2–4), then 1..N concurrent clients (figure 5; llama-server and
 edge-qwen restarted with --parallel equal to the client count), and each server's peak
-memory (figure 6). Writes results.json (every raw number, each model tagged with its
-shape and thread count), PNG plots and a Markdown section per shape.
+memory (figure 6). Then what users see (edge.bench.defaults): our engine and llama-bench
+decoding at depth, and every server started with its own defaults. Writes results.json
+(every raw number, each model tagged with its shape and thread count), PNG plots and a
+Markdown section per shape.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.bench import raw, servers
+from edge.bench import defaults, raw, servers
+from edge.bench.defaults import DefaultsSizes
 from edge.bench.models import SHAPES
 from edge.bench.servers import LLAMA_SERVER, OURS, PY_SERVER, Server, ServerSettings
 from edge.config import Settings
@@ -68,10 +71,16 @@ class BenchOptions:
     cache: Path | None = None
     markdown: Path | None = None
     command: str = field(default_factory=lambda: _invocation(sys.argv))
+    defaults: bool = True  # also measure every server started with its own defaults
+    defaults_ctx: int = 8192  # the context those starts give (llama-server users' common -c)
 
     @property
     def sizes(self) -> Sizes:
         return QUICK if self.quick else FULL
+
+    @property
+    def defaults_sizes(self) -> DefaultsSizes:
+        return defaults.QUICK if self.quick else defaults.FULL
 
 
 def _invocation(argv: list[str]) -> str:
@@ -198,6 +207,40 @@ def _measure(
     settings = ServerSettings(path, group.threads, opts.ctx, fa)
     entry.update(_served(settings, opts, ref.llama_server if ref else None, log))
     _write_json(opts.out / "results.json", results)  # partial results survive a crash
+    if opts.defaults:
+        _measure_defaults(entry, group.threads, fa, opts, ref, log)
+        _write_json(opts.out / "results.json", results)
+
+
+def _measure_defaults(
+    entry: dict[str, Any], threads: int, fa: bool, opts: BenchOptions, ref: Any, log: Log
+) -> None:
+    """What users see: the terminal at depth, then every server on its own defaults."""
+    path = Path(entry["path"])
+    log(f"— {path.name}: our engine and llama-bench at depth")
+    entry["raw_depth"] = _raw_depth(path, threads, fa, opts, ref, log)
+    log(f"— {path.name}: defaults against defaults (ctx {opts.defaults_ctx})")
+    s = ServerSettings(path, threads, opts.defaults_ctx, fa)
+    llama_server = ref.llama_server if ref else None
+    got = defaults.measure(s, opts.defaults_sizes, _logs(opts), llama_server, log)
+    kv = entry["kv_bytes"] * opts.defaults_ctx // opts.ctx  # f16 KV grows with the context
+    entry["defaults"] = {**got, "kv_bytes": kv}
+
+
+def _raw_depth(path: Path, threads: int, fa: bool, opts: BenchOptions, ref: Any, log: Log) -> dict:
+    """{contender: {depth: [tg tok/s per round]}}, contenders in rotating order."""
+    d = opts.defaults_sizes
+    s = raw.RawSettings(threads, 0, fa, 0, opts.sizes.tg_tokens)
+    names = ([raw.LLAMA_BENCH] if ref else []) + [raw.ENGINE]
+    out: dict[str, dict[str, list[float]]] = {n: {str(k): [] for k in d.raw_depths} for n in names}
+    for r in range(d.raw_rounds):
+        k = r % len(names)
+        for depth in d.raw_depths:
+            for name in names[k:] + names[:k]:
+                tps = raw.measure_depth(name, path, s, depth, ref.llama_bench if ref else None)
+                log(f"  {name} at depth {depth}: tg {tps:.2f} tok/s")
+                out[name][str(depth)].append(tps)
+    return out
 
 
 def _raw(path: Path, threads: int, opts: BenchOptions, fa: bool, ref: Any, log: Log) -> dict:
@@ -326,12 +369,21 @@ def _meta(opts: BenchOptions, ref: Any) -> dict[str, Any]:
             "reference": f"llama.cpp vendored in llama-cpp-python {ref.version}" if ref else None,
         },
         "shapes": {},  # name -> what it stands for; threads and flash_attn are per model
+        "defaults": (
+            {"ctx": opts.defaults_ctx, **_listed(asdict(opts.defaults_sizes))}
+            if opts.defaults
+            else None
+        ),
         "settings": {
             "ctx": opts.ctx,
             "kv_type": "f16",
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(z).items()},
+            **_listed(asdict(z)),
         },
     }
+
+
+def _listed(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 
 
 def _cpu_name() -> str:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,21 +133,53 @@ def command(
     raise ValueError(name)
 
 
+def defaults_command(
+    name: str, s: ServerSettings, port: int, llama_server: Path | None
+) -> list[str]:
+    """`name` started as its README says: only model, threads and context given (plus
+    where to listen, and llama-server's --jinja and --no-webui, which change no speed).
+    Flash attention, slots, batch sizes and caches are each server's own defaults."""
+    t, c = str(s.threads), str(s.ctx)
+    if name == OURS:
+        head = [sys.executable, "-m", "edge.cli", "serve", "-m", str(s.model)]
+        return [*head, *_pairs({"--port": port, "--threads": t, "--ctx": c})]
+    if name == LLAMA_SERVER:
+        assert llama_server is not None
+        flags = {"-m": s.model, "--host": "127.0.0.1", "--port": port, "-t": t, "-c": c}
+        return [str(llama_server), *_pairs(flags), "--jinja", "--no-webui"]
+    if name == PY_SERVER:
+        head = [sys.executable, "-m", "llama_cpp.server"]
+        flags = {"--model": s.model, "--host": "127.0.0.1", "--port": port}
+        return [*head, *_pairs({**flags, "--n_threads": t, "--n_ctx": c})]
+    raise ValueError(name)
+
+
 def _pairs(flags: dict[str, object]) -> list[str]:
     """`{"--port": 8000}` → `["--port", "8000"]`."""
     return [part for flag, value in flags.items() for part in (flag, str(value))]
 
 
 def start(
-    name: str, s: ServerSettings, log_dir: Path, llama_server: Path | None = None, parallel: int = 1
+    name: str,
+    s: ServerSettings,
+    log_dir: Path,
+    llama_server: Path | None = None,
+    parallel: int = 1,
+    defaults: bool = False,
 ) -> Server:
-    """Start a server and wait until it answers a one-token request (model loaded, pages in)."""
+    """Start a server and wait until it answers a one-token request (model loaded, pages in).
+
+    `defaults`: started by `defaults_command` (s.flash_attn and `parallel` unused)."""
     port = free_port()
     log = log_dir / f"{name.replace(' ', '-')}-{port}.log"
-    env = {**os.environ, "EDGE_QWEN_API_KEY": ""}
+    env = {**(_plain_env(os.environ) if defaults else os.environ), "EDGE_QWEN_API_KEY": ""}
+    if defaults:
+        argv = defaults_command(name, s, port, llama_server)
+    else:
+        argv = command(name, s, port, llama_server, parallel)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            command(name, s, port, llama_server, parallel),
+            argv,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -159,6 +191,15 @@ def start(
         server.stop()
         raise
     return server
+
+
+def _plain_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment without the settings a server reads from it (EDGE_QWEN_PARALLEL,
+    LLAMA_ARG_N_PARALLEL…), so that a defaults start gets the defaults."""
+    keep = ("EDGE_QWEN_HOME",)
+    return {
+        k: v for k, v in env.items() if k in keep or not k.startswith(("EDGE_QWEN_", "LLAMA_ARG_"))
+    }
 
 
 def _wait_ready(server: Server, limit: float = 180) -> None:
@@ -231,6 +272,7 @@ def stream_chat(server: Server, messages: list[dict[str, str]], max_tokens: int)
         "itl_s": gaps,
         "total_s": end - start,
         "tokens": tokens,
+        "prompt_tokens": usage.get("prompt_tokens"),  # None where a server sends no usage
         "chunks": len(stamps),
         "decode_tps": (len(stamps) - 1) / span if span > 0 else 0.0,
         "text": "".join(text),
