@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge.engine import Finish, Inbox, Job, Limits, Ticket, TokenEvent, Usage
+from edge.engine import Finish, Inbox, Job, Limits, ShelfUse, Ticket, TokenEvent, Usage
 from edge.errors import ContextOverflowError, EdgeError, UsageError
 
 
@@ -32,6 +32,7 @@ class FakeEngine:
 
     def __init__(self, slots: int = 1, n_ctx: int = 4096, step_s: float = 0.001) -> None:
         self.limits = Limits(n_vocab=151936, n_ctx=n_ctx, slots=slots)
+        self.shelf = ShelfUse()
         self.on_fatal: Callable[[str], None] | None = None
         self.step_s = step_s
         self.jobs: list[Job] = []

@@ -185,7 +185,7 @@ def test_finished_sequences_park_on_the_shelf_and_come_back(
             tokens_of(engine.generate(engine.tokenize(chat(i, 40)), params))
         # Each job parked the one before it: the live one never attends over their cells.
         assert engine.cached_sequences == 1
-        assert engine.parked[0] == 4 and engine.parked[1] > 0
+        assert engine.shelf.sequences == 4 and engine.shelf.bytes > 0
         again = tokens_of(engine.generate(engine.tokenize(chat(1, 40)), params))[1]
         assert again.usage.cached_tokens > 40  # put back from the shelf, not read again
     finally:
@@ -203,7 +203,11 @@ def test_without_a_shelf_finished_sequences_leave_the_cache_while_others_run(
     try:
         for i in range(3):
             tokens_of(engine.generate(engine.tokenize(chat(i, 40)), params))
-        assert engine.cached_sequences == 1 and engine.parked == (0, 0)
+        assert (
+            engine.cached_sequences == 1
+            and engine.shelf.sequences == 0
+            and engine.shelf.peak_bytes == 0
+        )
         again = tokens_of(engine.generate(engine.tokenize(chat(2, 40)), params))[1]
         assert again.usage.cached_tokens > 40  # the last one is still in the cache
         gone = tokens_of(engine.generate(engine.tokenize(chat(0, 40)), params))[1]
@@ -234,7 +238,7 @@ def test_a_restored_prefix_decodes_as_a_computed_one(gguf_of: Callable[[str, str
         a = engine.tokenize(chat(1, 150))
         first, _, _ = _answer(engine, a)
         _answer(engine, engine.tokenize(chat(2, 150)))  # runs while a is finished: parks it
-        assert engine.parked[0] == 1
+        assert engine.shelf.sequences == 1
         turn = "<|im_end|>\n<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n"
         follow = a + first + engine.tokenize(turn)
         ids, lps, finish = _answer(engine, follow)

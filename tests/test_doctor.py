@@ -78,6 +78,8 @@ def test_the_arithmetic_of_a_gpu_plan_reads_term_by_term() -> None:
         in text
     )
     assert "(7,168 MiB free − 847 MiB headroom)" in text
+    assert "flash attention on: on a GPU it is faster" in text
+    assert "shelf: up to 2048 MiB of RAM (an eighth of free RAM" in text
 
     split = make_plan(
         QWEN3_06B,
@@ -88,6 +90,18 @@ def test_the_arithmetic_of_a_gpu_plan_reads_term_by_term() -> None:
     text = "\n".join(render_plan(plan_data(Path("m.gguf"), QWEN3_06B, split)))
     assert f"{split.n_gpu_layers} of them on the GPU" in text and "GPU + " in text  # KV split
     assert "output layer: the token embedding (tied) in RAM" in text
+
+
+def test_a_cpu_plan_says_why_flash_attention_is_off_and_what_the_shelf_holds() -> None:
+    budget = Budget(ram_available=4 * GiB)
+    plan = make_plan(QWEN3_06B, Settings(ctx=8192), gpu_offload=False, budget=budget)
+    text = "\n".join(render_plan(plan_data(Path("m.gguf"), QWEN3_06B, plan)))
+    assert "flash attention off: on a CPU llama.cpp decodes faster without it" in text
+    assert "shelf: up to 512 MiB of RAM (an eighth of free RAM, at most 2048 MiB)" in text
+    assert "and the shelf up to 512 MiB" in text
+    asked = make_plan(QWEN3_06B, Settings(cache_ram=0, flash_attn=True), gpu_offload=False)
+    text = "\n".join(render_plan(plan_data(Path("m.gguf"), QWEN3_06B, asked)))
+    assert "flash attention on: as asked" in text and "shelf: none (--cache-ram 0)" in text
 
 
 def test_a_cuda_build_without_a_usable_gpu_is_explained(

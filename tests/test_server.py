@@ -372,6 +372,9 @@ def test_prometheus_metrics(scripted_server: str, client: openai.OpenAI) -> None
     assert int(series["edge_time_to_first_token_seconds_count"]) >= 1
     assert int(series['edge_inter_token_seconds_bucket{le="+Inf"}']) >= 7
     assert series["edge_queue_depth"] == "0" and series["edge_in_flight"] == "0"
+    # The shelf (finished conversations' KV in RAM) reports its cap and what it holds.
+    assert int(series["edge_shelf_cap_bytes"]) > 0
+    assert 0 <= int(series["edge_shelf_bytes"]) <= int(series["edge_shelf_peak_bytes"])
 
 
 TOOLS = [

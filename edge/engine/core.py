@@ -53,6 +53,7 @@ from edge.engine.seam import (
     Job,
     Limits,
     SamplingParams,
+    ShelfUse,
     ThinkingControl,
     Ticket,
     TokenEvent,
@@ -215,9 +216,10 @@ class Engine:
         return sum(1 for s in self._slots if s.ticket is None and s.tokens)
 
     @property
-    def parked(self) -> tuple[int, int]:
-        """Finished sequences on the shelf, and the bytes they take."""
-        return len(self._shelf), self._shelf.bytes
+    def shelf(self) -> ShelfUse:
+        """What the shelf holds now (a snapshot; the scheduler thread changes it)."""
+        s = self._shelf
+        return ShelfUse(len(s), s.bytes, s.peak, s.cap)
 
     def _free(self) -> None:
         lib = self._lib

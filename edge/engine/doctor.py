@@ -14,7 +14,16 @@ from typing import Any
 
 from edge.config import Settings
 from edge.engine.gpu import build_info
-from edge.engine.plan import Budget, MiB, ModelInfo, Plan, available_ram, footprint, physical_cores
+from edge.engine.plan import (
+    Budget,
+    MiB,
+    ModelInfo,
+    Plan,
+    available_ram,
+    explain,
+    footprint,
+    physical_cores,
+)
 from edge.errors import EdgeError
 
 CUDA_INSTALL_HINT = (
@@ -86,6 +95,7 @@ def plan_data(path: Path, info: ModelInfo, plan: Plan) -> dict[str, Any]:
         "summary": plan.describe(info),
         **{k: v for k, v in asdict(plan).items() if k not in ("budget", "wishes")},
         "notes": list(plan.notes),
+        "why": explain(plan),
         "kv_bytes_per_token": info.kv_bytes_per_token(plan.kv_type),
         "layers": info.layers,
         "budget": {
@@ -200,7 +210,9 @@ def render_plan(plan: dict[str, Any]) -> list[str]:
         f"  RAM: {_mib(a['ram_weights'])} weights + {_mib(a['ram_kv'])} KV + "
         f"{_mib(a['ram_compute'])} compute + runtime = {_mib(a['ram_bytes'])}"
         + (f" of {_mib(budget.ram_available)} available" if budget.ram_available else "")
+        + (f", and the shelf up to {_mib(plan['shelf_bytes'])}" if plan["shelf_bytes"] else "")
     )
+    lines += [f"  {line}" for line in plan.get("why", [])]
     return lines
 
 

@@ -517,6 +517,35 @@ def _finish(
     )
 
 
+def explain(plan: Plan) -> list[str]:
+    """Why the plan chose its attention kernel and its shelf, for doctor, one line each."""
+    w = plan.wishes
+    if w.flash_attn is not None:
+        fa = "as asked"
+    elif plan.n_gpu_layers > 0:
+        fa = "on a GPU it is faster and keeps the K·Q matrix out of VRAM"
+    elif plan.kv_type == "q8_0":
+        fa = "a q8_0 KV cache needs it"
+    else:
+        fa = (
+            "on a CPU llama.cpp decodes faster without it past ~300 tokens of context "
+            "(llama-bench tg, 0.6b Q4_K_M, 2 threads: 12.4 vs 9.0 tok/s at 3,500; ~5% slower "
+            "under 200); cached conversations wait on the shelf, so they cost running ones "
+            "nothing"
+        )
+    if w.cache_ram is not None:
+        cap = "--cache-ram"
+    else:
+        cap = f"an eighth of free RAM, at most {SHELF_MAX // MiB} MiB"
+    shelf = (
+        f"shelf: up to {plan.shelf_bytes / MiB:.0f} MiB of RAM ({cap}) for finished "
+        "conversations' KV while others run; the KV cache then holds only running ones"
+        if plan.shelf_bytes
+        else "shelf: none (--cache-ram 0): finished conversations are dropped while others run"
+    )
+    return [f"flash attention {'on' if plan.flash_attn else 'off'}: {fa}", shelf]
+
+
 def shelf_bytes(wishes: Settings, budget: Budget) -> int:
     """The shelf's cap: --cache-ram if given, else `SHELF_SHARE` of free RAM up to `SHELF_MAX`."""
     if wishes.cache_ram is not None:

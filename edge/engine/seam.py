@@ -145,6 +145,16 @@ class Limits:
     slots: int  # sequences decoded together; more jobs wait in line
 
 
+@dataclass(frozen=True)
+class ShelfUse:
+    """Finished sequences kept in RAM, out of the KV cache, for prefix reuse."""
+
+    sequences: int = 0
+    bytes: int = 0
+    peak_bytes: int = 0  # the most held at once since the engine started
+    cap_bytes: int = 0
+
+
 class Ticket:
     """A submitted job. `cancel()` may be called from any thread, at any time: a running
     job ends at the engine's next step with reason "cancelled"; one still waiting for a
@@ -181,6 +191,11 @@ class EngineAPI(Protocol):
 
     @property
     def limits(self) -> Limits: ...
+
+    @property
+    def shelf(self) -> ShelfUse:
+        """What the shelf holds now (edge.engine.shelf); read from any thread."""
+        ...
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of `text`, special tokens parsed."""

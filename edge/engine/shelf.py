@@ -43,6 +43,7 @@ class Shelf:
         self.cap = max(0, cap)
         self._items: OrderedDict[tuple[int, ...], Parked] = OrderedDict()  # oldest first
         self.bytes = 0
+        self.peak = 0  # the most `bytes` has been
 
     def __len__(self) -> int:
         return len(self._items)
@@ -64,6 +65,7 @@ class Shelf:
             self._drop(next(iter(self._items)))
         self._items[key] = entry
         self.bytes += entry.nbytes
+        self.peak = max(self.peak, self.bytes)
 
     def best(self, prompt: list[int]) -> tuple[Parked | None, int]:
         """The entry sharing the longest prefix with `prompt`, and how many tokens it

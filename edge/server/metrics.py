@@ -6,6 +6,8 @@ import threading
 from bisect import bisect_left
 from collections import Counter
 
+from edge.engine import ShelfUse
+
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ITL_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
 
@@ -82,7 +84,7 @@ class Metrics:
             for gap in gaps:
                 self.itl.observe(gap)
 
-    def render(self, waiting: int, in_flight: int) -> str:
+    def render(self, waiting: int, in_flight: int, shelf: ShelfUse | None = None) -> str:
         """The /metrics page."""
         with self._lock:
             lines = ["# TYPE edge_requests_total counter"]
@@ -98,7 +100,22 @@ class Metrics:
             lines += self.itl.lines("edge_inter_token_seconds")
             lines += ["# TYPE edge_queue_depth gauge", f"edge_queue_depth {waiting}"]
             lines += ["# TYPE edge_in_flight gauge", f"edge_in_flight {in_flight}"]
+            lines += self._shelf(shelf or ShelfUse())
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _shelf(shelf: ShelfUse) -> list[str]:
+        """Finished conversations' KV kept in RAM (edge.engine.shelf), against its cap."""
+        return [
+            "# TYPE edge_shelf_sequences gauge",
+            f"edge_shelf_sequences {shelf.sequences}",
+            "# TYPE edge_shelf_bytes gauge",
+            f"edge_shelf_bytes {shelf.bytes}",
+            "# TYPE edge_shelf_peak_bytes gauge",
+            f"edge_shelf_peak_bytes {shelf.peak_bytes}",
+            "# TYPE edge_shelf_cap_bytes gauge",
+            f"edge_shelf_cap_bytes {shelf.cap_bytes}",
+        ]
 
     @staticmethod
     def _counter(name: str, value: int) -> list[str]:

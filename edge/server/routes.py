@@ -37,9 +37,11 @@ def install(app: FastAPI, rt: Runtime, metrics: Metrics) -> None:
 
     @app.get("/metrics")
     async def prometheus() -> PlainTextResponse:
-        waiting, busy = (rt.worker.waiting, rt.worker.busy) if rt.worker else (0, 0)
+        w = rt.worker
+        waiting, busy = (w.waiting, w.busy) if w else (0, 0)
         return PlainTextResponse(
-            metrics.render(waiting, busy), media_type="text/plain; version=0.0.4"
+            metrics.render(waiting, busy, w.engine.shelf if w else None),
+            media_type="text/plain; version=0.0.4",
         )
 
     @app.get("/v1/models", responses=OPENAPI_ERRORS)
