@@ -291,6 +291,16 @@ def test_verdicts_ratio_ours_over_llama_server(results: dict) -> None:
     assert summarize(results)["defaults_targets"][2]["met"] is False
 
 
+def test_the_rss_bound_counts_the_shelf_and_nothing_else(results: dict) -> None:
+    memory = results["models"][0]["defaults"]["memory"]
+    memory[OURS] = {"peak_rss_bytes": 2000 * MIB, "shelf_peak_bytes": 400 * MIB}
+    rss = defaults_report.targets(results["models"][0])[-1]
+    assert rss.figure == "peak RSS on defaults" and rss.met is False  # 2000 > 1496 + 400
+    assert "(shelf peak 400 MiB)" in rss.detail and "shelf" in rss.target
+    memory[OURS]["shelf_peak_bytes"] = 600 * MIB
+    assert defaults_report.targets(results["models"][0])[-1].met is True  # 2000 ≤ 2096
+
+
 @pytest.mark.parametrize(("ours_filled", "met"), [([39.9], False), ([40.0], True), ([60.0], True)])
 def test_filled_against_empty_flips_at_0_8(results: dict, ours_filled: list, met: bool) -> None:
     results["models"][0]["defaults"]["occupancy"][OURS][-1]["probes"] = [

@@ -178,11 +178,14 @@ def measure(
         "deep": z.deep,
     }
     peaks: dict[str, int] = {}
-    with _started(names, s, log_dir, llama_server, peaks, log) as running:
+    shelves: dict[str, int] = {}
+    with _started(names, s, log_dir, llama_server, (peaks, shelves), log) as running:
         out.update(_first_life(running, z, log))
-    with _started(names, s, log_dir, llama_server, peaks, log) as running:
+    with _started(names, s, log_dir, llama_server, (peaks, shelves), log) as running:
         out.update(_second_life(running, z, log))
-    out["memory"] = {n: {"peak_rss_bytes": peaks.get(n)} for n in names}
+    out["memory"] = {
+        n: {"peak_rss_bytes": peaks.get(n), "shelf_peak_bytes": shelves.get(n)} for n in names
+    }
     return out
 
 
@@ -197,11 +200,11 @@ def _started(
     s: ServerSettings,
     log_dir: Path,
     llama_server: Path | None,
-    peaks: dict[str, int],
+    peaks: tuple[dict[str, int], dict[str, int]],
     log: Log,
 ) -> Iterator[list[Server]]:
     """Every named server started with its defaults; all stopped at the end (Ctrl-C
-    included), each one's peak RSS noted in `peaks` first."""
+    included), each one's peak RSS (and edge-qwen's shelf peak) noted in `peaks` first."""
     running: list[Server] = []
     try:
         for name in names:
@@ -210,9 +213,10 @@ def _started(
         yield running
     finally:
         for server in running:
-            peak = server.peak_rss()
-            if peak is not None:
-                peaks[server.name] = max(peak, peaks.get(server.name, 0))
+            now = (server.peak_rss(), servers.shelf_peak(server))
+            for seen, peak in zip(peaks, now, strict=True):
+                if peak is not None:
+                    seen[server.name] = max(peak, seen.get(server.name, 0))
             server.stop()
 
 

@@ -89,6 +89,21 @@ class Server:
                 self.proc.wait(timeout=30)
 
 
+def shelf_peak(server: Server) -> int | None:
+    """The most RAM edge-qwen's shelf has held (`edge_shelf_peak_bytes` on /metrics): its
+    finished conversations' KV, which its peak RSS includes by design. None for others."""
+    if server.name != OURS:
+        return None
+    try:
+        text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("edge_shelf_peak_bytes "):
+            return int(line.split()[1])
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
