@@ -216,6 +216,23 @@ def test_without_a_shelf_finished_sequences_leave_the_cache_while_others_run(
         engine.close()
 
 
+def test_a_system_prompt_is_shared_from_the_shelf(gguf_of: Callable[[str, str], Path]) -> None:
+    engine = open_batch(gguf_of("tiny", "Q8_0"), parallel=2)
+    system = "<|im_start|>system\n" + " ".join(f"rule{k}" for k in range(150)) + "<|im_end|>\n"
+    params = SamplingParams(temperature=0, max_tokens=4)
+    try:
+        a = engine.tokenize(system + chat(1, 5))
+        b = engine.tokenize(system + chat(2, 5))
+        shared = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+        tokens_of(engine.generate(a, params))
+        tokens_of(engine.generate(engine.tokenize(chat(3, 40)), params))  # a goes to the shelf
+        assert engine.cached_sequences == 1 and engine.shelf.sequences == 1
+        done = tokens_of(engine.generate(b, params))[1]
+        assert done.usage.cached_tokens >= shared  # the system prompt came back from the shelf
+    finally:
+        engine.close()
+
+
 def _answer(engine: Engine, prompt: list[int]) -> tuple[list[int], list[float], Finish]:
     params = SamplingParams(temperature=0, max_tokens=24, logprobs=1)
     ids: list[int] = []
