@@ -23,6 +23,7 @@ FROM_ENV: dict[str, tuple[str, Any]] = {
     "flash_attn": ("true", True),
     "gpu_layers": ("0", 0),
     "parallel": ("8", 8),
+    "cache_ram": ("512", 512),
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("9000", 9000),
     "lan": ("1", True),

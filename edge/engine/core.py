@@ -358,8 +358,11 @@ class Engine:
         assert slot.ticket is not None
         job = slot.ticket.job
         prompt = job.prompt
-        if slot.tokens and 2 * common_prefix(slot.tokens, prompt) < len(slot.tokens):
-            self._park(slot)  # another conversation's cells: kept on the shelf, not cut
+        shared = common_prefix(slot.tokens, prompt)
+        if slot.tokens and 2 * shared < len(slot.tokens):
+            # Another conversation's cells: kept whole on the shelf; the part this prompt
+            # shares stays in place.
+            self._park(slot, keep=shared)
         # The last prompt token must be evaluated for its logits; for the prompt's
         # logprobs, every token (nothing cached is reused).
         keep = self._reuse(slot, prompt, 0 if job.params.prompt_logprobs else len(prompt) - 1)
@@ -403,8 +406,9 @@ class Engine:
             if slot.ticket is None and slot.tokens:
                 self._park(slot)
 
-    def _park(self, slot: _Slot) -> None:
-        """Copy the slot's cells to the shelf (when it can keep them), then free them."""
+    def _park(self, slot: _Slot, keep: int = 0) -> None:
+        """Copy the slot's cells to the shelf (when it can keep them), then free all but
+        the first `keep`."""
         lib, seq = self._lib, slot.seq
         if len(slot.tokens) >= PARK_MIN:
             size = int(lib.llama_state_seq_get_size(self._ctx, seq))
@@ -413,8 +417,8 @@ class Engine:
                 n = lib.llama_state_seq_get_data(self._ctx, _bytes_ptr(data), size, seq)
                 if n:
                     self._shelf.put(slot.tokens, data[:n])
-        lib.llama_memory_seq_rm(self._mem, seq, 0, -1)
-        slot.tokens = []
+        lib.llama_memory_seq_rm(self._mem, seq, keep, -1)
+        slot.tokens = slot.tokens[:keep]
 
     def _restore(self, slot: _Slot, entry: Parked) -> bool:
         """Put a parked sequence's cells back as the slot's sequence; False when the
