@@ -216,6 +216,30 @@ def test_without_a_shelf_finished_sequences_leave_the_cache_while_others_run(
         engine.close()
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_the_next_turn_drops_its_previous_turn_instead_of_parking_it(
+    gguf_of: Callable[[str, str], Path], parallel: int
+) -> None:
+    """A chat's next turn renders the last generation prompt differently (no empty think
+    block in the history): it still goes on from that turn, in place or from another slot,
+    and the old turn is not copied to the shelf, where nothing would ever use it."""
+    engine = open_batch(gguf_of("tiny", "Q8_0"), parallel=parallel)
+    no_eos = SamplingParams(temperature=0, max_tokens=120, logit_bias={151645: -100.0})
+    user = "<|im_start|>user\n" + " ".join(f"q{k}" for k in range(40)) + "<|im_end|>\n"
+    think = "<think>\n\n</think>\n\n"
+    try:
+        first = engine.tokenize(user + "<|im_start|>assistant\n" + think)
+        answer, _ = tokens_of(engine.generate(first, no_eos, thinking=NO_GUARD))
+        history = engine.tokenize(user + "<|im_start|>assistant\n")
+        turn = "<|im_end|>\n<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n"
+        second = history + answer[:20] + engine.tokenize(turn + think)
+        done = tokens_of(engine.generate(second, SamplingParams(temperature=0, max_tokens=4)))[1]
+        assert done.usage.cached_tokens >= len(history)
+        assert engine.shelf.sequences == 0 and engine.shelf.peak_bytes == 0
+    finally:
+        engine.close()
+
+
 def test_a_system_prompt_is_shared_from_the_shelf(gguf_of: Callable[[str, str], Path]) -> None:
     engine = open_batch(gguf_of("tiny", "Q8_0"), parallel=2)
     system = "<|im_start|>system\n" + " ".join(f"rule{k}" for k in range(150)) + "<|im_end|>\n"

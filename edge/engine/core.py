@@ -82,6 +82,11 @@ PARK_MIN = 32
 # A parked prefix is restored when it saves at least this many tokens of prefill (and at
 # least 1/64 of its own length: the restore copies all of it).
 RESTORE_GAIN = 16
+# A prompt that shares all of a finished job's prompt but up to this many last tokens (and
+# at most half of it) goes on from that conversation (the next turn, a regenerate): the
+# template renders the end of a generation prompt (Qwen3's empty think block, 4 tokens)
+# differently once the turn is history. Nothing of the old sequence is then worth parking.
+CONTINUE_SLACK = 8
 
 
 @dataclass
@@ -93,6 +98,7 @@ class _Slot:
     sampler: Any = None  # a llama_sampler chain, owned while the job runs
     feed: list[int] = field(default_factory=list)  # tokens still to evaluate
     cached: int = 0
+    prompt_len: int = 0  # the prompt of the job that filled `tokens`
     last_used: float = 0.0
     admitted: int = 0  # admission order, for choosing whom to drop when the cache is full
     echo: list[TokenLogprob] | None = None  # the prompt's logprobs while they are read
@@ -358,17 +364,16 @@ class Engine:
         assert slot.ticket is not None
         job = slot.ticket.job
         prompt = job.prompt
-        shared = common_prefix(slot.tokens, prompt)
-        if slot.tokens and 2 * shared < len(slot.tokens):
+        if slot.tokens and not self._continues(slot, prompt):
             # Another conversation's cells: kept whole on the shelf; the part this prompt
             # shares stays in place.
-            self._park(slot, keep=shared)
+            self._park(slot, keep=common_prefix(slot.tokens, prompt))
         # The last prompt token must be evaluated for its logits; for the prompt's
         # logprobs, every token (nothing cached is reused).
         keep = self._reuse(slot, prompt, 0 if job.params.prompt_logprobs else len(prompt) - 1)
         self._admissions += 1
         slot.tokens, slot.cached, slot.admitted = prompt[:keep], keep, self._admissions
-        slot.feed = list(prompt[keep:])
+        slot.prompt_len, slot.feed = len(prompt), list(prompt[keep:])
         if job.params.prompt_logprobs:
             slot.echo = [TokenLogprob(prompt[0], self.vocab.shown(prompt[0]), None)]
 
@@ -399,12 +404,23 @@ class Engine:
 
     def _park_idle(self) -> None:
         """While any job runs, finished sequences leave the cache for the shelf: the live
-        ones would otherwise compute attention over their cells at every step."""
-        if not any(s.ticket is not None for s in self._slots):
+        ones would otherwise compute attention over their cells at every step. One that a
+        running job goes on from is dropped instead: that job holds what it shares."""
+        live = [s.ticket.job.prompt for s in self._slots if s.ticket is not None]
+        if not live:
             return
         for slot in self._slots:
             if slot.ticket is None and slot.tokens:
-                self._park(slot)
+                if any(self._continues(slot, prompt) for prompt in live):
+                    self._forget(slot)
+                else:
+                    self._park(slot)
+
+    @staticmethod
+    def _continues(slot: _Slot, prompt: list[int]) -> bool:
+        """Whether `prompt` goes on from the conversation in the slot (see CONTINUE_SLACK)."""
+        n = slot.prompt_len - min(CONTINUE_SLACK, slot.prompt_len // 2)
+        return n > 0 and len(prompt) >= n and prompt[:n] == slot.tokens[:n]
 
     def _park(self, slot: _Slot, keep: int = 0) -> None:
         """Copy the slot's cells to the shelf (when it can keep them), then free all but
