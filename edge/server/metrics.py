@@ -98,24 +98,18 @@ class Metrics:
             lines += self.ttft.lines("edge_time_to_first_token_seconds")
             lines += ["# TYPE edge_inter_token_seconds histogram"]
             lines += self.itl.lines("edge_inter_token_seconds")
-            lines += ["# TYPE edge_queue_depth gauge", f"edge_queue_depth {waiting}"]
-            lines += ["# TYPE edge_in_flight gauge", f"edge_in_flight {in_flight}"]
-            lines += self._shelf(shelf or ShelfUse())
+            lines += self._gauge("edge_queue_depth", waiting)
+            lines += self._gauge("edge_in_flight", in_flight)
+            shelf = shelf or ShelfUse()  # finished conversations' KV in RAM (engine.shelf)
+            lines += self._gauge("edge_shelf_sequences", shelf.sequences)
+            lines += self._gauge("edge_shelf_bytes", shelf.bytes)
+            lines += self._gauge("edge_shelf_peak_bytes", shelf.peak_bytes)
+            lines += self._gauge("edge_shelf_cap_bytes", shelf.cap_bytes)
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _shelf(shelf: ShelfUse) -> list[str]:
-        """Finished conversations' KV kept in RAM (edge.engine.shelf), against its cap."""
-        return [
-            "# TYPE edge_shelf_sequences gauge",
-            f"edge_shelf_sequences {shelf.sequences}",
-            "# TYPE edge_shelf_bytes gauge",
-            f"edge_shelf_bytes {shelf.bytes}",
-            "# TYPE edge_shelf_peak_bytes gauge",
-            f"edge_shelf_peak_bytes {shelf.peak_bytes}",
-            "# TYPE edge_shelf_cap_bytes gauge",
-            f"edge_shelf_cap_bytes {shelf.cap_bytes}",
-        ]
+    def _gauge(name: str, value: int) -> list[str]:
+        return [f"# TYPE {name} gauge", f"{name} {value}"]
 
     @staticmethod
     def _counter(name: str, value: int) -> list[str]:
