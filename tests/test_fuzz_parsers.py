@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from edge.chat.reasoning import ThinkSplitter
 from edge.chat.tools import ToolCallSplitter
 from edge.engine import SamplingParams, ThinkingControl
-from edge.server.chat_api import ChatJob, ChunkWriter
+from edge.server.chat_completions.answer import ChatJob, ChunkWriter
 
 EXAMPLES = int(os.environ.get("EDGE_QWEN_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

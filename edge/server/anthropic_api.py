@@ -3,7 +3,7 @@ messages and function tools for the chat template, Qwen-default sampling), answe
 Anthropic content blocks and stream events, usage and stop reasons.
 
 Pure translation, no I/O: messages.py holds the routes and feeds engine events in; it
-streams or folds what `BlockWriter` returns. The prompt and sampling steps are chat_api's.
+streams or folds what `BlockWriter` returns. The prompt and sampling steps are shared.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from edge.server.anthropic_schema import (
     ToolResultBlock,
     ToolUseBlock,
 )
-from edge.server.chat_api import prompt_text, qwen_sampling
+from edge.server.chat_completions.answer import prompt_text, qwen_sampling
 from edge.server.grammar import ForcedCall, answer_grammar
 from edge.server.params import check_text, thinking_budget
 

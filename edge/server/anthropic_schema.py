@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.server.schema import BudgetFields
+from edge.server.chat_completions.schema import BudgetFields
 
 
 class _Lenient(BaseModel):

@@ -17,11 +17,11 @@ from edge.config import QWEN3_SAMPLING
 from edge.engine import Finish, Job, SamplingParams, ThinkingControl, TokenEvent, TokenLogprob
 from edge.errors import ParamError
 from edge.server import logprobs, sse
-from edge.server.chat_api import openai_finish, usage
+from edge.server.chat_completions.answer import openai_finish, usage
+from edge.server.chat_completions.schema import CompletionRequest
 from edge.server.errors import OPENAPI_ERRORS
 from edge.server.params import check_text, parse_logit_bias, stop_list
 from edge.server.runtime import Runtime
-from edge.server.schema import CompletionRequest
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
 

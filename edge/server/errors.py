@@ -30,7 +30,7 @@ from edge.errors import (
     UsageError,
 )
 from edge.server.anthropic_schema import AnthropicErrorResponse
-from edge.server.schema import ErrorResponse
+from edge.server.chat_completions.schema import ErrorResponse
 
 log = logging.getLogger("edge.server")
 

@@ -19,11 +19,11 @@ from edge.chat.template import ChatTemplate, soft_switch
 from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
-from edge.server.chat_api import prompt_text, qwen_sampling
+from edge.server.chat_completions.answer import prompt_text, qwen_sampling
+from edge.server.chat_completions.schema import ResponseFormat
 from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
 from edge.server.params import check_text, response_schema, thinking_budget
 from edge.server.responses_schema import ResponsesRequest, TextParam
-from edge.server.schema import ResponseFormat
 
 # reasoning.effort → (thinking on, thinking budget in tokens; None: until the model stops).
 # Without `reasoning` the model's default holds: thinking on, unbounded (or Qwen3's

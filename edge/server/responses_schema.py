@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.server.schema import BudgetFields
+from edge.server.chat_completions.schema import BudgetFields
 
 
 class _Lenient(BaseModel):

@@ -1,7 +1,7 @@
 """OpenAI chat completions, the translation half: request → `ChatJob`, engine text → deltas
 and chunks (reasoning apart, tool calls parsed), usage and timings.
 
-Pure translation, no I/O: chat_completions.py holds the route and feeds engine events in;
+Pure translation, no I/O: route.py holds the route and feeds engine events in;
 it streams or folds what this returns. Checks shared with other APIs are in params.py.
 """
 
@@ -19,6 +19,7 @@ from edge.chat.tools import ToolCall
 from edge.engine import Finish, SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
+from edge.server.chat_completions.schema import ChatCompletionRequest
 from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
 from edge.server.params import (
     check_text,
@@ -27,7 +28,6 @@ from edge.server.params import (
     stop_list,
     thinking_budget,
 )
-from edge.server.schema import ChatCompletionRequest
 from edge.server.sse import DATA, END, dumps
 
 

@@ -1,5 +1,5 @@
 """POST /v1/chat/completions: the route, and one generation's events streamed as chunks or
-folded into one answer. What a request means and what a delta holds is chat_api's."""
+folded into one answer. What a request means and what a delta holds is answer.py's."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from edge.chat.template import ChatTemplate
 from edge.engine import Finish, Job, TokenEvent
-from edge.server import chat_api, logprobs, sse
-from edge.server.chat_api import ChatJob
+from edge.server import logprobs, sse
+from edge.server.chat_completions import answer
+from edge.server.chat_completions.answer import ChatJob
+from edge.server.chat_completions.schema import ChatCompletionRequest
 from edge.server.errors import OPENAPI_ERRORS
 from edge.server.runtime import Runtime
-from edge.server.schema import ChatCompletionRequest
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
 
@@ -44,7 +45,7 @@ def prepare(
     req: ChatCompletionRequest, worker: EngineWorker, template: ChatTemplate, default_format: str
 ) -> tuple[ChatJob, list[int]]:
     """The job and its prompt's tokens."""
-    job = chat_api.build_job(
+    job = answer.build_job(
         req, template, default_format=default_format, n_vocab=worker.limits.n_vocab
     )
     return job, worker.engine.tokenize(job.prompt_text)
@@ -54,8 +55,8 @@ def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
     """Chat chunks: role, deltas, one finish chunk with timings, the optional usage chunk.
     With logprobs, each token's entry rides on the next chunk written (a token's text may
     be held back a while, e.g. inside a tool call), the rest on the finish chunk."""
-    writer = chat_api.ChunkWriter(job, model)
-    delta_bytes = chat_api.ChunkBytes(job, model)
+    writer = answer.ChunkWriter(job, model)
+    delta_bytes = answer.ChunkBytes(job, model)
     pending: list[dict[str, Any]] = []
 
     def on_token(event: TokenEvent) -> bytes:
@@ -67,7 +68,7 @@ def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
         return b"".join(map(sse.data, with_logprobs([chunk(d) for d in deltas])))
 
     def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        return chat_api.chunk(job, model, delta, reason)
+        return answer.chunk(job, model, delta, reason)
 
     def with_logprobs(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if chunks and pending:
@@ -78,19 +79,19 @@ def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
     def on_finish(event: Finish) -> list[dict[str, Any]]:
         out = [chunk(d) for d in writer.finish(event.reason)]
         final = chunk({}, writer.finish_reason(event.reason))
-        out.append({**final, "timings": chat_api.timings(event)})
+        out.append({**final, "timings": answer.timings(event)})
         with_logprobs(out)
         if job.include_usage:
-            out.append({**final, "choices": [], "usage": chat_api.usage(event)})
+            out.append({**final, "choices": [], "usage": answer.usage(event)})
         return out
 
-    role = chat_api.chunk(job, model, {"role": "assistant", "content": ""})
+    role = answer.chunk(job, model, {"role": "assistant", "content": ""})
     return sse.frame(events, on_token, on_finish, head=(role,))
 
 
 async def fold(job: ChatJob, model: str, events: Stream) -> dict[str, Any]:
     """The non-streaming answer: the same stream, folded."""
-    writer = chat_api.ChunkWriter(job, model)
+    writer = answer.ChunkWriter(job, model)
     entries: list[dict[str, Any]] = []
 
     def on_token(event: TokenEvent) -> None:
@@ -118,6 +119,6 @@ async def fold(job: ChatJob, model: str, events: Stream) -> dict[str, Any]:
         "created": job.created,
         "model": model,
         "choices": [choice],
-        "usage": chat_api.usage(finish),
-        "timings": chat_api.timings(finish),
+        "usage": answer.usage(finish),
+        "timings": answer.timings(finish),
     }
