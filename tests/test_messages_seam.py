@@ -17,7 +17,7 @@ from edge.config import Settings
 from edge.engine.text import cut_stop
 from edge.errors import ContextFullError, QueueFullError
 from edge.server import sse
-from edge.server.messages import event_bytes
+from edge.server.anthropic.route import event_bytes
 from tests.fake_engine import FakeEngine
 from tests.seam import HI, client_of, events_of, run, stream_while_silent
 

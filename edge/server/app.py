@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from edge.chat.template import ChatTemplate
 from edge.config import Settings
 from edge.engine import EngineAPI
-from edge.server import messages, responses, routes
+from edge.server import responses, routes
+from edge.server.anthropic import route as messages
 from edge.server.chat_completions import route as chat_completions
 from edge.server.completions import route as completions
 from edge.server.errors import install_error_handlers

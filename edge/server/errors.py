@@ -29,7 +29,7 @@ from edge.errors import (
     QueueFullError,
     UsageError,
 )
-from edge.server.anthropic_schema import AnthropicErrorResponse
+from edge.server.anthropic.schema import AnthropicErrorResponse
 from edge.server.chat_completions.schema import ErrorResponse
 
 log = logging.getLogger("edge.server")

@@ -2,7 +2,7 @@
 messages and function tools for the chat template, Qwen-default sampling), answer parts →
 Anthropic content blocks and stream events, usage and stop reasons.
 
-Pure translation, no I/O: messages.py holds the routes and feeds engine events in; it
+Pure translation, no I/O: route.py holds the routes and feeds engine events in; it
 streams or folds what `BlockWriter` returns. The prompt and sampling steps are shared.
 """
 
@@ -18,7 +18,7 @@ from edge.chat.template import ChatTemplate
 from edge.chat.tools import ToolCall
 from edge.engine import Finish, SamplingParams, ThinkingControl, Usage
 from edge.errors import ParamError
-from edge.server.anthropic_schema import (
+from edge.server.anthropic.schema import (
     CountTokensRequest,
     MessageParam,
     MessagesRequest,

@@ -1,7 +1,7 @@
 """POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API, so the
 `anthropic` SDKs and Claude Code work unchanged but for the base URL. The routes, and one
 generation's events streamed as named SSE events or folded into one message; what a
-request means and what a block holds is anthropic_api's."""
+request means and what a block holds is answer.py's."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 
 from edge.chat.template import ChatTemplate
 from edge.engine import Finish, Job, TokenEvent, Usage
-from edge.server import anthropic_api, sse
-from edge.server.anthropic_api import BlockWriter, MessagesJob
-from edge.server.anthropic_schema import CountTokensRequest, MessagesRequest
+from edge.server import sse
+from edge.server.anthropic import answer
+from edge.server.anthropic.answer import BlockWriter, MessagesJob
+from edge.server.anthropic.schema import CountTokensRequest, MessagesRequest
 from edge.server.errors import ANTHROPIC_ERRORS, error_json
 from edge.server.runtime import Runtime
 from edge.server.worker import EngineWorker, Stream
@@ -52,15 +53,15 @@ def prepare(
     req: MessagesRequest, worker: EngineWorker, template: ChatTemplate
 ) -> tuple[MessagesJob, list[int]]:
     """The job and its prompt's tokens."""
-    job = anthropic_api.build_job(req, template)
+    job = answer.build_job(req, template)
     prompt = worker.engine.tokenize(job.prompt_text)
-    anthropic_api.fit_context(job, len(prompt), worker.limits.n_ctx)
+    answer.fit_context(job, len(prompt), worker.limits.n_ctx)
     return job, prompt
 
 
 def count(req: CountTokensRequest, worker: EngineWorker, template: ChatTemplate) -> int:
     """The tokens of the prompt the request renders to."""
-    return len(worker.engine.tokenize(anthropic_api.prompt_of(req, template).text))
+    return len(worker.engine.tokenize(answer.prompt_of(req, template).text))
 
 
 def _events(payloads: list[dict[str, Any]]) -> bytes:
@@ -97,18 +98,18 @@ def stream(
         return _events(writer.text(event.text)) if event.text else b""
 
     def on_finish(finish: Finish) -> bytes:
-        reason, sequence = anthropic_api.stop_of(writer, finish)
+        reason, sequence = answer.stop_of(writer, finish)
         end = {
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": sequence},
-            "usage": anthropic_api.usage(finish.usage),
+            "usage": answer.usage(finish.usage),
         }
         return _events([*writer.finish(finish.reason), end, {"type": "message_stop"}])
 
     def on_error(exc: Exception) -> bytes:
         return sse.event("error", error_json(exc, PATH)[1])
 
-    head = anthropic_api.message(job, model, [], Usage(prompt_tokens, 0, 0, 0))
+    head = answer.message(job, model, [], Usage(prompt_tokens, 0, 0, 0))
     start = {"type": "message_start", "message": head}
     return sse.relay(events, on_token, on_finish, on_error, head=_events([start]), keepalive=PING)
 
@@ -118,5 +119,5 @@ async def fold(job: MessagesJob, model: str, events: Stream) -> dict[str, Any]:
     writer = BlockWriter(job)
     finish = await fold_events(events, lambda e: writer.text(e.text) if e.text else None)
     writer.finish(finish.reason)
-    stop = anthropic_api.stop_of(writer, finish)
-    return anthropic_api.message(job, model, writer.content, finish.usage, stop)
+    stop = answer.stop_of(writer, finish)
+    return answer.message(job, model, writer.content, finish.usage, stop)
