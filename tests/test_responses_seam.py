@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from edge.config import Settings
-from edge.server.response_store import ResponseStore, partition_of
-from edge.server.responses_api import EFFORTS
+from edge.server.responses.request import EFFORTS
+from edge.server.responses.store import ResponseStore, partition_of
 from tests.fake_engine import FakeEngine
 from tests.seam import client_of, qwen_template, run, stream_while_silent
 

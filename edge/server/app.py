@@ -19,13 +19,14 @@ from fastapi import FastAPI
 from edge.chat.template import ChatTemplate
 from edge.config import Settings
 from edge.engine import EngineAPI
-from edge.server import responses, routes
+from edge.server import routes
 from edge.server.anthropic import route as messages
 from edge.server.chat_completions import route as chat_completions
 from edge.server.completions import route as completions
 from edge.server.errors import install_error_handlers
 from edge.server.guard import install_guard
 from edge.server.metrics import Metrics
+from edge.server.responses import route as responses
 from edge.server.runtime import Runtime
 from edge.server.worker import EngineWorker
 

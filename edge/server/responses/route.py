@@ -1,7 +1,7 @@
 """POST /v1/responses, GET and DELETE /v1/responses/{id}: OpenAI's Responses API over the
 same engine stream as chat completions. One generation's events are streamed as named
-events or folded into one response object; what a request means is responses_api's, what
-the answer looks like responses_output's. Responses are kept (unless `store: false`) in
+events or folded into one response object; what a request means is request.py's, what
+the answer looks like answer.py's. Responses are kept (unless `store: false`) in
 a ResponseStore for `previous_response_id` and GET.
 """
 
@@ -20,10 +20,10 @@ from edge.engine import Finish, Job, TokenEvent
 from edge.errors import NotFoundError
 from edge.server import sse
 from edge.server.errors import OPENAPI_ERRORS, error_response
-from edge.server.response_store import ResponseStore, partition_of
-from edge.server.responses_api import ResponsesJob, build_job
-from edge.server.responses_output import OutputWriter
-from edge.server.responses_schema import ResponsesRequest
+from edge.server.responses.answer import OutputWriter
+from edge.server.responses.request import ResponsesJob, build_job
+from edge.server.responses.schema import ResponsesRequest
+from edge.server.responses.store import ResponseStore, partition_of
 from edge.server.runtime import Runtime
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events

@@ -1,8 +1,8 @@
 """OpenAI Responses, the request half of the translation: request → `ResponsesJob` (chat
 messages for the template, Qwen's sampling, the settings the response repeats).
 
-Pure translation, no I/O: responses.py holds the routes, the store and the engine events;
-responses_output.py turns the answer into output items and events. Input items (with a
+Pure translation, no I/O: route.py holds the routes, the store and the engine events;
+answer.py turns the answer into output items and events. Input items (with a
 previous response's items first) become OpenAI chat messages, so the prompt is the one
 chat completions would render for the same conversation.
 """
@@ -23,7 +23,7 @@ from edge.server.chat_completions.answer import prompt_text, qwen_sampling
 from edge.server.chat_completions.schema import ResponseFormat
 from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
 from edge.server.params import check_text, response_schema, thinking_budget
-from edge.server.responses_schema import ResponsesRequest, TextParam
+from edge.server.responses.schema import ResponsesRequest, TextParam
 
 # reasoning.effort → (thinking on, thinking budget in tokens; None: until the model stops).
 # Without `reasoning` the model's default holds: thinking on, unbounded (or Qwen3's

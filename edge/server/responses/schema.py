@@ -2,7 +2,7 @@
 
 Types are strict, as in schema.py. Input items come in many shapes (a message with or
 without `type`, function calls and their outputs, reasoning sent back); they stay plain
-dicts here and responses_api checks each, naming the item at fault.
+dicts here and request.py checks each, naming the item at fault.
 """
 
 from __future__ import annotations

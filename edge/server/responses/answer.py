@@ -2,7 +2,7 @@
 (`edge.chat.parts`) as output items and their stream events. `reasoning` for Qwen3's
 thinking, `message` for the answer, `function_call` for each tool call.
 
-Pure translation, no I/O: responses.py feeds engine text in and streams or folds what
+Pure translation, no I/O: route.py feeds engine text in and streams or folds what
 this returns.
 """
 
@@ -16,7 +16,7 @@ from edge.chat.parts import AnswerSplitter, Part
 from edge.chat.tools import ToolCall
 from edge.engine import Finish, TokenEvent
 from edge.server.logprobs import chat_entry
-from edge.server.responses_api import ResponsesJob
+from edge.server.responses.request import ResponsesJob
 
 
 def usage(finish: Finish) -> dict[str, Any]:
