@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from edge.chat.template import ChatTemplate
 from edge.config import Settings
 from edge.engine import EngineAPI
-from edge.server import routes
+from edge.server import web
 from edge.server.anthropic import route as messages
 from edge.server.chat_completions import route as chat_completions
 from edge.server.completions import route as completions
@@ -84,7 +84,7 @@ def create_app(
         cors_origins=opts.cors_origins,
     )
     install_error_handlers(app)
-    routes.install(app, rt, metrics)
+    web.install(app, rt, metrics)
     chat_completions.install(app, rt, reasoning_format=opts.reasoning_format)
     completions.install(app, rt)
     messages.install(app, rt)
