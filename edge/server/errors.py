@@ -10,11 +10,12 @@ path: Anthropic's `{"type": "error", "error": {...}}` under /v1/messages, OpenAI
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge.errors import (
@@ -29,8 +30,36 @@ from edge.errors import (
     QueueFullError,
     UsageError,
 )
-from edge.server.anthropic.schema import AnthropicErrorResponse
-from edge.server.chat_completions.schema import ErrorResponse
+
+# The error bodies in both dialects, as the OpenAPI schema shows them.
+
+
+class ErrorDetail(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: `{"error": {...}}`."""
+
+    error: ErrorDetail
+
+
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicErrorResponse(BaseModel):
+    """Every error answer on the Messages paths: `{"type": "error", "error": {...}}`."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail
+
 
 log = logging.getLogger("edge.server")
 

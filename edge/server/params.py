@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from edge.errors import ParamError
-from edge.server.chat_completions.schema import ResponseFormat
+from edge.server.wire import ResponseFormat
 
 
 def check_text(text: str, param: str) -> None:

@@ -11,27 +11,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from edge.server.chat_completions.schema import BudgetFields
-
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+from edge.server.wire import BudgetFields, Lenient
 
 
-class TextBlock(_Lenient):
+class TextBlock(Lenient):
     type: Literal["text"]
     text: str
 
 
-class MediaBlock(_Lenient):
+class MediaBlock(Lenient):
     """An image or document: accepted by the schema, refused by the translation."""
 
     type: Literal["image", "document"]
 
 
-class ToolUseBlock(_Lenient):
+class ToolUseBlock(Lenient):
     """A tool call the assistant made in an earlier turn."""
 
     type: Literal["tool_use"]
@@ -40,7 +36,7 @@ class ToolUseBlock(_Lenient):
     input: dict[str, Any]
 
 
-class ToolResultBlock(_Lenient):
+class ToolResultBlock(Lenient):
     """A tool's answer, in the user turn after the call."""
 
     type: Literal["tool_result"]
@@ -49,7 +45,7 @@ class ToolResultBlock(_Lenient):
     is_error: bool = False
 
 
-class ThinkingBlock(_Lenient):
+class ThinkingBlock(Lenient):
     """Reasoning of an earlier assistant turn, as the API answered it."""
 
     type: Literal["thinking"]
@@ -57,7 +53,7 @@ class ThinkingBlock(_Lenient):
     signature: str | None = None
 
 
-class RedactedThinkingBlock(_Lenient):
+class RedactedThinkingBlock(Lenient):
     type: Literal["redacted_thinking"]
     data: str = ""
 
@@ -68,7 +64,7 @@ ContentBlock = Annotated[
 ]
 
 
-class MessageParam(_Lenient):
+class MessageParam(Lenient):
     """A turn. `system` messages between turns are a newer addition (Claude Code sends
     them); Qwen3's template lays them out in place."""
 
@@ -76,7 +72,7 @@ class MessageParam(_Lenient):
     content: str | list[ContentBlock]
 
 
-class Tool(_Lenient):
+class Tool(Lenient):
     """A client tool: a function the model may call, its arguments a JSON schema."""
 
     type: Literal["custom"] | None = None
@@ -85,13 +81,13 @@ class Tool(_Lenient):
     input_schema: dict[str, Any]
 
 
-class ToolChoice(_Lenient):
+class ToolChoice(Lenient):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
     disable_parallel_tool_use: bool | None = None
 
 
-class ThinkingConfig(_Lenient):
+class ThinkingConfig(Lenient):
     """`enabled` (with a budget), `adaptive` (the model decides: thinking on, no budget),
     or `disabled`."""
 
@@ -99,7 +95,7 @@ class ThinkingConfig(_Lenient):
     budget_tokens: int | None = Field(None, ge=0)
 
 
-class CountTokensRequest(_Lenient):
+class CountTokensRequest(Lenient):
     """POST /v1/messages/count_tokens: a Messages request without the sampling fields."""
 
     model: str | None = None
@@ -120,15 +116,3 @@ class MessagesRequest(CountTokensRequest, BudgetFields):
     top_k: int | None = Field(None, ge=0)
     stream: bool = False
     metadata: dict[str, Any] | None = None
-
-
-class AnthropicErrorDetail(BaseModel):
-    type: str
-    message: str
-
-
-class AnthropicErrorResponse(BaseModel):
-    """Every error answer on the Messages paths: `{"type": "error", "error": {...}}`."""
-
-    type: Literal["error"]
-    error: AnthropicErrorDetail

@@ -18,7 +18,7 @@ from edge.engine import Finish, Job, SamplingParams, ThinkingControl, TokenEvent
 from edge.errors import ParamError
 from edge.server import logprobs, sse
 from edge.server.chat_completions.answer import openai_finish, usage
-from edge.server.chat_completions.schema import CompletionRequest
+from edge.server.completions.schema import CompletionRequest
 from edge.server.errors import OPENAPI_ERRORS
 from edge.server.params import check_text, parse_logit_bias, stop_list
 from edge.server.runtime import Runtime

@@ -20,10 +20,10 @@ from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
 from edge.server.chat_completions.answer import prompt_text, qwen_sampling
-from edge.server.chat_completions.schema import ResponseFormat
 from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
 from edge.server.params import check_text, response_schema, thinking_budget
 from edge.server.responses.schema import ResponsesRequest, TextParam
+from edge.server.wire import ResponseFormat
 
 # reasoning.effort → (thinking on, thinking budget in tokens; None: until the model stops).
 # Without `reasoning` the model's default holds: thinking on, unbounded (or Qwen3's

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from edge.server.chat_completions.schema import BudgetFields
-
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+from edge.server.wire import BudgetFields, Lenient
 
 
-class ReasoningParam(_Lenient):
+class ReasoningParam(Lenient):
     effort: str | None = None
     summary: str | None = None  # accepted; Qwen3 has no summaries, its reasoning is whole
 
 
-class TextFormat(_Lenient):
+class TextFormat(Lenient):
     type: Literal["text", "json_object", "json_schema"] = "text"
     name: str | None = None
     schema_: dict[str, Any] | None = Field(None, alias="schema")
@@ -31,7 +27,7 @@ class TextFormat(_Lenient):
     description: str | None = None
 
 
-class TextParam(_Lenient):
+class TextParam(Lenient):
     format: TextFormat | None = None
 
 
