@@ -16,13 +16,9 @@ import gguf
 import pytest
 import transformers
 
-from edge.chat.template import (
-    QWEN3_SAMPLING,
-    ChatTemplate,
-    content_text,
-    sampling_defaults,
-    soft_switch,
-)
+from edge.chat.sampling import sampling_defaults
+from edge.chat.template import ChatTemplate, content_text, soft_switch
+from edge.config import QWEN3_SAMPLING
 from edge.errors import InvalidModelError, UsageError
 from edge.model.gguf_meta import read_gguf_string
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.chat.reasoning import Delta, ThinkSplitter
-from edge.chat.template import ChatTemplate, sampling_defaults, soft_switch
+from edge.chat.sampling import qwen_sampling
+from edge.chat.template import ChatTemplate, soft_switch
 from edge.engine import (
     EngineAPI,
     Finish,
@@ -133,17 +134,12 @@ class Conversation:
 
 def sampling_for(thinking: bool, opts: TurnOptions) -> SamplingParams:
     """Qwen's recommended sampling for the mode, overridden by whatever was given."""
-    base = sampling_defaults(thinking)
-
-    def pick(name: str) -> float:
-        given = getattr(opts, name)
-        return base[name] if given is None else given
-
-    return SamplingParams(
-        temperature=float(pick("temperature")),
-        top_p=float(pick("top_p")),
-        top_k=int(pick("top_k")),
-        min_p=float(pick("min_p")),
+    return qwen_sampling(
+        thinking,
+        temperature=opts.temperature,
+        top_p=opts.top_p,
+        top_k=opts.top_k,
+        min_p=opts.min_p,
         max_tokens=opts.max_tokens,
         seed=opts.seed,
     )

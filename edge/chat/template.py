@@ -8,7 +8,7 @@ another name is copied to `reasoning_content`. Two inputs transformers cannot re
 accepted: content as a list of OpenAI text parts, and `content: null`, which OpenAI clients
 send beside `tool_calls`. Both become plain strings first.
 
-Also here: Qwen3's `/think` and `/no_think` soft switches, and Qwen's recommended sampling.
+Also here: Qwen3's `/think` and `/no_think` soft switches.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-from edge.config import QWEN3_SAMPLING
 from edge.errors import InvalidModelError, UsageError
 from edge.model.gguf_meta import read_gguf_string
 
@@ -164,11 +163,6 @@ def soft_switch(messages: Sequence[Mapping[str, Any]]) -> bool | None:
         if found:
             return found[-1] == ""
     return None
-
-
-def sampling_defaults(thinking: bool) -> dict[str, float]:
-    """Qwen's recommended temperature, top_p, top_k and min_p for thinking or non-thinking mode."""
-    return dict(QWEN3_SAMPLING[bool(thinking)])
 
 
 # --- the Jinja environment -----------------------------------------------------------------

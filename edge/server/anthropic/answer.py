@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.chat.parts import AnswerSplitter, Part
+from edge.chat.sampling import qwen_sampling
 from edge.chat.template import ChatTemplate
 from edge.chat.tools import ToolCall
 from edge.engine import Finish, SamplingParams, ThinkingControl, Usage
@@ -29,9 +30,9 @@ from edge.server.anthropic.schema import (
     ToolResultBlock,
     ToolUseBlock,
 )
-from edge.server.chat_completions.answer import prompt_text, qwen_sampling
 from edge.server.grammar import ForcedCall, answer_grammar
 from edge.server.params import check_text, thinking_budget
+from edge.server.prompt import prompt_text
 
 
 @dataclass

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.chat.parts import AnswerSplitter, Part
-from edge.chat.template import ChatTemplate, sampling_defaults, soft_switch
+from edge.chat.sampling import qwen_sampling
+from edge.chat.template import ChatTemplate, soft_switch
 from edge.chat.tools import ToolCall
 from edge.engine import Finish, SamplingParams, ThinkingControl
 from edge.errors import ParamError
@@ -22,13 +23,14 @@ from edge.server import logprobs
 from edge.server.chat_completions.schema import ChatCompletionRequest
 from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
 from edge.server.params import (
-    check_text,
     parse_logit_bias,
     response_schema,
     stop_list,
     thinking_budget,
 )
+from edge.server.prompt import prompt_text
 from edge.server.sse import DATA, END, dumps
+from edge.server.usage import openai_finish
 
 
 @dataclass
@@ -124,48 +126,9 @@ def forced_call(choice: str | dict[str, Any] | None, parallel: bool | None) -> F
     return openai_forced_call(choice, parallel, name, named_form)
 
 
-def prompt_text(
-    template: ChatTemplate,
-    messages: list[dict[str, Any]],
-    *,
-    thinking: bool,
-    tools: list[dict[str, Any]] | None,
-) -> str:
-    """The prompt for OpenAI-style chat messages and function tools: what every chat-like
-    API's request (chat completions, Anthropic Messages) is translated into first."""
-    text = template.render(messages, enable_thinking=thinking, tools=tools)
-    check_text(text, "messages")
-    return text
-
-
-def qwen_sampling(
-    thinking: bool,
-    *,
-    temperature: float | None,
-    top_p: float | None,
-    top_k: int | None,
-    min_p: float | None = None,
-    **fixed: Any,
-) -> SamplingParams:
-    """Sampling params: what the request gave, Qwen's recommendation for the mode (thinking
-    or not) where it gave none; `fixed` are the other SamplingParams fields as given."""
-    base = sampling_defaults(thinking)
-    return SamplingParams(
-        temperature=_pick(temperature, base["temperature"]),
-        top_p=_pick(top_p, base["top_p"]),
-        top_k=int(_pick(top_k, base["top_k"])),
-        min_p=_pick(min_p, base["min_p"]),
-        **fixed,
-    )
-
-
 def budget_of(req: ChatCompletionRequest) -> int | None:
     """The thinking budget, by whichever name the client used."""
     return thinking_budget(req.budget_spellings())
-
-
-def _pick(value: float | None, default: float) -> float:
-    return default if value is None else value
 
 
 def _message_dict(m: Any) -> dict[str, Any]:
@@ -238,18 +201,6 @@ class ChunkWriter:
         return "tool_calls" if self.calls else openai_finish(reason)
 
 
-def usage(finish: Finish) -> dict[str, Any]:
-    """OpenAI usage, with reasoning and cached tokens in the details objects."""
-    u = finish.usage
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-    }
-
-
 def timings(finish: Finish) -> dict[str, float]:
     """llama-server-style timings, for people tuning their setup."""
     u = finish.usage
@@ -306,8 +257,3 @@ def chunk(
         "model": model,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
-
-
-def openai_finish(reason: str) -> str:
-    """OpenAI's finish reason for the engine's ("cancelled" and "length" both cut the text)."""
-    return "stop" if reason == "stop" else "length"

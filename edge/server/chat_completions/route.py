@@ -18,6 +18,7 @@ from edge.server.chat_completions.answer import ChatJob
 from edge.server.chat_completions.schema import ChatCompletionRequest
 from edge.server.errors import OPENAPI_ERRORS
 from edge.server.runtime import Runtime
+from edge.server.usage import usage
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
 
@@ -82,7 +83,7 @@ def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
         out.append({**final, "timings": answer.timings(event)})
         with_logprobs(out)
         if job.include_usage:
-            out.append({**final, "choices": [], "usage": answer.usage(event)})
+            out.append({**final, "choices": [], "usage": usage(event)})
         return out
 
     role = answer.chunk(job, model, {"role": "assistant", "content": ""})
@@ -119,6 +120,6 @@ async def fold(job: ChatJob, model: str, events: Stream) -> dict[str, Any]:
         "created": job.created,
         "model": model,
         "choices": [choice],
-        "usage": answer.usage(finish),
+        "usage": usage(finish),
         "timings": answer.timings(finish),
     }

@@ -13,15 +13,15 @@ from fastapi import FastAPI
 from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from edge.config import QWEN3_SAMPLING
+from edge.chat.sampling import qwen_sampling
 from edge.engine import Finish, Job, SamplingParams, ThinkingControl, TokenEvent, TokenLogprob
 from edge.errors import ParamError
 from edge.server import logprobs, sse
-from edge.server.chat_completions.answer import openai_finish, usage
 from edge.server.completions.schema import CompletionRequest
 from edge.server.errors import OPENAPI_ERRORS
 from edge.server.params import check_text, parse_logit_bias, stop_list
 from edge.server.runtime import Runtime
+from edge.server.usage import openai_finish, usage
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
 
@@ -69,12 +69,12 @@ async def prompt_of(req: CompletionRequest, worker: EngineWorker) -> tuple[str, 
 
 def sampling(req: CompletionRequest, n_vocab: int) -> SamplingParams:
     """Qwen3's non-thinking defaults where the request says nothing."""
-    plain = QWEN3_SAMPLING[False]
-    return SamplingParams(
-        temperature=plain["temperature"] if req.temperature is None else req.temperature,
-        top_p=req.top_p or plain["top_p"],
-        top_k=int(plain["top_k"]) if req.top_k is None else req.top_k,
-        min_p=req.min_p or plain["min_p"],
+    return qwen_sampling(
+        False,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        min_p=req.min_p,
         seed=req.seed,
         presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty,

@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge.chat.sampling import qwen_sampling
 from edge.chat.template import ChatTemplate, soft_switch
 from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
-from edge.server.chat_completions.answer import prompt_text, qwen_sampling
 from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
 from edge.server.params import check_text, response_schema, thinking_budget
+from edge.server.prompt import prompt_text
 from edge.server.responses.schema import ResponsesRequest, TextParam
 from edge.server.wire import ResponseFormat
 
