@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from edge.chat.reasoning import ThinkSplitter
 from edge.chat.tools import ToolCallSplitter
 from edge.engine import SamplingParams, ThinkingControl
-from edge.server.chat_completions.answer import ChatJob, ChunkWriter
+from edge.server.chat_completions.answer import ChunkWriter
+from edge.server.chat_completions.request import ChatJob
 
 EXAMPLES = int(os.environ.get("EDGE_QWEN_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

@@ -15,7 +15,8 @@ import pytest
 from edge.config import Settings
 from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ContextFullError, EdgeError
-from edge.server.chat_completions.answer import ChatJob, ChunkBytes, chunk
+from edge.server.chat_completions.answer import ChunkBytes, chunk
+from edge.server.chat_completions.request import ChatJob
 from edge.server.sse import dumps
 from tests.fake_engine import FakeEngine
 from tests.seam import HI, client_of, events_of, qwen_template, run, sse, stream_while_silent

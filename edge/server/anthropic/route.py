@@ -1,7 +1,7 @@
 """POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API, so the
 `anthropic` SDKs and Claude Code work unchanged but for the base URL. The routes, and one
 generation's events streamed as named SSE events or folded into one message; what a
-request means and what a block holds is answer.py's."""
+request means is request.py's, what a block holds answer.py's."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from edge.chat.template import ChatTemplate
 from edge.engine import Finish, Job, TokenEvent, Usage
 from edge.server import sse
-from edge.server.anthropic import answer
-from edge.server.anthropic.answer import BlockWriter, MessagesJob
+from edge.server.anthropic import answer, request
+from edge.server.anthropic.answer import BlockWriter
+from edge.server.anthropic.request import MessagesJob
 from edge.server.anthropic.schema import CountTokensRequest, MessagesRequest
 from edge.server.errors import ANTHROPIC_ERRORS, error_json
 from edge.server.runtime import Runtime
@@ -53,15 +54,15 @@ def prepare(
     req: MessagesRequest, worker: EngineWorker, template: ChatTemplate
 ) -> tuple[MessagesJob, list[int]]:
     """The job and its prompt's tokens."""
-    job = answer.build_job(req, template)
+    job = request.build_job(req, template)
     prompt = worker.engine.tokenize(job.prompt_text)
-    answer.fit_context(job, len(prompt), worker.limits.n_ctx)
+    request.fit_context(job, len(prompt), worker.limits.n_ctx)
     return job, prompt
 
 
 def count(req: CountTokensRequest, worker: EngineWorker, template: ChatTemplate) -> int:
     """The tokens of the prompt the request renders to."""
-    return len(worker.engine.tokenize(answer.prompt_of(req, template).text))
+    return len(worker.engine.tokenize(request.prompt_of(req, template).text))
 
 
 def _events(payloads: list[dict[str, Any]]) -> bytes:

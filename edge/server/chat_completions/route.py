@@ -1,5 +1,5 @@
 """POST /v1/chat/completions: the route, and one generation's events streamed as chunks or
-folded into one answer. What a request means and what a delta holds is answer.py's."""
+folded into one answer. What a request means is request.py's, what a delta holds answer.py's."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from edge.chat.template import ChatTemplate
 from edge.engine import Finish, Job, TokenEvent
 from edge.server import logprobs, sse
-from edge.server.chat_completions import answer
-from edge.server.chat_completions.answer import ChatJob
+from edge.server.chat_completions import answer, request
+from edge.server.chat_completions.request import ChatJob
 from edge.server.chat_completions.schema import ChatCompletionRequest
 from edge.server.errors import OPENAPI_ERRORS
 from edge.server.runtime import Runtime
@@ -46,7 +46,7 @@ def prepare(
     req: ChatCompletionRequest, worker: EngineWorker, template: ChatTemplate, default_format: str
 ) -> tuple[ChatJob, list[int]]:
     """The job and its prompt's tokens."""
-    job = answer.build_job(
+    job = request.build_job(
         req, template, default_format=default_format, n_vocab=worker.limits.n_vocab
     )
     return job, worker.engine.tokenize(job.prompt_text)
