@@ -3,25 +3,23 @@ the text streamed as `text_completion` chunks or folded into one answer."""
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
-from edge.chat.sampling import qwen_sampling
 from edge.engine import Finish, Job, SamplingParams, ThinkingControl, TokenEvent, TokenLogprob
 from edge.errors import ParamError
 from edge.server import logprobs, sse
+from edge.server.completions.answer import Echo, TextAnswer, plain_usage
+from edge.server.completions.request import sampling
 from edge.server.completions.schema import CompletionRequest
 from edge.server.errors import OPENAPI_ERRORS
-from edge.server.params import check_text, parse_logit_bias, stop_list
+from edge.server.params import check_text
 from edge.server.runtime import Runtime
-from edge.server.usage import openai_finish, usage
+from edge.server.usage import openai_finish
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
 
@@ -67,84 +65,6 @@ async def prompt_of(req: CompletionRequest, worker: EngineWorker) -> tuple[str, 
     return text, await run_in_threadpool(worker.engine.tokenize, text)
 
 
-def sampling(req: CompletionRequest, n_vocab: int) -> SamplingParams:
-    """Qwen3's non-thinking defaults where the request says nothing."""
-    return qwen_sampling(
-        False,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        top_k=req.top_k,
-        min_p=req.min_p,
-        seed=req.seed,
-        presence_penalty=req.presence_penalty,
-        frequency_penalty=req.frequency_penalty,
-        repeat_penalty=req.repeat_penalty,
-        logit_bias=parse_logit_bias(req.logit_bias, n_vocab),
-        max_tokens=req.max_tokens or 256,
-        stop=stop_list(req.stop),
-        logprobs=logprobs_count(req.logprobs),
-    )
-
-
-def logprobs_count(value: bool | int | None) -> int | None:
-    """The legacy API's `logprobs`: how many alternatives per token, None for off."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        raise ParamError("logprobs", "For completions, 'logprobs' is a count from 0 to 20.")
-    return logprobs.top_count(value, "logprobs")
-
-
-@dataclass
-class TextAnswer:
-    """What every chunk of one answer shares, and the answer's shape."""
-
-    model: str
-    echo: bool = False
-    prompt_text: str = ""  # "" when the prompt came as token ids
-    id: str = field(default_factory=lambda: "cmpl-" + secrets.token_hex(12))
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    def body(
-        self, text: str, finish: str | None, lps: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """A `text_completion` object (a chunk when streamed) holding `text`."""
-        choice = {"index": 0, "text": text, "logprobs": lps, "finish_reason": finish}
-        return {
-            "id": self.id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-        }
-
-
-class Echo:
-    """The text and logprobs an answer has written so far: the prompt first, with echo."""
-
-    def __init__(self, answer: TextAnswer, params: SamplingParams) -> None:
-        self.answer, self.want = answer, params.logprobs is not None
-        self.offset = 0  # characters written, for the tokens' text_offset
-
-    def head(self) -> str:
-        """The echoed prompt when it is known before the engine reads it (plain text)."""
-        if not (self.answer.echo and self.answer.prompt_text and not self.want):
-            return ""
-        self.offset = len(self.answer.prompt_text)
-        return self.answer.prompt_text
-
-    def piece(self, event: TokenEvent) -> tuple[str, dict[str, Any] | None]:
-        """An event's text and logprobs; the prompt's event gives the echoed prompt."""
-        text = event.text
-        if event.token is None and not text and event.logprobs:  # the prompt's
-            text = self.answer.prompt_text or b"".join(lp.piece for lp in event.logprobs).decode(
-                "utf-8", errors="replace"
-            )
-        lps = logprobs.legacy(event.logprobs, self.offset) if self.want else None
-        self.offset += len(text)
-        return text, lps
-
-
 def stream(
     answer: TextAnswer, events: Stream, include_usage: bool, params: SamplingParams
 ) -> AsyncIterator[bytes]:
@@ -181,8 +101,3 @@ async def fold(answer: TextAnswer, events: Stream, params: SamplingParams) -> di
     lps = logprobs.legacy(tokens) if echo.want else None
     body = answer.body("".join(pieces), openai_finish(finish.reason), lps)
     return {**body, "usage": plain_usage(finish)}
-
-
-def plain_usage(finish: Finish) -> dict[str, Any]:
-    """Chat's usage without the details objects, as OpenAI's text completions give it."""
-    return {k: v for k, v in usage(finish).items() if not k.endswith("details")}
