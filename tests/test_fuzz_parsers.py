@@ -26,7 +26,7 @@ from edge.chat.reasoning import ThinkSplitter
 from edge.chat.tools import ToolCallSplitter
 from edge.engine import SamplingParams, ThinkingControl
 from edge.server.chat_completions.answer import ChunkWriter
-from edge.server.chat_completions.request import ChatJob
+from edge.server.chat_completions.request import ChatSpec
 
 EXAMPLES = int(os.environ.get("EDGE_QWEN_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -215,7 +215,7 @@ def test_hostile_arguments_survive_any_cut(
 
 
 def writer_run(parts: list[str], fmt: str, tools: bool, returned: bool, reason: str) -> Any:
-    job = ChatJob(
+    job = ChatSpec(
         prompt_text="",
         params=SamplingParams(),
         control=ThinkingControl(),

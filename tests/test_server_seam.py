@@ -16,7 +16,7 @@ from edge.config import Settings
 from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ContextFullError, EdgeError
 from edge.server.chat_completions.answer import ChunkBytes, chunk
-from edge.server.chat_completions.request import ChatJob
+from edge.server.chat_completions.request import ChatSpec
 from edge.server.sse import dumps
 from tests.fake_engine import FakeEngine
 from tests.seam import HI, client_of, events_of, qwen_template, run, sse, stream_while_silent
@@ -64,7 +64,7 @@ FUNCTION = {"name": "f", "arguments": "{}"}
     ],
 )
 def test_chunk_bytes_equal_the_json_of_the_chunk(delta: dict[str, Any]) -> None:
-    job = ChatJob("p", SamplingParams(), ThinkingControl(), True, "separate", True, False, False)
+    job = ChatSpec("p", SamplingParams(), ThinkingControl(), True, "separate", True, False, False)
     expected = b"data: " + dumps(chunk(job, "m✓", delta)).encode() + b"\n\n"
     assert ChunkBytes(job, "m✓").delta(delta) == expected
 
@@ -165,7 +165,7 @@ def test_a_client_leaving_while_its_grammar_compiles_leaves_nothing_behind(fails
 
     async def go() -> int:
         worker = EngineWorker(engine)
-        stream = worker.stream(job)
+        stream = worker.start(job)
         first = asyncio.ensure_future(anext(stream))
         await asyncio.sleep(0.05)  # inside submit, on its thread
         first.cancel()
@@ -297,3 +297,38 @@ def test_keepalive_comments_flow_while_the_prompt_is_read(
     # in front of several servers can still send the request elsewhere
     assert keepalives == list(range(len(keepalives)))
     assert events[-1] == "data: [DONE]"
+
+
+def test_admission_holds_a_place_until_the_stream_starts_or_is_dropped() -> None:
+    import gc
+
+    from edge.engine import Job
+    from edge.errors import QueueFullError
+    from edge.server.worker import EngineWorker
+
+    engine = FakeEngine(slots=1)
+    job = Job([1, 2, 3], SamplingParams(max_tokens=4))
+
+    async def go() -> None:
+        worker = EngineWorker(engine, max_queue=1)
+        # Admitted together, before any stream starts: the slot and the one queue place
+        # are taken at admission, so a third request is refused at once.
+        held = [worker.start(job), worker.start(job)]
+        assert worker.in_flight == 2
+        with pytest.raises(QueueFullError):
+            worker.start(job)
+        assert worker.in_flight == 2
+        del held  # dropped before they started: their places are given back
+        gc.collect()
+        assert worker.in_flight == 0
+        # A started stream's place is the engine's to give back, when the job ends.
+        stream = worker.start(job)
+        assert [type(e).__name__ async for e in stream][-1] == "Finish"
+        for _ in range(100):
+            if worker.in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert worker.in_flight == 0 and len(engine.jobs) == 1
+
+    run(go)
+    engine.close()

@@ -12,6 +12,7 @@ with a finish reason and refuses the rest (503).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
@@ -31,7 +32,7 @@ class Keepalive:
 KEEPALIVE = Keepalive()
 
 Stream = AsyncGenerator[Event | Keepalive, None]
-"""One job's events as `EngineWorker.stream` gives them; closing it cancels the job."""
+"""One job's events as `EngineWorker.start` gives them; closing it cancels the job."""
 
 
 async def fold(events: Stream, on_token: Callable[[TokenEvent], object]) -> Finish:
@@ -46,6 +47,15 @@ async def fold(events: Stream, on_token: Callable[[TokenEvent], object]) -> Fini
     finally:
         await events.aclose()
     raise AssertionError("a stream ends with a Finish or an error")
+
+
+class _Place:
+    """A job's place in the queue, from admission until its stream starts."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self) -> None:
+        self.taken = False
 
 
 class _Box:
@@ -157,7 +167,7 @@ class EngineWorker:
         self.keepalive_after = KEEPALIVE_AFTER if keepalive_after is None else keepalive_after
         self.metrics = metrics or Metrics()
         self.max_queue = max_queue
-        self.in_flight = 0  # submitted and not yet ended in the engine, running or waiting
+        self.in_flight = 0  # admitted and not yet ended in the engine, running or waiting
         self.draining = False  # a graceful shutdown has begun: no new generations
         self._live: set[Ticket] = set()
         self._inbox: AsyncInbox | None = None
@@ -170,7 +180,7 @@ class EngineWorker:
 
     @property
     def waiting(self) -> int:
-        """Jobs submitted but still waiting for a slot."""
+        """Jobs admitted but still waiting for a slot."""
         return max(0, self.in_flight - self.limits.slots)
 
     @property
@@ -178,11 +188,24 @@ class EngineWorker:
         """Jobs running in a slot."""
         return min(self.in_flight, self.limits.slots)
 
-    def admit(self, job: Job) -> None:
-        """Refuse now what cannot run: a prompt that does not fit, or a full queue.
+    def start(self, job: Job) -> Stream:
+        """The one way to run a generation: admit `job` and return its events.
 
-        Called before a streamed response starts, so these get a proper HTTP status.
+        Admission happens here, once, before any response is sent, so a refusal (shutting
+        down, a prompt that does not fit, a full queue) raises with its own HTTP status.
+        From admission on the job holds its place in the queue (`in_flight`), so requests
+        admitted together cannot overfill it; the place is given back when the engine ends
+        the job, or at once if the stream is dropped before it starts. Closing the stream
+        cancels the job, also while it waits.
         """
+        self._admit(job)
+        self.in_flight += 1
+        place = _Place()
+        events = self._events(job, place)
+        weakref.finalize(events, self._give_back, place).atexit = False
+        return events
+
+    def _admit(self, job: Job) -> None:
         if self.draining:
             raise shutting_down()
         self.engine.check_prompt(job.prompt, job.params.max_tokens)
@@ -192,11 +215,16 @@ class EngineWorker:
                 "Retry in a few seconds.",
             )
 
-    async def stream(self, job: Job) -> Stream:
-        """Events of one job; closing the iterator cancels it (also while it waits)."""
-        self.admit(job)
+    def _give_back(self, place: _Place) -> None:
+        if not place.taken:  # dropped unstarted: the engine never saw the job
+            self.in_flight -= 1
+
+    async def _events(self, job: Job, place: _Place) -> Stream:
+        place.taken = True  # from here on the engine's finish, or an error below, counts it out
+        if self.draining:  # the shutdown began after the job was admitted
+            self.in_flight -= 1
+            raise shutting_down()
         inbox = self._inbox_here()
-        self.in_flight += 1  # until the engine ends the job (`_ended`), whatever we do
         try:
             if job.params.grammar is not None or job.params.json_schema is not None:
                 ticket = await self._submit_off_loop(job, inbox)

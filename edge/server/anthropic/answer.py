@@ -13,7 +13,7 @@ from typing import Any
 from edge.chat.parts import AnswerSplitter, Part
 from edge.chat.tools import ToolCall
 from edge.engine import Finish, Usage
-from edge.server.anthropic.request import MessagesJob
+from edge.server.anthropic.request import MessagesSpec
 
 # --- the answer ---------------------------------------------------------------------------
 
@@ -38,9 +38,9 @@ class BlockWriter:
     tool call is a whole tool_use block. `content` holds the blocks as they grow, so the
     folded answer is exactly what the events spell out."""
 
-    def __init__(self, job: MessagesJob) -> None:
-        self.job = job
-        self.parts = AnswerSplitter(tools=job.tools)
+    def __init__(self, spec: MessagesSpec) -> None:
+        self.spec = spec
+        self.parts = AnswerSplitter(tools=spec.tools)
         self.content: list[dict[str, Any]] = []
         self._open: str | None = None  # the kind of the open block: "thinking" or "text"
 
@@ -56,7 +56,7 @@ class BlockWriter:
         """Anthropic's stop reason for the engine's finish."""
         if any(block["type"] == "tool_use" for block in self.content):
             return "tool_use"
-        if finish.reason == "length" and self.job.context_bound:
+        if finish.reason == "length" and self.spec.context_bound:
             return "model_context_window_exceeded"
         if finish.reason != "stop":  # "length", or "cancelled" by a shutdown: cut short
             return "max_tokens"
@@ -118,7 +118,7 @@ def usage(u: Usage) -> dict[str, int]:
 
 
 def message(
-    job: MessagesJob,
+    spec: MessagesSpec,
     model: str,
     content: list[dict[str, Any]],
     u: Usage,
@@ -127,7 +127,7 @@ def message(
     """The message object: the whole answer, or with no content and no stop reason yet the
     head of a stream (`message_start`). `stop` is (stop_reason, stop_sequence)."""
     return {
-        "id": job.id,
+        "id": spec.id,
         "type": "message",
         "role": "assistant",
         "model": model,

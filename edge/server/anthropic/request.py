@@ -1,4 +1,4 @@
-"""Anthropic Messages, the request half of the translation: request → `MessagesJob` (the
+"""Anthropic Messages, the request half of the translation: request → `MessagesSpec` (the
 chat pipeline's input: OpenAI-style messages and function tools for the chat template,
 Qwen-default sampling, the thinking switch and budget). Pure translation, no I/O."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from edge.chat.sampling import qwen_sampling
 from edge.chat.template import ChatTemplate
-from edge.engine import SamplingParams, ThinkingControl
+from edge.engine import Job, SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server.anthropic.schema import (
     CountTokensRequest,
@@ -29,7 +29,7 @@ from edge.server.prompt import prompt_text
 
 
 @dataclass
-class MessagesJob:
+class MessagesSpec:
     """Everything needed to run and answer one Messages request."""
 
     prompt_text: str
@@ -39,6 +39,10 @@ class MessagesJob:
     tools: bool
     context_bound: bool = False  # max_tokens was cut to the room the context leaves
     id: str = field(default_factory=lambda: "msg_" + secrets.token_hex(12))
+
+    def job(self, prompt: list[int]) -> Job:
+        """The engine's job for this request, once its prompt is tokenized."""
+        return Job(prompt, self.params, self.control)
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class Prompt:
     grammar: str | None = None  # a forced tool call's
 
 
-def build_job(req: MessagesRequest, template: ChatTemplate) -> MessagesJob:
+def build_spec(req: MessagesRequest, template: ChatTemplate) -> MessagesSpec:
     """Validate a request and turn it into a prompt, sampling params and thinking control."""
     prompt = prompt_of(req, template)
     stops = list(req.stop_sequences or [])
@@ -68,7 +72,7 @@ def build_job(req: MessagesRequest, template: ChatTemplate) -> MessagesJob:
     )
     own = req.thinking.budget_tokens if req.thinking and req.thinking.type == "enabled" else None
     budget = thinking_budget({"thinking.budget_tokens": own, **req.budget_spellings()})
-    return MessagesJob(
+    return MessagesSpec(
         prompt_text=prompt.text,
         params=params,
         control=ThinkingControl(budget=budget),
@@ -77,16 +81,16 @@ def build_job(req: MessagesRequest, template: ChatTemplate) -> MessagesJob:
     )
 
 
-def fit_context(job: MessagesJob, prompt_tokens: int, n_ctx: int) -> None:
+def fit_context(spec: MessagesSpec, prompt_tokens: int, n_ctx: int) -> None:
     """Cut max_tokens to the room the context leaves after the prompt. Anthropic requires
     max_tokens, and clients send their model's largest output whatever the context
     (Claude Code: 32000), so refusing the sum as chat completions does would refuse them
     all; the answer instead says `model_context_window_exceeded` if it fills the context.
     A prompt that leaves no room at all is still refused (400)."""
     room = n_ctx - prompt_tokens
-    if job.params.max_tokens is not None and 0 < room < job.params.max_tokens:
-        job.params.max_tokens = room
-        job.context_bound = True
+    if spec.params.max_tokens is not None and 0 < room < spec.params.max_tokens:
+        spec.params.max_tokens = room
+        spec.context_bound = True
 
 
 def prompt_of(req: CountTokensRequest, template: ChatTemplate) -> Prompt:

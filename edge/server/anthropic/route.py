@@ -14,11 +14,11 @@ from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge.chat.template import ChatTemplate
-from edge.engine import Finish, Job, TokenEvent, Usage
+from edge.engine import Finish, TokenEvent, Usage
 from edge.server import sse
 from edge.server.anthropic import answer, request
 from edge.server.anthropic.answer import BlockWriter
-from edge.server.anthropic.request import MessagesJob
+from edge.server.anthropic.request import MessagesSpec
 from edge.server.anthropic.schema import CountTokensRequest, MessagesRequest
 from edge.server.errors import ANTHROPIC_ERRORS, error_json
 from edge.server.runtime import Runtime
@@ -36,13 +36,11 @@ def install(app: FastAPI, rt: Runtime) -> None:
     async def messages(req: MessagesRequest) -> Any:
         worker, template = rt.ready()
         # Off the event loop, as for chat completions: rendering a long history takes a while.
-        job, prompt = await run_in_threadpool(prepare, req, worker, template)
-        work = Job(prompt, job.params, job.control)
-        worker.admit(work)  # refusals get a status before the stream starts
-        events = worker.stream(work)
+        spec, prompt = await run_in_threadpool(prepare, req, worker, template)
+        events = worker.start(spec.job(prompt))  # a refusal raises here, with its status
         if req.stream:
-            return EventSourceResponse(stream(job, rt.model_id, len(prompt), events))
-        return await fold(job, rt.model_id, events)
+            return EventSourceResponse(stream(spec, rt.model_id, len(prompt), events))
+        return await fold(spec, rt.model_id, events)
 
     @app.post(f"{PATH}/count_tokens", responses=ANTHROPIC_ERRORS)
     async def count_tokens(req: CountTokensRequest) -> dict[str, int]:
@@ -52,12 +50,12 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
 def prepare(
     req: MessagesRequest, worker: EngineWorker, template: ChatTemplate
-) -> tuple[MessagesJob, list[int]]:
-    """The job and its prompt's tokens."""
-    job = request.build_job(req, template)
-    prompt = worker.engine.tokenize(job.prompt_text)
-    request.fit_context(job, len(prompt), worker.limits.n_ctx)
-    return job, prompt
+) -> tuple[MessagesSpec, list[int]]:
+    """The spec and its prompt's tokens."""
+    spec = request.build_spec(req, template)
+    prompt = worker.engine.tokenize(spec.prompt_text)
+    request.fit_context(spec, len(prompt), worker.limits.n_ctx)
+    return spec, prompt
 
 
 def count(req: CountTokensRequest, worker: EngineWorker, template: ChatTemplate) -> int:
@@ -88,12 +86,12 @@ def event_bytes(payload: dict[str, Any]) -> bytes:
 
 
 def stream(
-    job: MessagesJob, model: str, prompt_tokens: int, events: Stream
+    spec: MessagesSpec, model: str, prompt_tokens: int, events: Stream
 ) -> AsyncIterator[bytes]:
     """Named events: message_start, each block's start/deltas/stop, message_delta with the
     stop reason and usage, message_stop; pings while the prompt is read; an error after
     the status line as an `error` event."""
-    writer = BlockWriter(job)
+    writer = BlockWriter(spec)
 
     def on_token(event: TokenEvent) -> bytes:
         return _events(writer.text(event.text)) if event.text else b""
@@ -110,15 +108,15 @@ def stream(
     def on_error(exc: Exception) -> bytes:
         return sse.event("error", error_json(exc, PATH)[1])
 
-    head = answer.message(job, model, [], Usage(prompt_tokens, 0, 0, 0))
+    head = answer.message(spec, model, [], Usage(prompt_tokens, 0, 0, 0))
     start = {"type": "message_start", "message": head}
     return sse.relay(events, on_token, on_finish, on_error, head=_events([start]), keepalive=PING)
 
 
-async def fold(job: MessagesJob, model: str, events: Stream) -> dict[str, Any]:
+async def fold(spec: MessagesSpec, model: str, events: Stream) -> dict[str, Any]:
     """The non-streaming answer: the same stream, folded."""
-    writer = BlockWriter(job)
+    writer = BlockWriter(spec)
     finish = await fold_events(events, lambda e: writer.text(e.text) if e.text else None)
     writer.finish(finish.reason)
     stop = answer.stop_of(writer, finish)
-    return answer.message(job, model, writer.content, finish.usage, stop)
+    return answer.message(spec, model, writer.content, finish.usage, stop)

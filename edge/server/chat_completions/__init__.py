@@ -1,3 +1,3 @@
 """OpenAI's chat completions API, `POST /v1/chat/completions`: route.py (the route, SSE
-framing, folding), answer.py (request → job, text → deltas and chunks), schema.py (the
+framing, folding), answer.py (request → spec, text → deltas and chunks), schema.py (the
 request's wire model)."""

@@ -13,7 +13,7 @@ from typing import Any
 from edge.chat.parts import AnswerSplitter, Part
 from edge.chat.tools import ToolCall
 from edge.engine import Finish
-from edge.server.chat_completions.request import ChatJob
+from edge.server.chat_completions.request import ChatSpec
 from edge.server.sse import DATA, END, dumps
 from edge.server.usage import openai_finish
 
@@ -21,9 +21,9 @@ from edge.server.usage import openai_finish
 class ChunkWriter:
     """Turns the answer's parts into OpenAI deltas: reasoning apart, tool calls whole."""
 
-    def __init__(self, job: ChatJob, model: str) -> None:
-        self.job, self.model = job, model
-        self.parts = AnswerSplitter(tools=job.tools)
+    def __init__(self, spec: ChatSpec, model: str) -> None:
+        self.spec, self.model = spec, model
+        self.parts = AnswerSplitter(tools=spec.tools)
         self.content = ""
         self.reasoning = ""
         self.tool_calls: list[dict[str, Any]] = []
@@ -55,9 +55,9 @@ class ChunkWriter:
 
     def _reasoning(self, text: str) -> list[dict[str, Any]]:
         self.reasoning += text
-        if not self.job.return_reasoning or self.job.reasoning_format == "hidden":
+        if not self.spec.return_reasoning or self.spec.reasoning_format == "hidden":
             return []
-        if self.job.reasoning_format == "inline":  # <think>…</think> kept in content
+        if self.spec.reasoning_format == "inline":  # <think>…</think> kept in content
             if not self._inline_open:
                 text, self._inline_open = "<think>\n" + text, True
             self.content += text
@@ -102,10 +102,10 @@ _quote = json.encoder.encode_basestring  # a str as a JSON string, the way dumps
 class ChunkBytes:
     """`chat.completion.chunk` events as SSE bytes, for the per-token path: the fixed part
     of the chunk is serialised once per request, so a token costs a string quote and a
-    join. Byte for byte what `dumps(chunk(job, model, delta))` framed as SSE gives."""
+    join. Byte for byte what `dumps(chunk(spec, model, delta))` framed as SSE gives."""
 
-    def __init__(self, job: ChatJob, model: str) -> None:
-        head = dumps(chunk(job, model, {}))
+    def __init__(self, spec: ChatSpec, model: str) -> None:
+        head = dumps(chunk(spec, model, {}))
         cut = head.index('"delta":') + len('"delta":')
         self._prefix = DATA + head[:cut].encode()
         self._suffix = head[cut + 2 :].encode() + END  # after the empty delta's "{}"
@@ -127,13 +127,13 @@ class ChunkBytes:
 
 
 def chunk(
-    job: ChatJob, model: str, delta: dict[str, Any], finish_reason: str | None = None
+    spec: ChatSpec, model: str, delta: dict[str, Any], finish_reason: str | None = None
 ) -> dict[str, Any]:
     """One `chat.completion.chunk`."""
     return {
-        "id": job.id,
+        "id": spec.id,
         "object": "chat.completion.chunk",
-        "created": job.created,
+        "created": spec.created,
         "model": model,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }

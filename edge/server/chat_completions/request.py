@@ -1,6 +1,6 @@
-"""OpenAI chat completions, the request half of the translation: request → `ChatJob` (the
+"""OpenAI chat completions, the request half of the translation: request → `ChatSpec` (the
 prompt, Qwen's sampling, the thinking switch in every dialect clients send, the output
-options). Pure translation, no I/O: route.py tokenizes the prompt and runs the job."""
+options). Pure translation, no I/O: route.py tokenizes the prompt and runs its job."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from edge.chat.sampling import qwen_sampling
 from edge.chat.template import ChatTemplate, soft_switch
-from edge.engine import SamplingParams, ThinkingControl
+from edge.engine import Job, SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
 from edge.server.chat_completions.schema import ChatCompletionRequest
@@ -26,7 +26,7 @@ from edge.server.prompt import prompt_text
 
 
 @dataclass
-class ChatJob:
+class ChatSpec:
     """Everything needed to run and answer one chat request."""
 
     prompt_text: str
@@ -39,6 +39,10 @@ class ChatJob:
     include_usage: bool
     id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_hex(12))
     created: int = field(default_factory=lambda: int(time.time()))
+
+    def job(self, prompt: list[int]) -> Job:
+        """The engine's job for this request, once its prompt is tokenized."""
+        return Job(prompt, self.params, self.control)
 
 
 def thinking_wanted(req: ChatCompletionRequest, default: bool) -> bool:
@@ -56,13 +60,13 @@ def thinking_wanted(req: ChatCompletionRequest, default: bool) -> bool:
     return default if switch is None else switch
 
 
-def build_job(
+def build_spec(
     req: ChatCompletionRequest,
     template: ChatTemplate,
     *,
     default_format: str,
     n_vocab: int | None = None,
-) -> ChatJob:
+) -> ChatSpec:
     """Validate a request and turn it into a prompt, sampling params and output options."""
     if req.n != 1:
         raise ParamError("n", "Only n=1 is supported: one model serves one answer per request.")
@@ -93,7 +97,7 @@ def build_job(
         logprobs=logprobs.chat_request(req.logprobs, req.top_logprobs),
     )
     fmt = req.reasoning_format or default_format
-    return ChatJob(
+    return ChatSpec(
         prompt_text=text,
         params=params,
         control=ThinkingControl(budget=budget_of(req), loop_guard=req.loop_guard),

@@ -11,10 +11,10 @@ from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge.chat.template import ChatTemplate
-from edge.engine import Finish, Job, TokenEvent
+from edge.engine import Finish, TokenEvent
 from edge.server import logprobs, sse
 from edge.server.chat_completions import answer, request
-from edge.server.chat_completions.request import ChatJob
+from edge.server.chat_completions.request import ChatSpec
 from edge.server.chat_completions.schema import ChatCompletionRequest
 from edge.server.errors import OPENAPI_ERRORS
 from edge.server.runtime import Runtime
@@ -31,33 +31,29 @@ def install(app: FastAPI, rt: Runtime, *, reasoning_format: str) -> None:
         worker, template = rt.ready()
         # Off the event loop: a long prompt or a big schema takes a while to render and
         # tokenize, and every other client would wait for it meanwhile.
-        job, prompt = await run_in_threadpool(prepare, req, worker, template, reasoning_format)
-        work = Job(prompt, job.params, job.control)
-        # Checked before answering, so refusals get a status; the response then starts at
-        # once, so a client that leaves during a long prompt is noticed and its work stopped.
-        worker.admit(work)
-        events = worker.stream(work)
+        spec, prompt = await run_in_threadpool(prepare, req, worker, template, reasoning_format)
+        events = worker.start(spec.job(prompt))  # a refusal raises here, with its status
         if req.stream:
-            return EventSourceResponse(stream(job, rt.model_id, events))
-        return await fold(job, rt.model_id, events)
+            return EventSourceResponse(stream(spec, rt.model_id, events))
+        return await fold(spec, rt.model_id, events)
 
 
 def prepare(
     req: ChatCompletionRequest, worker: EngineWorker, template: ChatTemplate, default_format: str
-) -> tuple[ChatJob, list[int]]:
-    """The job and its prompt's tokens."""
-    job = request.build_job(
+) -> tuple[ChatSpec, list[int]]:
+    """The spec and its prompt's tokens."""
+    spec = request.build_spec(
         req, template, default_format=default_format, n_vocab=worker.limits.n_vocab
     )
-    return job, worker.engine.tokenize(job.prompt_text)
+    return spec, worker.engine.tokenize(spec.prompt_text)
 
 
-def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
+def stream(spec: ChatSpec, model: str, events: Stream) -> AsyncIterator[bytes]:
     """Chat chunks: role, deltas, one finish chunk with timings, the optional usage chunk.
     With logprobs, each token's entry rides on the next chunk written (a token's text may
     be held back a while, e.g. inside a tool call), the rest on the finish chunk."""
-    writer = answer.ChunkWriter(job, model)
-    delta_bytes = answer.ChunkBytes(job, model)
+    writer = answer.ChunkWriter(spec, model)
+    delta_bytes = answer.ChunkBytes(spec, model)
     pending: list[dict[str, Any]] = []
 
     def on_token(event: TokenEvent) -> bytes:
@@ -69,7 +65,7 @@ def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
         return b"".join(map(sse.data, with_logprobs([chunk(d) for d in deltas])))
 
     def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        return answer.chunk(job, model, delta, reason)
+        return answer.chunk(spec, model, delta, reason)
 
     def with_logprobs(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if chunks and pending:
@@ -82,17 +78,17 @@ def stream(job: ChatJob, model: str, events: Stream) -> AsyncIterator[bytes]:
         final = chunk({}, writer.finish_reason(event.reason))
         out.append({**final, "timings": answer.timings(event)})
         with_logprobs(out)
-        if job.include_usage:
+        if spec.include_usage:
             out.append({**final, "choices": [], "usage": usage(event)})
         return out
 
-    role = answer.chunk(job, model, {"role": "assistant", "content": ""})
+    role = answer.chunk(spec, model, {"role": "assistant", "content": ""})
     return sse.frame(events, on_token, on_finish, head=(role,))
 
 
-async def fold(job: ChatJob, model: str, events: Stream) -> dict[str, Any]:
+async def fold(spec: ChatSpec, model: str, events: Stream) -> dict[str, Any]:
     """The non-streaming answer: the same stream, folded."""
-    writer = answer.ChunkWriter(job, model)
+    writer = answer.ChunkWriter(spec, model)
     entries: list[dict[str, Any]] = []
 
     def on_token(event: TokenEvent) -> None:
@@ -103,7 +99,7 @@ async def fold(job: ChatJob, model: str, events: Stream) -> dict[str, Any]:
     finish = await fold_events(events, on_token)
     writer.finish(finish.reason)
     message: dict[str, Any] = {"role": "assistant", "content": writer.content}
-    if job.return_reasoning and job.reasoning_format == "separate" and writer.reasoning:
+    if spec.return_reasoning and spec.reasoning_format == "separate" and writer.reasoning:
         message["reasoning_content"] = message["reasoning"] = writer.reasoning
     if writer.tool_calls:
         message["tool_calls"] = writer.tool_calls
@@ -111,13 +107,13 @@ async def fold(job: ChatJob, model: str, events: Stream) -> dict[str, Any]:
     choice = {
         "index": 0,
         "message": message,
-        "logprobs": logprobs.chat_logprobs(entries) if job.params.logprobs is not None else None,
+        "logprobs": logprobs.chat_logprobs(entries) if spec.params.logprobs is not None else None,
         "finish_reason": writer.finish_reason(finish.reason),
     }
     return {
-        "id": job.id,
+        "id": spec.id,
         "object": "chat.completion",
-        "created": job.created,
+        "created": spec.created,
         "model": model,
         "choices": [choice],
         "usage": usage(finish),

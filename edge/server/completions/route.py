@@ -36,9 +36,8 @@ def install(app: FastAPI, rt: Runtime) -> None:
         prompt_text, prompt = await prompt_of(req, worker)
         # The echoed prompt is its own text, or, given as token ids, their pieces.
         params.prompt_logprobs = req.echo and (params.logprobs is not None or not prompt_text)
-        work = Job(prompt, params, ThinkingControl(loop_guard=False))
-        worker.admit(work)  # refusals before the response starts keep their status
-        events = worker.stream(work)
+        job = Job(prompt, params, ThinkingControl(loop_guard=False))
+        events = worker.start(job)  # a refusal raises here, with its status
         answer = TextAnswer(rt.model_id, echo=req.echo, prompt_text=prompt_text)
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)

@@ -16,7 +16,7 @@ from edge.chat.parts import AnswerSplitter, Part
 from edge.chat.tools import ToolCall
 from edge.engine import Finish, TokenEvent
 from edge.server.logprobs import chat_entry
-from edge.server.responses.request import ResponsesJob
+from edge.server.responses.request import ResponsesSpec
 
 
 def usage(finish: Finish) -> dict[str, Any]:
@@ -45,16 +45,16 @@ class OutputWriter:
     whitespace between tool calls; what the deltas say is exactly what `done` says.
     """
 
-    def __init__(self, job: ResponsesJob, model: str) -> None:
-        self.job, self.model = job, model
-        self.parts = AnswerSplitter(tools=job.tools)
+    def __init__(self, spec: ResponsesSpec, model: str) -> None:
+        self.spec, self.model = spec, model
+        self.parts = AnswerSplitter(tools=spec.tools)
         self.output: list[dict[str, Any]] = []
         self.seq = 0
         self.response = self.snapshot("in_progress")
         self._item: dict[str, Any] | None = None  # the reasoning or message being written
         self._text = ""
         self._held = ""
-        self.logprobs = job.params.logprobs is not None
+        self.logprobs = spec.params.logprobs is not None
         self._pending: list[dict[str, Any]] = []  # answer tokens' entries not yet sent
         self._part_logprobs: list[dict[str, Any]] = []  # those of the open message
 
@@ -67,16 +67,16 @@ class OutputWriter:
     def snapshot(self, status: str, **fields: Any) -> dict[str, Any]:
         """The response object as it stands."""
         return {
-            "id": self.job.id,
+            "id": self.spec.id,
             "object": "response",
-            "created_at": self.job.created_at,
+            "created_at": self.spec.created_at,
             "status": status,
             "error": None,
             "incomplete_details": None,
             "model": self.model,
             "output": list(self.output),
             "usage": None,
-            **self.job.echo,
+            **self.spec.echo,
             **fields,
         }
 
@@ -203,8 +203,8 @@ class OutputWriter:
     def _call(self, call: ToolCall) -> list[dict[str, Any]]:
         item_id, index = _id("fc_"), len(self.output)
         item = {"id": item_id, "type": "function_call", "call_id": call.id, "name": call.name}
-        if call.name in self.job.namespaces:
-            item["namespace"] = self.job.namespaces[call.name]
+        if call.name in self.spec.namespaces:
+            item["namespace"] = self.spec.namespaces[call.name]
         added = {**item, "arguments": "", "status": "in_progress"}
         done = {**item, "arguments": call.arguments, "status": "completed"}
         where = {"item_id": item_id, "output_index": index}

@@ -1,4 +1,4 @@
-"""OpenAI Responses, the request half of the translation: request → `ResponsesJob` (chat
+"""OpenAI Responses, the request half of the translation: request → `ResponsesSpec` (chat
 messages for the template, Qwen's sampling, the settings the response repeats).
 
 Pure translation, no I/O: route.py holds the routes, the store and the engine events;
@@ -17,7 +17,7 @@ from typing import Any
 
 from edge.chat.sampling import qwen_sampling
 from edge.chat.template import ChatTemplate, soft_switch
-from edge.engine import SamplingParams, ThinkingControl
+from edge.engine import Job, SamplingParams, ThinkingControl
 from edge.errors import ParamError
 from edge.server import logprobs
 from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
@@ -43,7 +43,7 @@ TEXT_PARTS = ("input_text", "output_text", "text", "refusal")
 
 
 @dataclass
-class ResponsesJob:
+class ResponsesSpec:
     """Everything needed to run one Responses request, answer it and store it."""
 
     prompt_text: str
@@ -57,10 +57,14 @@ class ResponsesJob:
     id: str = field(default_factory=lambda: "resp_" + secrets.token_hex(24))
     created_at: int = field(default_factory=lambda: int(time.time()))
 
+    def job(self, prompt: list[int]) -> Job:
+        """The engine's job for this request, once its prompt is tokenized."""
+        return Job(prompt, self.params, self.control)
 
-def build_job(
+
+def build_spec(
     req: ResponsesRequest, template: ChatTemplate, previous: list[dict[str, Any]] | None = None
-) -> ResponsesJob:
+) -> ResponsesSpec:
     """Validate a request and turn it into a prompt (after `previous`, the earlier turns'
     items), sampling params and the response's settings."""
     refuse_unsupported(req)
@@ -95,7 +99,7 @@ def build_job(
         grammar=grammar,
     )
     params.logprobs = logprobs_of(req)
-    return ResponsesJob(
+    return ResponsesSpec(
         prompt_text=text,
         params=params,
         control=ThinkingControl(budget=budget if thinking else None),

@@ -16,12 +16,12 @@ from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from edge.chat.template import ChatTemplate
-from edge.engine import Finish, Job, TokenEvent
+from edge.engine import Finish, TokenEvent
 from edge.errors import NotFoundError
 from edge.server import sse
 from edge.server.errors import OPENAPI_ERRORS, error_response
 from edge.server.responses.answer import OutputWriter
-from edge.server.responses.request import ResponsesJob, build_job
+from edge.server.responses.request import ResponsesSpec, build_spec
 from edge.server.responses.schema import ResponsesRequest
 from edge.server.responses.store import ResponseStore, partition_of
 from edge.server.runtime import Runtime
@@ -48,18 +48,16 @@ def install(app: FastAPI, rt: Runtime, *, keyed: bool) -> None:
         if req.previous_response_id is not None:
             previous = stored(store, part, req.previous_response_id, "previous_response_id").items
         # Off the event loop, as in chat completions: rendering and tokenizing take a while.
-        job, prompt = await run_in_threadpool(prepare, req, previous, worker, template)
-        work = Job(prompt, job.params, job.control)
-        worker.admit(work)  # refusals get a status before the response starts
-        events = worker.stream(work)
+        spec, prompt = await run_in_threadpool(prepare, req, previous, worker, template)
+        events = worker.start(spec.job(prompt))  # a refusal raises here, with its status
 
         def keep(response: dict[str, Any]) -> None:
-            if job.store:
-                store.put(part, response, [*job.items, *response["output"]])
+            if spec.store:
+                store.put(part, response, [*spec.items, *response["output"]])
 
         if req.stream:
-            return EventSourceResponse(stream(job, rt.model_id, events, keep))
-        return await fold(job, rt.model_id, events, keep)
+            return EventSourceResponse(stream(spec, rt.model_id, events, keep))
+        return await fold(spec, rt.model_id, events, keep)
 
     @app.get("/v1/responses/{response_id}", response_model=None, responses=OPENAPI_ERRORS)
     async def get_response(response_id: str, request: Request) -> Any:
@@ -92,20 +90,20 @@ def prepare(
     previous: list[dict[str, Any]] | None,
     worker: EngineWorker,
     template: ChatTemplate,
-) -> tuple[ResponsesJob, list[int]]:
-    """The job and its prompt's tokens."""
-    job = build_job(req, template, previous)
-    return job, worker.engine.tokenize(job.prompt_text)
+) -> tuple[ResponsesSpec, list[int]]:
+    """The spec and its prompt's tokens."""
+    spec = build_spec(req, template, previous)
+    return spec, worker.engine.tokenize(spec.prompt_text)
 
 
 def _frame(events: list[dict[str, Any]]) -> bytes:
     return b"".join(sse.event(e["type"], e) for e in events)
 
 
-def stream(job: ResponsesJob, model: str, events: Stream, keep: Keep) -> AsyncIterator[bytes]:
+def stream(spec: ResponsesSpec, model: str, events: Stream, keep: Keep) -> AsyncIterator[bytes]:
     """Named events: created, in_progress, each item's, then completed (or incomplete);
     an error once the status line is gone ends it with `response.failed`."""
-    writer = OutputWriter(job, model)
+    writer = OutputWriter(spec, model)
 
     def on_token(event: TokenEvent) -> bytes:
         return _frame(writer.token(event)) if event.text or event.logprobs else b""
@@ -124,9 +122,9 @@ def stream(job: ResponsesJob, model: str, events: Stream, keep: Keep) -> AsyncIt
     return sse.relay(events, on_token, on_finish, on_error, head=_frame(writer.start()))
 
 
-async def fold(job: ResponsesJob, model: str, events: Stream, keep: Keep) -> dict[str, Any]:
+async def fold(spec: ResponsesSpec, model: str, events: Stream, keep: Keep) -> dict[str, Any]:
     """The non-streaming answer: the same writer over the same stream, its last response."""
-    writer = OutputWriter(job, model)
+    writer = OutputWriter(spec, model)
     finish = await fold_events(events, writer.token)
     writer.finish(finish)
     keep(writer.response)
