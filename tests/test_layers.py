@@ -1,8 +1,9 @@
 """Who may import whom: the layout's rules, read from the source.
 
-Every `import` in edge/, at module level or inside a function, is read with `ast`. The
-layers, bottom up: config/errors/fileio, model, engine, chat, server and bench, cli.
-llama-cpp-python stays behind the engine, with two exceptions that say why.
+Every `import` in edge/, at module level or inside a function, relative or absolute, is
+read with `ast`. The layers, bottom up: config/errors/fileio, model, engine, chat, server
+and bench, cli. llama-cpp-python stays behind the engine, with two exceptions that say
+why. Inside the server, each API has a folder of its own that no other imports.
 """
 
 from __future__ import annotations
@@ -50,18 +51,24 @@ MAY_IMPORT = {
 ENGINE_INTERNALS = ("edge.engine.core", "edge.engine.text")
 
 
-def imported(path: Path) -> set[str]:
-    """The full dotted name of every module `path` imports (absolute imports only), plus
-    `module.name` for each `from module import name`, so a submodule imported that way is
-    seen too."""
+def imported(path: Path, module: str | None = None) -> set[str]:
+    """The full dotted name of every module `path` imports, plus `module.name` for each
+    `from module import name`, so a submodule imported that way is seen too. Relative
+    imports are resolved against `module`, the file's own dotted name (by default read
+    from its place under edge/), so `from ..chat_completions import answer` counts."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module != "edge":  # `from edge import __version__` names the module
-                names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module
+            if node.level:
+                own = (module or module_name(path)).split(".")
+                package = own if path.name == "__init__.py" else own[:-1]
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            if base and base != "edge":  # `from edge import __version__` names the module
+                names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -148,3 +155,68 @@ def test_the_walk_sees_what_it_seeks(tmp_path: Path) -> None:
     assert package_of(EDGE / "model" / "hub.py") == "edge.model"
     assert package_of(EDGE / "config.py") is None
     assert not starts("edge.engineer", ("edge.engine",))
+
+
+# --- the server: a room per API ---------------------------------------------------------
+
+SERVER = EDGE / "server"
+
+
+def api_folders() -> list[str]:
+    """The server's API folders (each a package): anthropic, chat_completions, ..."""
+    return sorted(p.parent.name for p in SERVER.glob("*/__init__.py"))
+
+
+def test_no_api_folder_imports_another() -> None:
+    apis = api_folders()
+    crossing = {}
+    for api in apis:
+        others = tuple(f"edge.server.{other}" for other in apis if other != api)
+        for path in sorted((SERVER / api).glob("*.py")):
+            bad = sorted(n for n in imported(path) if starts(n, others))
+            if bad:
+                crossing[module_name(path)] = bad
+    assert crossing == {}
+
+
+def test_the_shared_server_modules_import_no_api() -> None:
+    # What every API uses (prompt, usage, wire, sse, worker, errors, ...) belongs to none of
+    # them; only app.py, which wires the routes, names the API folders.
+    apis = tuple(f"edge.server.{api}" for api in api_folders())
+    owned = {
+        module_name(path): sorted(n for n in imported(path) if starts(n, apis))
+        for path in sorted(SERVER.glob("*.py"))
+        if path.name != "app.py"
+    }
+    assert {k: v for k, v in owned.items() if v} == {}
+
+
+def test_every_api_folder_has_the_same_roles() -> None:
+    # route.py (I/O, framing), request.py and answer.py (pure translation), schema.py (the
+    # wire models); a folder may add its own (responses/store.py).
+    for api in api_folders():
+        roles = {p.stem for p in (SERVER / api).glob("*.py")}
+        assert {"__init__", "route", "request", "answer", "schema"} <= roles, api
+
+
+def test_the_room_rules_see_what_they_seek(tmp_path: Path) -> None:
+    # The rules above would pass with no folders or with relative imports unseen.
+    assert {"anthropic", "chat_completions", "completions", "responses"} <= set(api_folders())
+    route = SERVER / "chat_completions" / "route.py"
+    assert "edge.server.chat_completions.answer" in imported(route)
+    sneaky = tmp_path / "request.py"
+    sneaky.write_text(
+        "from ..anthropic import answer\nfrom . import schema\nfrom .. import sse\n",
+        encoding="utf-8",
+    )
+    assert imported(sneaky, "edge.server.responses.request") == {
+        "edge.server.anthropic",
+        "edge.server.anthropic.answer",
+        "edge.server.responses",
+        "edge.server.responses.schema",
+        "edge.server",
+        "edge.server.sse",
+    }
+    init = tmp_path / "__init__.py"
+    init.write_text("from .route import install\n", encoding="utf-8")
+    assert "edge.server.responses.route.install" in imported(init, "edge.server.responses")
