@@ -4,8 +4,9 @@ The table and property tests next door (test_reasoning.py, test_tools.py) check 
 these throw hostile text at them: marker fragments, quotes, backslashes, braces, control
 characters, astral and separator characters, deep JSON, in any order and any cut. For
 the think splitter, the tool-call splitter and the two chained as the server chains them
-(chat_api.ChunkWriter, every reasoning format), the stream must never raise and must give
-exactly the deltas (kinds and merged text) and calls that feeding the text whole gives.
+(chat_completions.answer.ChunkWriter, every reasoning format), the stream must never
+raise and must give exactly the deltas (kinds and merged text) and calls that feeding the
+text whole gives.
 
 Size: ``EDGE_QWEN_FUZZ_EXAMPLES`` examples per property (default 150; the whole file runs
 in well under a minute). The long run::

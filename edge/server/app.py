@@ -1,10 +1,12 @@
-"""`create_app(model_id, load, settings)`: the OpenAI-compatible HTTP API (and Anthropic's
-Messages API), wired from its pieces, with no module-level state.
+"""`create_app(model_id, load, settings)`: the server, wired from its pieces, with no
+module-level state.
 
 The engine is loaded in the background so /health answers 503 until ready. The pieces:
-guard.py (size, deadline, key, CORS), errors.py (the one error table), routes.py (page,
-probes, models), one module per API (chat_completions.py, completions.py, messages.py) that streams
-through sse.py, and runtime.py / worker.py between the routes and the engine.
+guard.py (size, deadline, key, CORS), errors.py (the one error table), web.py (the page,
+probes, metrics, models), and one folder per API (chat_completions/, completions/,
+anthropic/, responses/), each installed here in one line. Every API streams through sse.py
+and starts its generations through runtime.py / worker.py, between the routes and the
+engine.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from edge.chat.template import ChatTemplate
 from edge.config import Settings
 from edge.engine import EngineAPI
 from edge.server import web
-from edge.server.anthropic import route as messages
+from edge.server.anthropic import route as anthropic
 from edge.server.chat_completions import route as chat_completions
 from edge.server.completions import route as completions
 from edge.server.errors import install_error_handlers
@@ -85,8 +87,9 @@ def create_app(
     )
     install_error_handlers(app)
     web.install(app, rt, metrics)
+    # One line per API, each a folder of its own.
     chat_completions.install(app, rt, reasoning_format=opts.reasoning_format)
     completions.install(app, rt)
-    messages.install(app, rt)
+    anthropic.install(app, rt)
     responses.install(app, rt, keyed=opts.api_key is not None)
     return app

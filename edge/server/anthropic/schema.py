@@ -1,7 +1,7 @@
 """Anthropic Messages API request bodies as pydantic models (POST /v1/messages and
-/v1/messages/count_tokens), and its error object.
+/v1/messages/count_tokens); the error object is errors.py's.
 
-As in schema.py, types are strict and unknown fields ignored (`cache_control`, `citations`,
+As in wire.py, types are strict and unknown fields ignored (`cache_control`, `citations`,
 `metadata`, `service_tier`… are accepted and mean nothing here). Content blocks are told
 apart by their `type`; image and document blocks validate so that the translation can
 refuse them by name (Qwen3-0.6B reads text only) rather than as an unknown tag.

@@ -1,6 +1,6 @@
 """OpenAI Responses request bodies as pydantic models; unknown fields are ignored.
 
-Types are strict, as in schema.py. Input items come in many shapes (a message with or
+Types are strict, as in wire.py. Input items come in many shapes (a message with or
 without `type`, function calls and their outputs, reasoning sent back); they stay plain
 dicts here and request.py checks each, naming the item at fault.
 """
