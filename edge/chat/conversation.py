@@ -134,12 +134,4 @@ class Conversation:
 
 def sampling_for(thinking: bool, opts: TurnOptions) -> SamplingParams:
     """Qwen's recommended sampling for the mode, overridden by whatever was given."""
-    return qwen_sampling(
-        thinking,
-        temperature=opts.temperature,
-        top_p=opts.top_p,
-        top_k=opts.top_k,
-        min_p=opts.min_p,
-        max_tokens=opts.max_tokens,
-        seed=opts.seed,
-    )
+    return qwen_sampling(thinking, opts, max_tokens=opts.max_tokens, seed=opts.seed)

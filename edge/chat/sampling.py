@@ -1,6 +1,6 @@
 """Qwen's recommended sampling, once for every caller: the terminal chat, the server's APIs.
 
-A request (or a turn's knobs) may give temperature, top_p, top_k and min_p; what it leaves
+A request (or a turn's knobs) may set temperature, top_p, top_k and min_p; what it leaves
 out is Qwen's recommendation for the mode, thinking or not (edge.config.QWEN3_SAMPLING).
 """
 
@@ -17,26 +17,21 @@ def sampling_defaults(thinking: bool) -> dict[str, float]:
     return dict(QWEN3_SAMPLING[bool(thinking)])
 
 
-def qwen_sampling(
-    thinking: bool,
-    *,
-    temperature: float | None,
-    top_p: float | None,
-    top_k: int | None,
-    min_p: float | None = None,
-    **fixed: Any,
-) -> SamplingParams:
-    """Sampling params: what the request gave, Qwen's recommendation for the mode (thinking
-    or not) where it gave none; `fixed` are the other SamplingParams fields as given."""
+def qwen_sampling(thinking: bool, given: object, **fixed: Any) -> SamplingParams:
+    """Sampling params: the temperature, top_p, top_k and min_p that `given` (a request
+    model, a turn's knobs: any object, an attribute it lacks or holds as None is "not
+    given") sets, Qwen's recommendation for the mode (thinking or not) for the rest;
+    `fixed` are the other SamplingParams fields as they are."""
     base = sampling_defaults(thinking)
+
+    def pick(name: str) -> float:
+        value = getattr(given, name, None)
+        return base[name] if value is None else value
+
     return SamplingParams(
-        temperature=_pick(temperature, base["temperature"]),
-        top_p=_pick(top_p, base["top_p"]),
-        top_k=int(_pick(top_k, base["top_k"])),
-        min_p=_pick(min_p, base["min_p"]),
+        temperature=pick("temperature"),
+        top_p=pick("top_p"),
+        top_k=int(pick("top_k")),
+        min_p=pick("min_p"),
         **fixed,
     )
-
-
-def _pick(value: float | None, default: float) -> float:
-    return default if value is None else value

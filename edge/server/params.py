@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from edge.chat.sampling import qwen_sampling
+from edge.engine import SamplingParams
 from edge.errors import ParamError
-from edge.server.wire import ResponseFormat
+from edge.server.wire import ResponseFormat, SamplingFields
 
 
 def check_text(text: str, param: str) -> None:
@@ -79,3 +81,22 @@ def response_schema(rf: ResponseFormat | None) -> dict[str, Any] | None:
     if not isinstance(schema, dict):
         raise ParamError("response_format", "json_schema needs a 'schema' object.")
     return schema
+
+
+def openai_sampling(
+    thinking: bool, req: SamplingFields, n_vocab: int | None, **fixed: Any
+) -> SamplingParams:
+    """Qwen's sampling for the mode with what chat and text completions share (the fields of
+    `wire.SamplingFields`: the sampling knobs, penalties, seed, logit_bias, stop); `fixed`
+    are the other SamplingParams fields, each API's own."""
+    return qwen_sampling(
+        thinking,
+        req,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        repeat_penalty=req.repeat_penalty,
+        seed=req.seed,
+        logit_bias=parse_logit_bias(req.logit_bias, n_vocab),
+        stop=stop_list(req.stop),
+        **fixed,
+    )

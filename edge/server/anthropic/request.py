@@ -63,9 +63,7 @@ def build_spec(req: MessagesRequest, template: ChatTemplate) -> MessagesSpec:
         check_text(stop, "stop_sequences")
     params = qwen_sampling(
         prompt.thinking,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        top_k=req.top_k,
+        req,
         max_tokens=req.max_tokens,
         stop=stops,
         grammar=prompt.grammar,

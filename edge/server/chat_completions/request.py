@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.chat.sampling import qwen_sampling
 from edge.chat.template import ChatTemplate, soft_switch
 from edge.engine import Job, SamplingParams, ThinkingControl
 from edge.errors import ParamError
@@ -17,9 +16,8 @@ from edge.server import logprobs
 from edge.server.chat_completions.schema import ChatCompletionRequest
 from edge.server.grammar import ForcedCall, answer_grammar, openai_forced_call
 from edge.server.params import (
-    parse_logit_bias,
+    openai_sampling,
     response_schema,
-    stop_list,
     thinking_budget,
 )
 from edge.server.prompt import prompt_text
@@ -79,19 +77,11 @@ def build_spec(
     text = prompt_text(
         template, messages, thinking=thinking, tools=req.tools if use_tools else None
     )
-    params = qwen_sampling(
+    params = openai_sampling(
         thinking,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        top_k=req.top_k,
-        min_p=req.min_p,
-        presence_penalty=req.presence_penalty,
-        frequency_penalty=req.frequency_penalty,
-        repeat_penalty=req.repeat_penalty,
-        seed=req.seed,
-        logit_bias=parse_logit_bias(req.logit_bias, n_vocab),
+        req,
+        n_vocab,
         max_tokens=req.max_completion_tokens or req.max_tokens,
-        stop=stop_list(req.stop),
         json_schema=schema,
         grammar=grammar,
         logprobs=logprobs.chat_request(req.logprobs, req.top_logprobs),

@@ -91,9 +91,7 @@ def build_spec(
         raise
     params = qwen_sampling(
         thinking,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        top_k=None,
+        req,  # no top_k or min_p in the Responses API: Qwen's
         max_tokens=req.max_output_tokens,
         json_schema=schema,
         grammar=grammar,
