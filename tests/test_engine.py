@@ -199,7 +199,7 @@ def test_logit_bias_bans_a_token(scripted: Any) -> None:
 def test_greedy_fast_path_picks_what_llama_cpp_picks(
     gguf_of: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edge.engine import scheduler
+    from edge.engine import sampling, scheduler
 
     engine = open_engine(gguf_of("tiny", "Q8_0"), ctx=256)
     prompt = engine.tokenize("Once upon a time")
@@ -213,9 +213,10 @@ def test_greedy_fast_path_picks_what_llama_cpp_picks(
         run = Run(engine, Job(prompt, params, ThinkingControl(loop_guard=False)))
         return [e.token for e in run if isinstance(e, TokenEvent) and e.token is not None]
 
-    assert isinstance(scheduler.build_sampler(engine.vocab, params), scheduler.Greedy)
+    assert isinstance(sampling.build_sampler(engine.vocab, params), sampling.Greedy)
     fast = tokens()
-    original = scheduler.build_sampler
+    original = sampling.build_sampler
+    # Where Engine.submit looks it up: patched in sampling, the engine would not see it.
     monkeypatch.setattr(scheduler, "build_sampler", lambda v, p: original(v, p, fast_greedy=False))
     slow = tokens()
     engine.close()

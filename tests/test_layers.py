@@ -47,7 +47,12 @@ MAY_IMPORT = {
     ),
 }
 # The engine's internals: only the engine itself (and tests) import these directly.
-ENGINE_INTERNALS = ("edge.engine.scheduler", "edge.engine.llama", "edge.engine.text")
+ENGINE_INTERNALS = (
+    "edge.engine.scheduler",
+    "edge.engine.llama",
+    "edge.engine.sampling",
+    "edge.engine.text",
+)
 
 
 def imported(path: Path) -> set[str]:

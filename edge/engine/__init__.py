@@ -6,7 +6,8 @@ running job in one batch, for the CLI (one slot) and the server (N slots) alike.
 """
 
 from edge.engine.llama import llama_cpp_version
-from edge.engine.scheduler import Engine, build_sampler, open_engine, schema_grammar
+from edge.engine.sampling import build_sampler, schema_grammar
+from edge.engine.scheduler import Engine, open_engine
 from edge.engine.seam import (
     EngineAPI,
     Event,
