@@ -51,6 +51,7 @@ ENGINE_INTERNALS = (
     "edge.engine.scheduler",
     "edge.engine.llama",
     "edge.engine.sampling",
+    "edge.engine.fallback",
     "edge.engine.text",
 )
 

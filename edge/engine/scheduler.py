@@ -40,10 +40,8 @@ from edge.engine.logprobs import LogprobReader
 from edge.engine.plan import (
     ModelInfo,
     Plan,
-    detect_budget,
     make_plan,
     read_model_info,
-    smaller,
 )
 from edge.engine.sampling import Greedy, build_sampler, free_sampler
 from edge.engine.seam import (
@@ -639,23 +637,3 @@ def _name_os_thread(name: str) -> None:
 
 def _as_edge(exc: Exception) -> EdgeError:
     return exc if isinstance(exc, EdgeError) else EdgeError(f"The engine failed: {exc}")
-
-
-MAX_LOAD_TRIES = 6
-
-
-def open_engine(path: Path, plan: Plan, info: ModelInfo, say: Callable[[str], None]) -> Engine:
-    """Load with `plan`; when llama.cpp runs out of memory (another program took the VRAM
-    or RAM since the plan was made), re-plan smaller and try again, saying so each time."""
-    for _ in range(MAX_LOAD_TRIES):
-        try:
-            return Engine(path, plan, info)
-        except OutOfMemoryError as exc:
-            nxt = smaller(info, plan, detect_budget(plan.n_gpu_layers > 0))
-            if nxt is None:
-                raise
-            say(f"{exc.message}. Retrying: {nxt.describe(info)}")
-            plan = nxt
-    raise OutOfMemoryError(
-        f"{info.name} did not fit in {MAX_LOAD_TRIES} tries.", "Pass a smaller --ctx."
-    )
