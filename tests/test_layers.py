@@ -46,14 +46,16 @@ MAY_IMPORT = {
         "edge.cli",
     ),
 }
-# The engine's internals: only the engine itself (and tests) import these directly.
-ENGINE_INTERNALS = (
-    "edge.engine.scheduler",
+# The engine's own files, each importing only those before it: llama.h access, token
+# choice, the scheduler, opening with fallbacks to smaller plans.
+ENGINE_ORDER = (
     "edge.engine.llama",
     "edge.engine.sampling",
+    "edge.engine.scheduler",
     "edge.engine.fallback",
-    "edge.engine.text",
 )
+# The engine's internals: only the engine itself (and tests) import these directly.
+ENGINE_INTERNALS = (*ENGINE_ORDER, "edge.engine.text")
 
 
 def imported(path: Path) -> set[str]:
@@ -129,6 +131,18 @@ def test_engine_internals_stay_inside_the_engine() -> None:
     }
     # bench/raw.py times the engine's scheduler itself, below the seam, on purpose.
     assert {k: v for k, v in outside.items() if v} == {}
+
+
+def test_the_engine_files_import_one_way() -> None:
+    # No file imports one after it, nor the package (whose __init__ imports them all), so
+    # there is no cycle. The walk reads absolute imports only: a relative one would hide.
+    files = {name: EDGE.parent / f"{name.replace('.', '/')}.py" for name in ENGINE_ORDER}
+    for i, (name, path) in enumerate(files.items()):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree)), name
+        later = [n for n in imported(path) if n == "edge.engine" or starts(n, ENGINE_ORDER[i:])]
+        assert later == [], (name, later)
+    assert {"edge.engine.llama", "edge.engine.sampling"} <= imported(files["edge.engine.scheduler"])
 
 
 def test_nothing_imports_the_cli() -> None:
