@@ -199,7 +199,7 @@ def test_logit_bias_bans_a_token(scripted: Any) -> None:
 def test_greedy_fast_path_picks_what_llama_cpp_picks(
     gguf_of: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edge.engine import core
+    from edge.engine import sampling, scheduler
 
     engine = open_engine(gguf_of("tiny", "Q8_0"), ctx=256)
     prompt = engine.tokenize("Once upon a time")
@@ -213,10 +213,11 @@ def test_greedy_fast_path_picks_what_llama_cpp_picks(
         run = Run(engine, Job(prompt, params, ThinkingControl(loop_guard=False)))
         return [e.token for e in run if isinstance(e, TokenEvent) and e.token is not None]
 
-    assert isinstance(core.build_sampler(engine.vocab, params), core.Greedy)
+    assert isinstance(sampling.build_sampler(engine.vocab, params), sampling.Greedy)
     fast = tokens()
-    original = core.build_sampler
-    monkeypatch.setattr(core, "build_sampler", lambda v, p: original(v, p, fast_greedy=False))
+    original = sampling.build_sampler
+    # Where Engine.submit looks it up: patched in sampling, the engine would not see it.
+    monkeypatch.setattr(scheduler, "build_sampler", lambda v, p: original(v, p, fast_greedy=False))
     slow = tokens()
     engine.close()
     assert len(fast) == 24 and top not in fast

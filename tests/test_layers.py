@@ -47,8 +47,16 @@ MAY_IMPORT = {
         "edge.cli",
     ),
 }
+# The engine's own files, each importing only those before it: llama.h access, token
+# choice, the scheduler, opening with fallbacks to smaller plans.
+ENGINE_ORDER = (
+    "edge.engine.llama",
+    "edge.engine.sampling",
+    "edge.engine.scheduler",
+    "edge.engine.fallback",
+)
 # The engine's internals: only the engine itself (and tests) import these directly.
-ENGINE_INTERNALS = ("edge.engine.core", "edge.engine.text")
+ENGINE_INTERNALS = (*ENGINE_ORDER, "edge.engine.text")
 
 
 def imported(path: Path, module: str | None = None) -> set[str]:
@@ -132,6 +140,18 @@ def test_engine_internals_stay_inside_the_engine() -> None:
     assert {k: v for k, v in outside.items() if v} == {}
 
 
+def test_the_engine_files_import_one_way() -> None:
+    # No file imports one after it, nor the package (whose __init__ imports them all), so
+    # there is no cycle. The walk reads absolute imports only: a relative one would hide.
+    files = {name: EDGE.parent / f"{name.replace('.', '/')}.py" for name in ENGINE_ORDER}
+    for i, (name, path) in enumerate(files.items()):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree)), name
+        later = [n for n in imported(path) if n == "edge.engine" or starts(n, ENGINE_ORDER[i:])]
+        assert later == [], (name, later)
+    assert {"edge.engine.llama", "edge.engine.sampling"} <= imported(files["edge.engine.scheduler"])
+
+
 def test_nothing_imports_the_cli() -> None:
     into_cli = [
         module_name(path)
@@ -144,13 +164,13 @@ def test_nothing_imports_the_cli() -> None:
 def test_the_walk_sees_what_it_seeks(tmp_path: Path) -> None:
     # The tests above would pass on an empty tree; show that the walk finds imports,
     # including those inside functions, and that every exception still needs its import.
-    assert "llama_cpp" in {n.split(".")[0] for n in imported(EDGE / "engine" / "core.py")}
+    assert "llama_cpp" in {n.split(".")[0] for n in imported(EDGE / "engine" / "llama.py")}
     lazy = tmp_path / "lazy.py"
     lazy.write_text("def f():\n    from llama_cpp.llama_grammar import x\n", encoding="utf-8")
     assert imported(lazy) == {"llama_cpp.llama_grammar", "llama_cpp.llama_grammar.x"}
     for rel in EXCEPTIONS:
         assert any(n.startswith("llama_cpp") for n in imported(EDGE.parent / rel)), rel
-    assert "edge.errors" in imported(EDGE / "engine" / "core.py")
+    assert "edge.errors" in imported(EDGE / "engine" / "scheduler.py")
     assert any(starts(n, ("edge.engine",)) for n in imported(EDGE / "server" / "worker.py"))
     assert package_of(EDGE / "model" / "hub.py") == "edge.model"
     assert package_of(EDGE / "config.py") is None

@@ -5,7 +5,10 @@ typed events back. `Engine` is the one implementation: a scheduler thread decodi
 running job in one batch, for the CLI (one slot) and the server (N slots) alike.
 """
 
-from edge.engine.core import Engine, build_sampler, llama_cpp_version, open_engine, schema_grammar
+from edge.engine.fallback import open_engine
+from edge.engine.llama import llama_cpp_version
+from edge.engine.sampling import build_sampler, schema_grammar
+from edge.engine.scheduler import Engine
 from edge.engine.seam import (
     EngineAPI,
     Event,

@@ -15,8 +15,9 @@ the cache only while nothing runs: once a job runs, finished sequences are parke
 shelf (`edge.engine.shelf`, host RAM) so that the live ones never compute attention over
 their cells, and a later prompt that starts with one gets its cells back from there.
 
-llama-cpp-python is used at one level, its ctypes bindings of llama.h; this package is
-the only one that imports it (edge.model.quantize aside).
+llama.h is reached through `edge.engine.llama`: the library, the vocabulary, the batch,
+the model and its context. Each job's way of choosing tokens (greedy, a sampler chain, a
+grammar) is built by `edge.engine.sampling`.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import re
 import threading
 import time
-import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -36,16 +35,15 @@ from typing import Any
 
 import numpy as np
 
+from edge.engine.llama import Vocab, _Batch, _bytes_ptr, _llama, _load
 from edge.engine.logprobs import LogprobReader
 from edge.engine.plan import (
-    KV_TYPES,
     ModelInfo,
     Plan,
-    detect_budget,
     make_plan,
     read_model_info,
-    smaller,
 )
+from edge.engine.sampling import Greedy, build_sampler, free_sampler
 from edge.engine.seam import (
     Event,
     Inbox,
@@ -61,14 +59,13 @@ from edge.engine.seam import (
     generate,
 )
 from edge.engine.shelf import Parked, Shelf
-from edge.engine.text import CLOSE_THINK, TextState, common_prefix
+from edge.engine.text import TextState, common_prefix
 from edge.errors import (
     ContextFullError,
     ContextOverflowError,
     EdgeError,
     EngineClosedError,
     EngineFailedError,
-    InvalidModelError,
     OutOfMemoryError,
     UsageError,
     shutting_down,
@@ -638,315 +635,5 @@ def _name_os_thread(name: str) -> None:
         ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
 
 
-def _bytes_ptr(data: Any) -> Any:
-    """A `uint8_t *` to a numpy byte array, for llama.h's state calls."""
-    return data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
-
-
 def _as_edge(exc: Exception) -> EdgeError:
     return exc if isinstance(exc, EdgeError) else EdgeError(f"The engine failed: {exc}")
-
-
-class Vocab:
-    """Text <-> tokens for a loaded model, with per-token lookups cached."""
-
-    def __init__(self, model: Any) -> None:
-        lib = _llama()
-        self._lib = lib
-        self.ptr = lib.llama_model_get_vocab(model)
-        self.n_vocab = int(lib.llama_vocab_n_tokens(self.ptr))
-        self._pieces: dict[int, bytes] = {}
-        self._shown: dict[int, bytes] = {}
-        self._eog: dict[int, bool] = {}
-        self.think_open = self._single("<think>")
-        self.think_close = self._single("</think>")
-        self.close_think = self.tokenize(CLOSE_THINK)
-
-    def tokenize(self, text: str) -> list[int]:
-        """Tokens of `text`, special tokens parsed, NFC-normalized as HF's Qwen2 tokenizer does."""
-        data = unicodedata.normalize("NFC", text).encode("utf-8")
-        room = len(data) + 8
-        while True:
-            buf = (self._lib.llama_token * room)()
-            n = self._lib.llama_tokenize(self.ptr, data, len(data), buf, room, False, True)
-            if n >= 0:
-                return list(buf[:n])
-            if -n <= room:  # an error, not a short buffer
-                raise UsageError("The text could not be tokenized.")
-            room = -n
-
-    def piece(self, token: int) -> bytes:
-        """The bytes of one generated token (special tokens as empty)."""
-        got = self._pieces.get(token)
-        if got is None:
-            got = self._pieces[token] = self.token_bytes(token)
-        return got
-
-    def shown(self, token: int) -> bytes:
-        """The bytes of a token as a person reads it: special tokens spelled out."""
-        got = self._shown.get(token)
-        if got is None:
-            got = self._shown[token] = self.token_bytes(token, special=True)
-        return got
-
-    def token_bytes(self, token: int, special: bool = False) -> bytes:
-        """The bytes of one token (llama-cpp-python's detokenize drops tokens over 32 bytes)."""
-        size = 64
-        while True:
-            buf = ctypes.create_string_buffer(size)
-            n = self._lib.llama_token_to_piece(self.ptr, token, buf, size, 0, special)
-            if n >= 0:
-                return buf.raw[:n]
-            size = -n
-
-    def is_eog(self, token: int) -> bool:
-        """End of generation (`<|im_end|>`, `<|endoftext|>`)."""
-        got = self._eog.get(token)
-        if got is None:
-            got = self._eog[token] = bool(self._lib.llama_vocab_is_eog(self.ptr, token))
-        return got
-
-    def _single(self, text: str) -> int | None:
-        ids = self.tokenize(text)
-        return ids[0] if len(ids) == 1 else None
-
-
-class _Batch:
-    """A reusable llama_batch of up to `size` tokens, one sequence id each."""
-
-    def __init__(self, size: int) -> None:
-        self.raw = _llama().llama_batch_init(size, 0, 1)
-        self.size = size
-        self.n = 0
-
-    def clear(self) -> None:
-        self.n = 0
-        self.raw.n_tokens = 0
-
-    def add_all(
-        self, tokens: list[int], pos: int, seq: int, logits_last: bool, every: bool = False
-    ) -> None:
-        """Add one sequence's tokens; logits for the last one (`logits_last`), or for each
-        (`every`)."""
-        raw, i = self.raw, self.n
-        token, position, n_seq, seq_id, logits = (
-            raw.token,
-            raw.pos,
-            raw.n_seq_id,
-            raw.seq_id,
-            raw.logits,
-        )
-        last = len(tokens) - 1
-        for k, t in enumerate(tokens):
-            token[i] = t
-            position[i] = pos + k
-            n_seq[i] = 1
-            seq_id[i][0] = seq
-            logits[i] = every or (logits_last and k == last)
-            i += 1
-        self.n = i
-        raw.n_tokens = i
-
-
-_lib: Any = None
-
-
-def _llama() -> Any:
-    """llama-cpp-python's bindings of llama.h, imported on first use (the CLI's --help
-    stays instant), with our log callback installed (edge.engine.llama_log)."""
-    global _lib
-    if _lib is None:
-        import llama_cpp
-
-        import edge.engine.llama_log  # noqa: F401  (installs the callback)
-
-        _lib = llama_cpp
-    return _lib
-
-
-def llama_cpp_version() -> str:
-    """The llama-cpp-python release in use."""
-    return str(_llama().__version__)
-
-
-def _load(path: Path, plan: Plan) -> tuple[Any, Any]:
-    """The model and a context with one sequence id per slot and a unified KV cache."""
-    lib = _llama()
-    mp = lib.llama_model_default_params()
-    mp.n_gpu_layers = plan.n_gpu_layers
-    # ctypes accepts any attribute name silently, so only fields of this release are set.
-    mp.load_mode = {
-        (False, False): lib.LLAMA_LOAD_MODE_NONE,
-        (True, False): lib.LLAMA_LOAD_MODE_MMAP,
-        (False, True): lib.LLAMA_LOAD_MODE_MLOCK,
-        (True, True): lib.LLAMA_LOAD_MODE_MMAP_MLOCK,
-    }[(plan.use_mmap, plan.use_mlock)]
-    cp = lib.llama_context_default_params()
-    cp.n_ctx, cp.n_batch, cp.n_ubatch = plan.n_ctx, plan.n_batch, plan.n_batch
-    cp.n_seq_max, cp.kv_unified = plan.n_parallel, True
-    cp.n_outputs_max = plan.n_outputs_max  # logits of one token per sequence, not n_batch
-    cp.n_threads, cp.n_threads_batch = plan.n_threads, plan.n_threads_batch
-    cp.flash_attn_type = 1 if plan.flash_attn else 0
-    cp.type_k = cp.type_v = KV_TYPES[plan.kv_type][0]
-    cp.no_perf = True
-    with loading(path):
-        lib.llama_backend_init()
-        model = lib.llama_model_load_from_file(str(path).encode("utf-8"), mp)
-        if not model:
-            raise ValueError("the model could not be loaded")
-        ctx = lib.llama_init_from_model(model, cp)
-        if not ctx:
-            lib.llama_model_free(model)
-            raise ValueError("the context could not be created")
-        return model, ctx
-
-
-@contextlib.contextmanager
-def loading(path: Path) -> Iterator[None]:
-    """llama.cpp's load failures as one error quoting llama.cpp's own reason: an
-    OutOfMemoryError when a buffer could not be allocated, else an InvalidModelError."""
-    from edge.engine.llama_log import captured_llama_log, last_error
-
-    with captured_llama_log() as lines:
-        try:
-            yield
-        except (ValueError, RuntimeError) as exc:
-            short = next((line.strip() for line in lines if _OUT_OF_MEMORY.search(line)), None)
-            if short:
-                raise OutOfMemoryError(
-                    f"llama.cpp ran out of memory loading {path.name}: {short}",
-                    "Close programs that use the GPU or RAM, or ask for less: --ctx, --gpu-layers.",
-                ) from None
-            raise InvalidModelError(
-                f"llama.cpp could not load {path}: {last_error(lines) or exc}",
-                "The file may be damaged: `edge-qwen models --verify`, then re-pull it.",
-            ) from None
-
-
-# llama.cpp's words for a failed allocation: of a CPU or CUDA buffer, the KV cache, a
-# cudaMalloc, a model buffer ("unable to allocate CUDA0 buffer").
-_OUT_OF_MEMORY = re.compile(r"(failed|unable) to allocate|out of memory|cudaMalloc failed", re.I)
-MAX_LOAD_TRIES = 6
-
-
-def open_engine(path: Path, plan: Plan, info: ModelInfo, say: Callable[[str], None]) -> Engine:
-    """Load with `plan`; when llama.cpp runs out of memory (another program took the VRAM
-    or RAM since the plan was made), re-plan smaller and try again, saying so each time."""
-    for _ in range(MAX_LOAD_TRIES):
-        try:
-            return Engine(path, plan, info)
-        except OutOfMemoryError as exc:
-            nxt = smaller(info, plan, detect_budget(plan.n_gpu_layers > 0))
-            if nxt is None:
-                raise
-            say(f"{exc.message}. Retrying: {nxt.describe(info)}")
-            plan = nxt
-    raise OutOfMemoryError(
-        f"{info.name} did not fit in {MAX_LOAD_TRIES} tries.", "Pass a smaller --ctx."
-    )
-
-
-class Greedy:
-    """Greedy decoding without llama.cpp's sampler: the argmax of the logits plus any bias,
-    read where llama.cpp left them. `llama_sampler_sample` first copies every logit into a
-    candidates array (151,936 for Qwen3), which costs ~200 µs a token; numpy's argmax over
-    the same row costs ~15 µs (~35 µs with a bias). Same token: the first maximum wins in
-    both. Only for what needs no sampler state: no penalties, no grammar."""
-
-    __slots__ = ("ids", "bias")
-
-    def __init__(self, logit_bias: dict[int, float]) -> None:
-        self.ids = np.fromiter(logit_bias, dtype=np.intp, count=len(logit_bias))
-        self.bias = np.fromiter(logit_bias.values(), dtype=np.float32, count=len(logit_bias))
-
-    def pick(self, logits: Any, n_vocab: int) -> int:
-        """The token to emit, from a pointer to one output's `n_vocab` logits."""
-        row = np.ctypeslib.as_array(logits, shape=(n_vocab,))
-        if not len(self.ids):
-            return int(row.argmax())
-        # The bias goes into llama.cpp's buffer and out again: no 600 KB copy a token (its
-        # allocation page-faults on the scheduler thread's malloc arena each time).
-        kept = row[self.ids]
-        row[self.ids] = kept + self.bias
-        best = int(row.argmax())
-        row[self.ids] = kept
-        return best
-
-
-def build_sampler(vocab: Vocab, p: SamplingParams, fast_greedy: bool = True) -> Any:
-    """How to choose each token: `Greedy` when temperature is 0 with no penalty or grammar
-    (unless `fast_greedy` is off), else llama.cpp's own sampler chain, in llama-server's
-    order. The caller releases it with `free_sampler`."""
-    lib = _llama()
-    grammar = p.grammar
-    if grammar is None and p.json_schema is not None:
-        grammar = schema_grammar(p.json_schema)
-    penalties = p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty
-    if fast_greedy and p.temperature <= 0 and grammar is None and not penalties:
-        # Out-of-range ids are ignored, as llama.cpp's logit-bias sampler ignores them.
-        return Greedy({t: b for t, b in p.logit_bias.items() if 0 <= t < vocab.n_vocab})
-    stages: list[Any] = []
-    if p.logit_bias:
-        biases = (lib.llama_logit_bias * len(p.logit_bias))()
-        for i, (token, bias) in enumerate(p.logit_bias.items()):
-            biases[i].token, biases[i].bias = token, bias
-        stages.append(lib.llama_sampler_init_logit_bias(vocab.n_vocab, len(biases), biases))
-    if penalties:
-        stages.append(
-            lib.llama_sampler_init_penalties(
-                vocab.n_vocab, 64, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
-            )
-        )
-    if grammar is not None:
-        made = lib.llama_sampler_init_grammar(vocab.ptr, grammar.encode("utf-8"), b"root")
-        if not made:
-            for stage in stages:
-                free_sampler(stage)
-            raise UsageError("The grammar could not be parsed.")
-        stages.append(made)
-    stages += _choosing_stages(lib, p)
-    chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-    for stage in stages:  # the chain owns its stages from here on
-        lib.llama_sampler_chain_add(chain, stage)
-    return chain
-
-
-def _choosing_stages(lib: Any, p: SamplingParams) -> list[Any]:
-    """The chain's last stages, which pick the token: greedy, or top-k, top-p, min-p,
-    temperature and a seeded draw."""
-    if p.temperature <= 0:
-        return [lib.llama_sampler_init_greedy()]
-    seed = p.seed if p.seed is not None else time.time_ns() & 0xFFFFFFFF
-    return [
-        *([lib.llama_sampler_init_top_k(p.top_k)] if p.top_k > 0 else []),
-        lib.llama_sampler_init_top_p(p.top_p, 1),
-        lib.llama_sampler_init_min_p(p.min_p, 1),
-        lib.llama_sampler_init_temp(p.temperature),
-        lib.llama_sampler_init_dist(seed),
-    ]
-
-
-def free_sampler(sampler: Any) -> None:
-    """Release what `build_sampler` made."""
-    if sampler is not None and type(sampler) is not Greedy:
-        _llama().llama_sampler_free(sampler)
-
-
-def schema_grammar(schema: dict[str, Any]) -> str:
-    """The GBNF grammar that constrains output to `schema` (a UsageError when the
-    converter cannot express it)."""
-    import json
-
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    try:
-        grammar = json_schema_to_gbnf(json.dumps(schema))
-    except Exception as exc:  # the converter raises bare exceptions on unsupported schemas
-        raise UsageError(f"The JSON schema cannot be turned into a grammar: {exc}") from None
-    # This converter's strings take raw control characters (a newline), which JSON forbids
-    # and json.loads refuses; llama.cpp's own converter has since excluded them the same way.
-    return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
-
-
-_LOOSE_CHAR = 'char ::= [^"\\\\] |'
-_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
