@@ -1,8 +1,10 @@
 """Domain errors: a one-sentence message plus a hint saying what to do.
 
-Every `EdgeError` subclass lives here. The CLI prints message and hint and exits
-non-zero; the HTTP layer maps each class to a status in one table (edge/server/errors.py).
-Nothing else should inspect message text to decide what an error means.
+Every `EdgeError` subclass lives here but the router's two (`route.litellm.RouterError`,
+`route.replicas.ReplicaError`), which only `edge-qwen route` raises. The CLI prints
+message and hint and exits non-zero; the HTTP layer maps each class to a status in one
+table (edge/server/errors.py). Nothing else should inspect message text to decide what
+an error means.
 """
 
 from __future__ import annotations

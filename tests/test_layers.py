@@ -134,22 +134,32 @@ def test_engine_internals_stay_inside_the_engine() -> None:
     outside = {
         module_name(path): sorted(n for n in imported(path) if starts(n, ENGINE_INTERNALS))
         for path in sources()
-        if package_of(path) not in ("edge.engine", "edge.bench")
+        if package_of(path) != "edge.engine"
     }
-    # bench/raw.py times the engine's scheduler itself, below the seam, on purpose.
     assert {k: v for k, v in outside.items() if v} == {}
 
 
 def test_the_engine_files_import_one_way() -> None:
     # No file imports one after it, nor the package (whose __init__ imports them all), so
-    # there is no cycle. The walk reads absolute imports only: a relative one would hide.
+    # there is no cycle.
     files = {name: EDGE.parent / f"{name.replace('.', '/')}.py" for name in ENGINE_ORDER}
     for i, (name, path) in enumerate(files.items()):
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-        assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree)), name
         later = [n for n in imported(path) if n == "edge.engine" or starts(n, ENGINE_ORDER[i:])]
         assert later == [], (name, later)
     assert {"edge.engine.llama", "edge.engine.sampling"} <= imported(files["edge.engine.scheduler"])
+
+
+def test_imports_are_absolute() -> None:
+    # One import style: `from edge.server.wire import Lenient`, never `from ..wire import`,
+    # so a module's imports read the same wherever it moves. (The rules above resolve
+    # relative imports too, so none could slip past them.)
+    relative = [
+        module_name(path)
+        for path in sources()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+        if isinstance(node, ast.ImportFrom) and node.level
+    ]
+    assert relative == []
 
 
 def test_nothing_imports_the_cli() -> None:
