@@ -386,6 +386,8 @@ def test_partitions_are_hashes_of_the_key_and_one_without_a_server_key() -> None
     one, two = partition_of("Bearer k-one", True), partition_of("Bearer k-two", True)
     assert one != two and "k-one" not in one and len(one) == 64
     assert partition_of("Bearer k-one", False) == partition_of("Bearer k-two", False) == ""
+    # One key, one partition, however the client spells the scheme.
+    assert partition_of("bearer k-one", True) == partition_of("BEARER  k-one", True) == one
 
 
 def test_get_and_delete_a_stored_response() -> None:

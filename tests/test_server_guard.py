@@ -46,9 +46,26 @@ def requests(options: Settings, *calls: tuple[str, str, dict[str, Any]]) -> Any:
         ({"x-api-key": f"Bearer {KEY}"}, 401),
         ({"x-api-key": "wrong", **bearer(KEY)}, 200),  # one right key is enough
         (bearer(KEY), 200),
+        ({"authorization": f"bearer {KEY}"}, 200),  # the scheme is case-insensitive
+        ({"authorization": f"BEARER  {KEY} "}, 200),
+        ({"authorization": f"Basic {KEY}"}, 401),
+        ({"authorization": f"Bearer {KEY}x"}, 401),
         ({"x-api-key": KEY}, 200),  # Anthropic's clients send it so
     ],
-    ids=["missing", "wrong", "no-bearer", "x-wrong", "x-bearer", "one-right", "right", "x-right"],
+    ids=[
+        "missing",
+        "wrong",
+        "no-bearer",
+        "x-wrong",
+        "x-bearer",
+        "one-right",
+        "right",
+        "lower-case",
+        "upper-case",
+        "basic",
+        "longer",
+        "x-right",
+    ],
 )
 def test_the_api_needs_the_exact_key(headers: dict[str, str], status: int) -> None:
     chat, models = requests(
@@ -242,3 +259,14 @@ def test_a_body_that_does_not_arrive_in_time_gets_408() -> None:
         "param": None,
         "code": None,
     }
+
+
+def test_ollamas_api_paths_need_the_key_too() -> None:
+    # /api/* is Ollama's API; its clients send the key as a bearer token, like OpenAI's.
+    refused, passed = requests(
+        Settings(api_key=KEY),
+        ("GET", "/api/tags", {}),
+        ("GET", "/api/tags", {"headers": bearer(KEY)}),
+    )
+    assert refused.status_code == 401
+    assert passed.status_code != 401

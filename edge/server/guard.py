@@ -57,13 +57,23 @@ def install_guard(
         )
 
 
+KEYED_PATHS = ("/v1/", "/api/")  # OpenAI's and Anthropic's APIs; Ollama's
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, None for any other. The
+    scheme is case-insensitive (RFC 9110 §11.1): clients send `bearer` too."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 class Guard:
     """Body-size limit, body deadline and API key, as plain ASGI; counts every status.
 
     The size is checked twice: on Content-Length before anything is read, and on the bytes
     as they arrive, for chunked bodies that announce no length. The body must also arrive
     within `body_timeout_s`, so a client trickling bytes cannot hold a request open forever.
-    The key guards /v1/ only: the page, /health and /metrics stay open.
+    The key guards the APIs (KEYED_PATHS) only: the page, /health and /metrics stay open.
     (Starlette's BaseHTTPMiddleware would wrap `receive` and can make a streaming
     response look disconnected, which cancels generations that are still wanted.)
     """
@@ -102,7 +112,7 @@ class Guard:
         size = headers.get("content-length", "")
         if size.isascii() and size.isdigit() and int(size) > self.max_body_bytes:
             return BodyTooLargeError(f"The request body is over {self.max_body_bytes} bytes.")
-        if self.api_key and str(scope.get("path", "")).startswith("/v1/"):
+        if self.api_key and str(scope.get("path", "")).startswith(KEYED_PATHS):
             if not self._key_matches(headers):
                 hint = "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
                 return AuthError("Missing or wrong API key.", hint)
@@ -113,7 +123,8 @@ class Guard:
         either will do. Both are compared in constant time, every time (no short-circuit),
         so the answer's timing says nothing about the key."""
         key = str(self.api_key).encode()
-        bearer = hmac.compare_digest(headers.get("authorization", "").encode(), b"Bearer " + key)
+        token = bearer_token(headers.get("authorization")) or ""
+        bearer = hmac.compare_digest(token.encode(), key)
         x_api_key = hmac.compare_digest(headers.get("x-api-key", "").encode(), key)
         return bearer | x_api_key
 

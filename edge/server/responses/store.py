@@ -14,6 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from edge.server.guard import bearer_token
+
 MAX_RESPONSES = 1000
 MAX_BYTES = 64 * 1024 * 1024
 
@@ -30,10 +32,9 @@ class Stored:
 
 def partition_of(authorization: str | None, keyed: bool) -> str:
     """The partition of a request: a hash of its bearer key when the server requires
-    one; one partition for all when it does not."""
-    if not keyed or not authorization:
-        return ""
-    return hashlib.sha256(authorization.encode()).hexdigest()
+    one (however the client spells the scheme); one partition for all when it does not."""
+    token = bearer_token(authorization) if keyed else None
+    return hashlib.sha256(token.encode()).hexdigest() if token else ""
 
 
 class ResponseStore:
