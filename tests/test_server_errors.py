@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import edge.errors
-from edge.errors import EdgeError, ParamError
+from edge.errors import ContextOverflowError, EdgeError, ParamError
 from edge.server.errors import TABLE, error_response, row_of
 from tests.fake_engine import FakeEngine
 from tests.seam import HI, client_of, qwen_template, run, sse
@@ -130,7 +130,7 @@ def test_a_param_error_names_its_param_and_others_name_none() -> None:
                 ("/v1/chat/completions", {"messages": HI, "n": 2}),
                 ("/v1/chat/completions", {"messages": HI, "logit_bias": {"999999": 1}}),
                 ("/v1/completions", {"prompt": "x", "logit_bias": {"a": 1}}),
-                ("/v1/chat/completions", {"messages": HI, "max_tokens": 10**6}),
+                ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x" * 5000}]}),
             ]
             answers = [await client.post(path, json=body) for path, body in bodies]
             assert {r.status_code for r in answers} == {400}
@@ -142,6 +142,51 @@ def test_a_param_error_names_its_param_and_others_name_none() -> None:
     assert key["param"] == "logit_bias" and "'a' is not one" in key["message"]
     assert (overflow["param"], overflow["code"]) == (None, "context_length_exceeded")
     assert engine.jobs == []  # refused before anything reached the engine
+
+
+BUDGETS = [
+    ("/v1/chat/completions", {"messages": HI, "max_tokens": 32768}),
+    ("/v1/chat/completions", {"messages": HI, "max_completion_tokens": 32000}),
+    ("/v1/completions", {"prompt": "Once", "max_tokens": 32768}),
+    ("/v1/responses", {"input": "Hi", "max_output_tokens": 32768}),
+    ("/v1/messages", {"messages": HI, "max_tokens": 32000}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), BUDGETS, ids=lambda v: str(v)[:40])
+def test_a_budget_over_the_room_is_cut_to_the_room(path: str, body: dict[str, Any]) -> None:
+    # Agents send their model's largest output (32k) whatever the context: every API cuts
+    # it to what the context leaves after the prompt, as llama-server does, and answers.
+    engine = FakeEngine(n_ctx=4096)
+
+    async def go() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            return await client.post(path, json=body)
+
+    r = run(go)
+    assert r.status_code == 200, r.text
+    job = engine.jobs[-1]
+    assert job.params.max_tokens == 4096 - len(job.prompt)
+
+
+def test_the_overflow_advice_can_be_followed() -> None:
+    # A prompt that does not fit by itself is still a 400; its hint says what can be done.
+    from edge.engine import Engine
+
+    class Stub:
+        check_prompt = Engine.check_prompt
+        _overflow_hint = Engine._overflow_hint
+
+        def __init__(self, n_ctx: int) -> None:
+            self.plan = type("P", (), {"n_ctx": n_ctx})()
+            self.info = type("I", (), {"ctx_train": 40960})()
+
+    with pytest.raises(ContextOverflowError) as small:
+        Stub(4096).check_prompt(list(range(5000)))
+    assert small.value.hint.endswith("or use a larger --ctx (up to 40960).")
+    with pytest.raises(ContextOverflowError) as full:
+        Stub(40960).check_prompt(list(range(41000)))
+    assert "--ctx" not in full.value.hint and "40960 tokens is the most" in full.value.hint
 
 
 def test_an_invalid_body_is_a_400_naming_the_field() -> None:

@@ -159,9 +159,17 @@ class Engine:
             raise ContextOverflowError(
                 f"The prompt is {len(prompt)} tokens{asked} "
                 f"but the context holds {self.plan.n_ctx}.",
-                "Shorten the conversation (/reset in chat), ask for fewer tokens, "
-                "or use a larger --ctx.",
+                self._overflow_hint(bool(max_tokens)),
             )
+
+    def _overflow_hint(self, asked: bool) -> str:
+        """Advice that can be followed: a larger --ctx only while the model reads more."""
+        shorten = "Shorten the conversation (/reset in chat)"
+        fewer = ", ask for fewer tokens" if asked else ""
+        most = self.info.ctx_train
+        if self.plan.n_ctx < most:
+            return f"{shorten}{fewer}, or use a larger --ctx (up to {most})."
+        return f"{shorten}{fewer}: {most} tokens is the most this model reads."
 
     def submit(self, job: Job, inbox: Inbox) -> Ticket:
         """Queue `job`; its events go to `inbox`. The sampler (and a grammar, which may take

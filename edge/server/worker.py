@@ -49,6 +49,16 @@ async def fold(events: Stream, on_token: Callable[[TokenEvent], object]) -> Fini
     raise AssertionError("a stream ends with a Finish or an error")
 
 
+def fit_budget(job: Job, n_ctx: int) -> None:
+    """Cut the job's max_tokens to the room the context leaves after its prompt. Agents send
+    their model's largest output whatever the context (Qwen Code and opencode 32,000,
+    Claude Code 32,000), so refusing the sum would refuse them all; an answer that fills
+    the room ends with "length", as llama-server's does."""
+    room = n_ctx - len(job.prompt)
+    if job.params.max_tokens is not None and job.params.max_tokens > room:
+        job.params.max_tokens = room
+
+
 class _Place:
     """A job's place in the queue, from admission until its stream starts."""
 
@@ -208,7 +218,8 @@ class EngineWorker:
     def _admit(self, job: Job) -> None:
         if self.draining:
             raise shutting_down()
-        self.engine.check_prompt(job.prompt, job.params.max_tokens)
+        self.engine.check_prompt(job.prompt)  # the prompt alone must fit
+        fit_budget(job, self.limits.n_ctx)
         if self.waiting >= self.max_queue and self.in_flight >= self.limits.slots:
             raise QueueFullError(
                 f"The server is busy: {self.waiting} requests are already waiting.",
