@@ -218,3 +218,50 @@ def test_json_answers_and_forced_calls_share_the_checks() -> None:
     ]
     grammar = tool_call_grammar(tools, ForcedCall(None, False))
     assert 't0-X ::= "\\"a\\""' in grammar and 't1-X ::= "\\"b\\""' in grammar
+
+
+CUT = CALL[:2]  # max_tokens ended the answer inside the call's JSON
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["folded", "streamed"])
+def test_a_call_cut_short_never_comes_back_as_markup(stream: bool) -> None:
+    # A forced call that max_tokens cuts mid-JSON is dropped, with each API's length
+    # reason: no `<tool_call>` text for a client to show (or to fail its tool choice on).
+    engine = FakeEngine()
+    for _ in range(3):
+        engine.enqueue(CUT, "length")
+    chat_r, messages_r, responses_r = calls(
+        engine,
+        chat(tool_choice="required", stream=stream),
+        anthropic(tool_choice={"type": "any"}, stream=stream),
+        responses(tool_choice="required", stream=stream),
+    )
+    for r in (chat_r, messages_r, responses_r):
+        assert r.status_code == 200 and "tool_call>" not in r.text, r.text
+    for r in (chat_r, messages_r):  # (Responses echoes the tools offered)
+        assert '"get_time"' not in r.text  # no call was made, whole or partial
+    if stream:
+        chunks = sse(chat_r.text)[:-1]
+        assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
+        ends = [e for e in sse(messages_r.text) if e["type"] == "message_delta"]
+        assert [e["delta"]["stop_reason"] for e in ends] == ["max_tokens"]
+        events = sse(responses_r.text)
+        assert events[-1]["type"] == "response.incomplete"
+        assert events[-1]["response"]["output"] == []
+    else:
+        choice = chat_r.json()["choices"][0]
+        assert choice["finish_reason"] == "length" and not choice["message"].get("tool_calls")
+        assert messages_r.json()["stop_reason"] == "max_tokens"
+        assert messages_r.json()["content"] == []
+        body = responses_r.json()
+        assert body["status"] == "incomplete" and body["output"] == []
+
+
+def test_a_second_call_cut_short_makes_the_answer_length_not_tool_calls() -> None:
+    engine = FakeEngine()
+    engine.enqueue([*CALL, "\n", *CUT], "length")
+    (r,) = calls(engine, chat())
+    choice = r.json()["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert [c["function"]["name"] for c in choice["message"]["tool_calls"]] == ["get_time"]
+    assert "tool_call>" not in r.text

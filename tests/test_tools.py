@@ -190,6 +190,25 @@ def test_pieces_come_out_as_soon_as_they_can() -> None:
     assert splitter.feed("\n\n") == [] and splitter.finish() == []
 
 
+@pytest.mark.parametrize(
+    ("body", "cut", "content", "names"),
+    [
+        ('\n{"name": "get_ti', True, "", []),  # cut by max_tokens: dropped
+        ('\n{"name": "get_time", "arguments": {}}', True, "", ["get_time"]),  # whole: a call
+        ('\n{"name": "get_ti', False, '<tool_call>\n{"name": "get_ti', []),  # stopped: shown
+    ],
+    ids=["cut-dropped", "cut-complete", "stopped-shown"],
+)
+def test_a_call_cut_short_is_dropped_not_shown(
+    body: str, cut: bool, content: str, names: list[str]
+) -> None:
+    splitter = ToolCallSplitter()
+    deltas = splitter.feed("Sure. " + "<tool_call>" + body) + splitter.finish(cut=cut)
+    assert "".join(d.text for d in deltas if d.call is None) == "Sure. " + content
+    assert [d.call.name for d in deltas if d.call] == names
+    assert splitter.dropped == (cut and not names)
+
+
 def test_ids_are_fresh_and_openai_shaped() -> None:
     _, calls = parse_tool_calls(block(WEATHER) * 3)
     assert len({c.id for c in calls}) == 3

@@ -46,8 +46,14 @@ class AnswerSplitter:
         """Parts for what was held back; `reason` is the engine's finish reason."""
         parts = self._parts(self.think.finish("stop" if reason == "stop" else "length"))
         if self.tools is not None:
-            parts += self._tool_parts(self.tools.finish())
+            parts += self._tool_parts(self.tools.finish(cut=reason != "stop"))
         return parts
+
+    @property
+    def cut_call(self) -> bool:
+        """A tool call was cut short by the end of the stream and dropped: the answer's
+        finish reason must say it was cut ("length"), not that it called tools."""
+        return self.tools is not None and self.tools.dropped
 
     def _parts(self, deltas: list[Delta]) -> list[Part]:
         out: list[Part] = []

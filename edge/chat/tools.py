@@ -18,7 +18,8 @@ content at once. The rules:
   sees what the model wrote instead of losing it.
 - A ``<tool_call>`` inside a block ends that block as if the stream had stopped there, and
   so does the end of the stream: a complete JSON call still counts (``</tool_call>`` may
-  have been a stop token); anything else is content.
+  have been a stop token); anything else is content, unless the stream was cut short
+  (max_tokens): a call cut before its JSON completed is dropped, not shown as markup.
 - Whitespace after a call, up to the next ``<tool_call>`` or the end, is dropped: it is the
   layout between parallel calls, not something the model said.
 
@@ -80,6 +81,7 @@ class ToolCallSplitter:
         self._scan = _BodyScanner()
         self._calls = 0
         self._done = False
+        self.dropped = False  # a call cut short by the end of the stream was dropped
 
     @property
     def called(self) -> bool:
@@ -106,14 +108,20 @@ class ToolCallSplitter:
             pass
         return out
 
-    def finish(self) -> list[ToolDelta]:
-        """End the stream: settle an unterminated block and flush any held-back text."""
+    def finish(self, cut: bool = False) -> list[ToolDelta]:
+        """End the stream: settle an unterminated block and flush any held-back text.
+
+        `cut`: the stream was cut short (max_tokens, a full context, a cancel). A block it
+        cut before its JSON completed is then a call the model had not finished writing:
+        it is dropped (`dropped` says so), never given back as `<tool_call>` markup."""
         if self._done:
             raise RuntimeError("ToolCallSplitter.finish() called twice")
         self._done = True
         out: list[ToolDelta] = []
         held, self._buf = self._buf, ""
-        if self._state == _BLOCK:
+        if self._state == _BLOCK and cut and _parse_call(held) is None:
+            self.dropped = True
+        elif self._state == _BLOCK:
             self._end_block(out, held, closed=False)
         elif self._state == _TEXT or held.strip():
             _emit(out, held)  # a partial marker that never completed is plain text

@@ -54,7 +54,7 @@ class BlockWriter:
 
     def stop_reason(self, finish: Finish) -> str:
         """Anthropic's stop reason for the engine's finish."""
-        if any(block["type"] == "tool_use" for block in self.content):
+        if not self.parts.cut_call and any(b["type"] == "tool_use" for b in self.content):
             return "tool_use"
         if finish.reason == "length" and self.spec.context_bound:
             return "model_context_window_exceeded"

@@ -78,7 +78,7 @@ class ChunkWriter:
 
     def finish_reason(self, reason: str) -> str:
         """OpenAI's finish reason for the engine's."""
-        return "tool_calls" if self.calls else openai_finish(reason)
+        return "tool_calls" if self.calls and not self.parts.cut_call else openai_finish(reason)
 
 
 def timings(finish: Finish) -> dict[str, float]:
