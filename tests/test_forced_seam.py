@@ -24,6 +24,7 @@ ANTHROPIC_TOOLS = [
     {"name": t["function"]["name"], "input_schema": t["function"]["parameters"]} for t in CHAT_TOOLS
 ]
 NO_THINK = "<think>\n\n</think>\n\n"
+WEB = {"type": "web_search"}  # a hosted tool: left out, so it cannot be forced
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
 RESPONSES = "/v1/responses"
@@ -146,7 +147,19 @@ def test_a_streamed_forced_call_arrives_as_tool_call_deltas() -> None:
             "both",
         ),
         (responses(tool_choice={"type": "function", "name": "nope"}), "tool_choice", "nope"),
-        (responses(tool_choice={"type": "file_search"}), "tool_choice", "required"),
+        (
+            responses(tool_choice={"type": "file_search"}),
+            "tool_choice",
+            "'file_search' is a built-in",
+        ),
+        (
+            (
+                RESPONSES,
+                {"input": "Hi", "tools": [{"type": "web_search"}], "tool_choice": "required"},
+            ),
+            "tool_choice",
+            "needs a function tool",
+        ),
     ],
 )
 def test_what_cannot_be_forced_is_refused_by_name(

@@ -102,9 +102,14 @@ def test_json_schema_format(gguf_of: Callable[[str, str], Path]) -> None:
     assert [item.type for item in r.output] == ["message"]  # a grammar cannot think
 
 
-def test_unsupported_tools_are_refused(scripted: openai.OpenAI) -> None:
+def test_built_in_tools_are_left_out_and_said_so(scripted: openai.OpenAI) -> None:
+    # Codex CLI sends its hosted web_search tool by default: the answer comes, without it.
+    tools: Any = [{"type": "web_search"}, {"type": "image_generation"}]
+    raw = scripted.responses.with_raw_response.create(model="x", input="Hi", tools=tools)
+    assert raw.headers["edge-qwen-tools-left-out"] == "web_search, image_generation"
+    assert raw.parse().output_text == "Hello world"
     with pytest.raises(openai.BadRequestError) as caught:
-        scripted.responses.create(model="x", input="Hi", tools=[{"type": "web_search"}])
+        scripted.responses.create(model="x", input="Hi", tools=[{"type": "telepathy"}])
     assert caught.value.param == "tools[0].type"  # type: ignore[attr-defined]
 
 

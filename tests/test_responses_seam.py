@@ -250,8 +250,8 @@ def test_max_output_tokens_ends_incomplete() -> None:
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
-        ({"tools": [*TOOLS, {"type": "file_search"}]}, "tools[1].type"),
+        ({"tools": [{"type": "telepathy"}]}, "tools[0].type"),
+        ({"tools": [*TOOLS, {"name": "f"}]}, "tools[1].type"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
         (
             {"tools": [{"type": "namespace", "name": "n", "tools": [*TOOLS, {"type": "custom"}]}]},
@@ -588,3 +588,27 @@ def test_the_routes_are_in_the_openapi_schema() -> None:
     assert "post" in paths["/v1/responses"]
     assert {"get", "delete"} <= set(paths["/v1/responses/{response_id}"])
     assert "4XX" in paths["/v1/responses"]["post"]["responses"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["folded", "streamed"])
+def test_built_in_tools_are_left_out_of_the_prompt_and_named_in_a_header(stream: bool) -> None:
+    # What Codex CLI sends on its default configuration: function tools, a namespace, and
+    # the hosted web_search. The model is offered the functions; the header names the rest.
+    engine = FakeEngine()
+    tools = [
+        {"type": "web_search", "external_web_access": False},
+        *TOOLS,
+        {"type": "web_search_preview"},
+        {"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}},
+    ]
+    body = {"input": "Hi", "tools": tools, "stream": stream}
+
+    async def go() -> httpx.Response:
+        async with client_of(engine) as (client, _):
+            return await client.post("/v1/responses", json=body)
+
+    r = run(go)
+    assert r.status_code == 200, r.text
+    assert r.headers["edge-qwen-tools-left-out"] == "web_search, web_search_preview, custom"
+    prompt = bytes(engine.jobs[-1].prompt).decode()
+    assert TOOLS[0]["name"] in prompt and "web_search" not in prompt and "apply_patch" not in prompt

@@ -54,6 +54,7 @@ class ResponsesSpec:
     items: list[dict[str, Any]]  # the conversation: previous turns' items, then this input
     echo: dict[str, Any]  # the request's settings, as the response object repeats them
     store: bool
+    left_out: list[str] = field(default_factory=list)  # built-in tool types, not offered
     id: str = field(default_factory=lambda: "resp_" + secrets.token_hex(24))
     created_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -75,10 +76,10 @@ def build_spec(
         messages.insert(0, {"role": "system", "content": req.instructions})
     if not messages:
         raise ParamError("input", "There is nothing to answer: send some input.")
-    tools, namespaces = function_tools(req.tools)
+    tools, namespaces, left_out = function_tools(req.tools)
     use_tools = bool(tools) and req.tool_choice != "none"
     schema = text_schema(req.text)
-    forced = forced_call(req.tool_choice, req.parallel_tool_calls)
+    forced = forced_call(req.tool_choice, req.parallel_tool_calls, tools)
     grammar = answer_grammar(schema, "text.format", tools, forced)
     thinking, budget = thinking_of(req, messages)
     thinking = thinking and grammar is None  # a grammar over the whole answer: no thinking
@@ -106,6 +107,7 @@ def build_spec(
         items=items,
         echo=echo(req, params),
         store=req.store,
+        left_out=left_out,
     )
 
 
@@ -123,9 +125,19 @@ def refuse_unsupported(req: ResponsesRequest) -> None:
         raise ParamError("prompt", "Stored prompt templates are not supported: send input.")
 
 
-def forced_call(choice: str | dict[str, Any] | None, parallel: bool | None) -> ForcedCall | None:
+def forced_call(
+    choice: str | dict[str, Any] | None, parallel: bool | None, tools: list[dict[str, Any]]
+) -> ForcedCall | None:
     """The call Responses' `tool_choice` forces: "required" (any function tool) or
-    `{"type": "function", "name": …}` (that one); None for "auto"/"none"."""
+    `{"type": "function", "name": …}` (that one); None for "auto"/"none". Forcing a
+    built-in tool, or "required" with none but built-in ones, is refused by name."""
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if built_in(kind):
+        message = f"'{kind}' is a built-in tool this server cannot run: force a function tool."
+        raise ParamError("tool_choice", message)
+    if choice == "required" and not tools:
+        message = "tool_choice 'required' needs a function tool: built-in tools cannot run here."
+        raise ParamError("tool_choice", message)
     name = choice.get("name") if isinstance(choice, dict) else None
     return openai_forced_call(choice, parallel, name, '{"type": "function", "name": …}')
 
@@ -167,16 +179,44 @@ def text_schema(text: TextParam | None) -> dict[str, Any] | None:
         raise
 
 
+# OpenAI's built-in tool types: run on OpenAI's servers (web_search, file_search, ...) or by
+# the client for OpenAI's own models (computer_use, local_shell, shell, apply_patch, custom
+# grammar tools). The model here can call none of them. Codex CLI sends web_search unless
+# the user turns it off; refusing it would refuse Codex on its default configuration.
+BUILT_IN_TOOLS = (
+    "web_search",  # and web_search_preview, web_search_preview_2025_03_11
+    "file_search",
+    "code_interpreter",
+    "image_generation",
+    "computer_use",  # and computer_use_preview
+    "mcp",
+    "local_shell",
+    "shell",
+    "apply_patch",
+    "custom",
+)
+
+
+def built_in(kind: object) -> bool:
+    """Whether a tool type is one of OpenAI's built-in tools (BUILT_IN_TOOLS)."""
+    return isinstance(kind, str) and kind.startswith(BUILT_IN_TOOLS)
+
+
 def function_tools(
     tools: list[dict[str, Any]] | None,
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
+) -> tuple[list[dict[str, Any]], dict[str, str], list[str]]:
     """Responses' flat function tools as chat's (`{"type": "function", "function": ...}`),
-    which the chat template renders, and the namespace of each function that came in one
-    (Codex CLI groups tools so): the model sees them flat, its calls name the namespace."""
+    which the chat template renders; the namespace of each function that came in one
+    (Codex CLI groups tools so): the model sees them flat, its calls name the namespace;
+    and the built-in tools left out, by type (the model cannot call them)."""
     out: list[dict[str, Any]] = []
     namespaces: dict[str, str] = {}
+    left_out: list[str] = []
     for i, tool in enumerate(tools or []):
         where = f"tools[{i}]"
+        if isinstance(tool, dict) and built_in(tool.get("type")):
+            left_out.append(str(tool["type"]))
+            continue
         if tool.get("type") != "namespace":
             out.append(_function_tool(tool, where))
             continue
@@ -186,7 +226,7 @@ def function_tools(
         for j, member in enumerate(inner):
             out.append(_function_tool(member, f"{where}.tools[{j}]"))
             namespaces[out[-1]["function"]["name"]] = namespace
-    return out, namespaces
+    return out, namespaces, left_out
 
 
 def _function_tool(tool: Any, where: str) -> dict[str, Any]:

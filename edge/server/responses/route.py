@@ -8,10 +8,11 @@ a ResponseStore for `previous_response_id` and GET.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -28,6 +29,8 @@ from edge.server.runtime import Runtime
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
 
+log = logging.getLogger("edge.server")
+
 Keep = Callable[[dict[str, Any]], object]
 """What to do with a finished response object (store it, or not)."""
 
@@ -41,7 +44,7 @@ def install(app: FastAPI, rt: Runtime, *, keyed: bool) -> None:
         return partition_of(request.headers.get("authorization"), keyed)
 
     @app.post("/v1/responses", response_model=None, responses=OPENAPI_ERRORS)
-    async def create_response(req: ResponsesRequest, request: Request) -> Any:
+    async def create_response(req: ResponsesRequest, request: Request, response: Response) -> Any:
         worker, template = rt.ready()
         part = partition(request)
         previous = None
@@ -55,8 +58,10 @@ def install(app: FastAPI, rt: Runtime, *, keyed: bool) -> None:
             if spec.store:
                 store.put(part, response, [*spec.items, *response["output"]])
 
+        headers = left_out(spec)
         if req.stream:
-            return EventSourceResponse(stream(spec, rt.model_id, events, keep))
+            return EventSourceResponse(stream(spec, rt.model_id, events, keep), headers=headers)
+        response.headers.update(headers)
         return await fold(spec, rt.model_id, events, keep)
 
     @app.get("/v1/responses/{response_id}", response_model=None, responses=OPENAPI_ERRORS)
@@ -68,6 +73,19 @@ def install(app: FastAPI, rt: Runtime, *, keyed: bool) -> None:
         if not store.delete(partition(request), response_id):
             raise not_found(response_id)
         return {"id": response_id, "object": "response", "deleted": True}
+
+
+LEFT_OUT = "Edge-Qwen-Tools-Left-Out"
+"""The header that names the built-in tools a request offered and the model was not shown."""
+
+
+def left_out(spec: ResponsesSpec) -> dict[str, str]:
+    """The header saying which built-in tools were left out (and a log line), if any."""
+    if not spec.left_out:
+        return {}
+    names = ", ".join(dict.fromkeys(spec.left_out))
+    log.warning("Responses: left out the built-in tools this server cannot run: %s", names)
+    return {LEFT_OUT: names}
 
 
 def stored(store: ResponseStore, partition: str, response_id: str, param: str | None = None) -> Any:
