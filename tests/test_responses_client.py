@@ -48,6 +48,7 @@ def test_create_with_reasoning(scripted: openai.OpenAI) -> None:
     reasoning, message = r.output
     assert reasoning.type == "reasoning" and message.type == "message"
     assert [c.text for c in reasoning.content or []] == ["Let me think"]
+    assert [c.text for c in reasoning.summary] == ["Let me think"]  # where OpenAI's clients look
     assert r.usage is not None and r.usage.output_tokens_details.reasoning_tokens > 0
     assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
     assert scripted.responses.retrieve(r.id).output_text == "Hello world"
@@ -67,9 +68,41 @@ def test_stream(scripted: openai.OpenAI) -> None:
     assert kinds[-1] == "response.completed"
     assert [e.sequence_number for e in events] == list(range(len(events)))
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
-    thought = "".join(e.delta for e in events if e.type == "response.reasoning_text.delta")
+    thought = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
     assert (text, thought) == ("Hello world", "Let me think")
+    [reasoning, _] = final.output
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == "Let me think"
     assert final.output_text == "Hello world" and final.status == "completed"
+
+
+def test_langchain_and_the_agents_sdk_show_the_thinking(scripted: openai.OpenAI) -> None:
+    # Both read a reasoning item's summary, as OpenAI's own models give only that: on their
+    # default settings, with the base URL alone, they see Qwen3's thinking.
+    import agents
+    from langchain_openai import ChatOpenAI
+
+    url = str(scripted.base_url)
+    llm = ChatOpenAI(base_url=url, api_key="x", model="q", use_responses_api=True, max_retries=0)  # type: ignore[arg-type]
+    blocks = llm.invoke("Hi").content_blocks
+    assert [(b["type"], b.get("reasoning", b.get("text"))) for b in blocks] == [
+        ("reasoning", "Let me think"),
+        ("text", "Hello world"),
+    ]
+    client = openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0, timeout=WAIT)
+    model = agents.OpenAIResponsesModel("q", client)
+    agents.set_tracing_disabled(True)
+
+    async def run() -> tuple[list[str], str]:
+        result = await agents.Runner.run(agents.Agent(name="a", model=model), "Hi")
+        thoughts = [
+            part.text
+            for item in result.new_items
+            if isinstance(item, agents.ReasoningItem)
+            for part in item.raw_item.summary
+        ]
+        return thoughts, str(result.final_output)
+
+    assert asyncio.run(run()) == (["Let me think"], "Hello world")
 
 
 def test_max_output_tokens_is_incomplete(scripted: openai.OpenAI) -> None:

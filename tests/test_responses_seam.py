@@ -75,10 +75,10 @@ def test_thinking_and_text_stream_event_by_event() -> None:
         "response.created",
         "response.in_progress",
         "response.output_item.added",
-        "response.content_part.added",
-        "response.reasoning_text.delta",
-        "response.reasoning_text.done",
-        "response.content_part.done",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
         "response.output_item.done",
         "response.output_item.added",
         "response.content_part.added",
@@ -95,7 +95,8 @@ def test_thinking_and_text_stream_event_by_event() -> None:
     assert rs_id.startswith("rs_") and reasoning[0]["item"]["type"] == "reasoning"
     assert all(e.get("item_id", rs_id) == rs_id and e["output_index"] == 0 for e in reasoning)
     assert reasoning[2]["delta"] == reasoning[3]["text"] == "hmm"
-    assert reasoning[4]["part"] == {"type": "reasoning_text", "text": "hmm"}
+    assert all(e["summary_index"] == 0 for e in reasoning[1:5])
+    assert reasoning[4]["part"] == {"type": "summary_text", "text": "hmm"}
     msg_id = message[0]["item"]["id"]
     assert msg_id.startswith("msg_") and message[0]["item"]["status"] == "in_progress"
     assert all(e.get("item_id", msg_id) == msg_id and e["output_index"] == 1 for e in message)
@@ -105,6 +106,8 @@ def test_thinking_and_text_stream_event_by_event() -> None:
     response = done["response"]
     assert response["status"] == "completed" and response["id"] == created["response"]["id"]
     assert response["output"] == [reasoning[-1]["item"], message[-1]["item"]]
+    # The thinking is the summary clients written for OpenAI read, and the content others do.
+    assert response["output"][0]["summary"] == [{"type": "summary_text", "text": "hmm"}]
     assert response["output"][0]["content"] == [{"type": "reasoning_text", "text": "hmm"}]
     assert response["output"][1]["content"][0]["text"] == "Hello ✓"
     usage = response["usage"]

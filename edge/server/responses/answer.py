@@ -31,6 +31,11 @@ def usage(finish: Finish) -> dict[str, Any]:
     }
 
 
+def _thought(text: str) -> dict[str, Any]:
+    """The reasoning item's content part: the thinking, as gpt-oss servers give it."""
+    return {"type": "reasoning_text", "text": text}
+
+
 def _id(prefix: str) -> str:
     return prefix + secrets.token_hex(24)
 
@@ -43,6 +48,15 @@ class OutputWriter:
     Whitespace at an item's edges is held back (and dropped at its end), so an answer
     never starts with the newlines after `</think>`, and no message is opened for the
     whitespace between tool calls; what the deltas say is exactly what `done` says.
+
+    Qwen3's thinking is a `reasoning` item whose `summary` holds the whole thinking as one
+    `summary_text` part, and whose `content` holds it again as `reasoning_text`. OpenAI's
+    own models only ever give a summary, so that is where clients written for OpenAI
+    look (the Vercel AI SDK, Codex CLI, LangChain); servers of open models give
+    `content`, and clients written for them read that. There is no second model here to
+    summarise, and a small model's thinking is short: the summary is the thinking itself.
+    It streams once, as summary events: several clients treat summary and reasoning_text
+    deltas alike, and would show the thinking twice if both came.
     """
 
     def __init__(self, spec: ResponsesSpec, model: str) -> None:
@@ -150,19 +164,22 @@ class OutputWriter:
         self._text, self._held = "", ""
         self._part_logprobs = []
         added = {**self._item, "status": "in_progress"}
+        part = "reasoning_summary_part" if kind == "reasoning" else "content_part"
         return [
             self.event("response.output_item.added", output_index=len(self.output), item=added),
-            self.event("response.content_part.added", **self._where(), part=self._part("")),
+            self.event(f"response.{part}.added", **self._where(), part=self._part("")),
         ]
 
     def _where(self) -> dict[str, Any]:
         assert self._item is not None
-        return {"item_id": self._item["id"], "output_index": len(self.output), "content_index": 0}
+        # Thinking streams as the reasoning item's one summary part (see the class doc).
+        index = "summary_index" if self._item["type"] == "reasoning" else "content_index"
+        return {"item_id": self._item["id"], "output_index": len(self.output), index: 0}
 
     def _part(self, text: str) -> dict[str, Any]:
         assert self._item is not None
         if self._item["type"] == "reasoning":
-            return {"type": "reasoning_text", "text": text}
+            return {"type": "summary_text", "text": text}
         return {
             "type": "output_text",
             "text": text,
@@ -173,7 +190,7 @@ class OutputWriter:
     def _delta(self, text: str) -> dict[str, Any]:
         assert self._item is not None
         if self._item["type"] == "reasoning":
-            return self.event("response.reasoning_text.delta", **self._where(), delta=text)
+            return self.event("response.reasoning_summary_text.delta", **self._where(), delta=text)
         entries, self._pending = self._pending, []
         self._part_logprobs += entries
         return self.event(
@@ -187,16 +204,23 @@ class OutputWriter:
         self._pending = []
         where, text, part = self._where(), self._text, self._part(self._text)
         if self._item["type"] == "reasoning":
-            done = self.event("response.reasoning_text.done", **where, text=text)
+            item = {**self._item, "summary": [part], "content": [_thought(text)]}
+            done = [
+                self.event("response.reasoning_summary_text.done", **where, text=text),
+                self.event("response.reasoning_summary_part.done", **where, part=part),
+            ]
         else:
+            item = {**self._item, "content": [part]}
             lps = part["logprobs"]
-            done = self.event("response.output_text.done", **where, text=text, logprobs=lps)
-        item = {**self._item, "content": [part], "status": status}
+            done = [
+                self.event("response.output_text.done", **where, text=text, logprobs=lps),
+                self.event("response.content_part.done", **where, part=part),
+            ]
+        item["status"] = status
         self._item = None
         self.output.append(item)
         return [
-            done,
-            self.event("response.content_part.done", **where, part=part),
+            *done,
             self.event("response.output_item.done", output_index=where["output_index"], item=item),
         ]
 

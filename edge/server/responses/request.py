@@ -283,7 +283,10 @@ class _Conversation:
             call_id = _string(item, "call_id", where)
             self._append({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
-            self.reasoning = _reasoning_text(item.get("content"))
+            # Ours carry the thinking in both; others may send the summary alone.
+            self.reasoning = _reasoning_text(item.get("content")) or _reasoning_text(
+                item.get("summary")
+            )
         else:
             raise ParamError(f"{where}.type", f"Input items of type '{kind}' are not supported.")
 
@@ -325,7 +328,7 @@ class _Conversation:
 
 
 def _reasoning_text(content: Any) -> str:
-    """The text of a reasoning item sent back (ours carry it; others may not)."""
+    """The text of a reasoning item's parts sent back (ours carry it; others may not)."""
     parts = content if isinstance(content, list) else []
     return "".join(
         p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
