@@ -152,8 +152,8 @@ def anthropic_body(message: str, error_type: str) -> dict[str, Any]:
 def _body(path: str, message: str, row: Row, param: str | None = None) -> dict[str, Any]:
     if is_anthropic(path):
         return anthropic_body(message, row.anthropic_type)
-    if is_ollama(path):
-        return {"error": message}
+    if is_ollama(path):  # no `param` field there: the message names the field instead
+        return {"error": message if param is None or param in message else f"{param}: {message}"}
     return error_body(message, row.error_type, param, row.code)
 
 
