@@ -1,0 +1,109 @@
+"""Ollama's request bodies (`/api/chat`, `/api/generate`, `/api/show`, `/api/pull`) as
+pydantic models; the error object is errors.py's.
+
+As in wire.py, unknown fields are ignored, so options this server has no use for
+(`num_gpu`, `num_thread`, `mirostat`, …) are accepted and mean nothing here. `options`
+alone is read laxly, as Ollama's own server reads it: clients send numbers from settings
+forms (`"num_ctx": 8192.0` from Home Assistant's number boxes).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from edge.server.wire import BudgetFields, Lenient
+
+
+class Options(Lenient):
+    """The `options` object: Ollama's runtime parameters that this server honours.
+    `num_ctx` is accepted and ignored: the context is fixed when the model loads."""
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    num_ctx: int | None = None
+    num_predict: int | None = None  # -1 (no limit) and -2 (fill the context) mean no limit
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    stop: list[str] | None = None
+    seed: int | None = None
+    repeat_penalty: float | None = Field(None, gt=0, le=10)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+
+
+class ToolCallFunction(Lenient):
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+
+
+class ToolCall(Lenient):
+    """A call the assistant made in an earlier turn; Ollama's arguments are an object."""
+
+    id: str | None = None
+    function: ToolCallFunction
+
+
+class Message(Lenient):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = ""
+    thinking: str | None = None
+    images: list[str] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None  # the tool whose result a `tool` message holds
+
+
+Format = Literal["", "json"] | dict[str, Any]
+Think = bool | Literal["low", "medium", "high"]  # the levels are gpt-oss's; any turns it on
+KeepAlive = int | float | str
+
+
+class Generation(BudgetFields):
+    """What /api/chat and /api/generate share. `stream` is true unless the client says no
+    (Ollama's default); `keep_alive` is accepted and ignored for now: the model stays
+    loaded while the server runs."""
+
+    model: str | None = None
+    format: Format | None = None
+    options: Options | None = None
+    stream: bool = True
+    think: Think | None = None
+    keep_alive: KeepAlive | None = None
+    logprobs: bool | None = None
+
+
+class ChatRequest(Generation):
+    """POST /api/chat. No messages at all is a "load" request: answered at once."""
+
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+
+
+class GenerateRequest(Generation):
+    """POST /api/generate. An empty prompt is a "load" request: answered at once."""
+
+    prompt: str = ""
+    system: str | None = None
+    raw: bool = False
+    suffix: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    images: list[str] | None = None
+
+
+class ModelRequest(Lenient):
+    """POST /api/show and the name half of /api/pull; older clients send `name`."""
+
+    model: str | None = None
+    name: str | None = None
+    verbose: bool = False
+
+
+class PullRequest(ModelRequest):
+    """POST /api/pull: streamed progress unless `stream` is false."""
+
+    insecure: bool = False
+    stream: bool = True
