@@ -13,12 +13,12 @@ from edge.engine import Job, SamplingParams, ThinkingControl
 from edge.errors import NotFoundError, ParamError
 from edge.server.grammar import answer_grammar
 from edge.server.ollama.schema import (
-    ChatRequest,
     Format,
-    GenerateRequest,
     Generation,
-    Message,
-    Options,
+    OllamaChatRequest,
+    OllamaGenerateRequest,
+    OllamaMessage,
+    OllamaOptions,
 )
 from edge.server.params import check_text, thinking_budget
 from edge.server.prompt import prompt_text
@@ -77,15 +77,15 @@ def check_model(name: str | None, model_id: str) -> None:
 # --- chat and generate ---------------------------------------------------------------------
 
 
-def is_load(req: ChatRequest | GenerateRequest) -> bool:
+def is_load(req: OllamaChatRequest | OllamaGenerateRequest) -> bool:
     """An empty request: clients send it to load a model (or, with keep_alive 0, to unload
     it) and expect an answer at once, with no generation."""
-    if isinstance(req, ChatRequest):
+    if isinstance(req, OllamaChatRequest):
         return not req.messages
     return not req.prompt and not req.suffix
 
 
-def build_chat_spec(req: ChatRequest, template: ChatTemplate) -> OllamaSpec:
+def build_chat_spec(req: OllamaChatRequest, template: ChatTemplate) -> OllamaSpec:
     """Validate a chat request and turn it into a prompt, sampling and thinking control."""
     check_common(req)
     messages = [chat_message(i, m) for i, m in enumerate(req.messages)]
@@ -104,7 +104,7 @@ def build_chat_spec(req: ChatRequest, template: ChatTemplate) -> OllamaSpec:
     )
 
 
-def build_generate_spec(req: GenerateRequest, template: ChatTemplate) -> OllamaSpec:
+def build_generate_spec(req: OllamaGenerateRequest, template: ChatTemplate) -> OllamaSpec:
     """Validate a generate request: `prompt` (and `system`) through the chat template, or
     with `raw` the prompt as it is. What this server cannot do is refused by name."""
     check_common(req)
@@ -167,10 +167,13 @@ def format_grammar(fmt: Format | None) -> tuple[str | None, dict[str, Any] | Non
 
 
 def sampling(
-    thinking: bool, options: Options | None, grammar: str | None, schema: dict[str, Any] | None
+    thinking: bool,
+    options: OllamaOptions | None,
+    grammar: str | None,
+    schema: dict[str, Any] | None,
 ) -> SamplingParams:
     """Qwen's sampling for the mode, with what `options` sets."""
-    o = options if options is not None else Options.model_validate({})
+    o = options if options is not None else OllamaOptions.model_validate({})
     stops = list(o.stop or [])
     for stop in stops:
         check_text(stop, "options.stop")
@@ -188,7 +191,7 @@ def sampling(
     )
 
 
-def chat_message(i: int, m: Message) -> dict[str, Any]:
+def chat_message(i: int, m: OllamaMessage) -> dict[str, Any]:
     """An Ollama message as the OpenAI-style message the chat template reads: `thinking`
     as `reasoning_content`, tool calls with their arguments object."""
     if m.images:

@@ -27,7 +27,12 @@ from edge.server.errors import OLLAMA_ERRORS, error_json
 from edge.server.ollama import answer, request
 from edge.server.ollama.answer import Lines, ModelCard, PartWriter, line, rfc3339
 from edge.server.ollama.request import OllamaSpec
-from edge.server.ollama.schema import ChatRequest, GenerateRequest, ModelRequest, PullRequest
+from edge.server.ollama.schema import (
+    OllamaChatRequest,
+    OllamaGenerateRequest,
+    OllamaModelRequest,
+    OllamaPullRequest,
+)
 from edge.server.runtime import Runtime
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
@@ -55,13 +60,13 @@ def install(app: FastAPI, rt: Runtime) -> None:
         return {"models": [model_card(rt, up_ns).loaded()] if loaded else []}
 
     @app.post("/api/show", responses=OLLAMA_ERRORS)
-    async def show(req: ModelRequest) -> dict[str, Any]:
+    async def show(req: OllamaModelRequest) -> dict[str, Any]:
         request.check_model(req.model or req.name, rt.model_id)
         _, template = rt.ready()
         return model_card(rt, up_ns).show(template.source)
 
     @app.post("/api/pull", response_model=None, responses=OLLAMA_ERRORS)
-    async def pull(req: PullRequest) -> Any:
+    async def pull(req: OllamaPullRequest) -> Any:
         name = req.model or req.name
         if not request.serves(name, rt.model_id):
             raise NotFoundError(
@@ -75,17 +80,19 @@ def install(app: FastAPI, rt: Runtime) -> None:
         return StreamingResponse(iter(map(line, steps)), media_type=NDJSON)
 
     @app.post("/api/chat", response_model=None, responses=OLLAMA_ERRORS)
-    async def chat(req: ChatRequest) -> Any:
+    async def chat(req: OllamaChatRequest) -> Any:
         return await generation(rt, req, Lines(req.model or request.listed_name(rt.model_id), True))
 
     @app.post("/api/generate", response_model=None, responses=OLLAMA_ERRORS)
-    async def generate(req: GenerateRequest) -> Any:
+    async def generate(req: OllamaGenerateRequest) -> Any:
         return await generation(
             rt, req, Lines(req.model or request.listed_name(rt.model_id), False)
         )
 
 
-async def generation(rt: Runtime, req: ChatRequest | GenerateRequest, lines: Lines) -> Any:
+async def generation(
+    rt: Runtime, req: OllamaChatRequest | OllamaGenerateRequest, lines: Lines
+) -> Any:
     """One chat or generate request: a load answered at once, or a generation streamed as
     NDJSON or folded into one object."""
     started = time.time_ns()
@@ -103,10 +110,10 @@ async def generation(rt: Runtime, req: ChatRequest | GenerateRequest, lines: Lin
 
 
 def prepare(
-    req: ChatRequest | GenerateRequest, worker: EngineWorker, template: ChatTemplate
+    req: OllamaChatRequest | OllamaGenerateRequest, worker: EngineWorker, template: ChatTemplate
 ) -> tuple[OllamaSpec, list[int]]:
     """The spec and its prompt's tokens."""
-    if isinstance(req, ChatRequest):
+    if isinstance(req, OllamaChatRequest):
         spec = request.build_chat_spec(req, template)
     else:
         spec = request.build_generate_spec(req, template)

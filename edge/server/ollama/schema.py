@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field
 from edge.server.wire import BudgetFields, Lenient
 
 
-class Options(Lenient):
+class OllamaOptions(Lenient):
     """The `options` object: Ollama's runtime parameters that this server honours.
     `num_ctx` is accepted and ignored: the context is fixed when the model loads."""
 
@@ -35,24 +35,24 @@ class Options(Lenient):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
 
 
-class ToolCallFunction(Lenient):
+class OllamaToolCallFunction(Lenient):
     name: str
     arguments: dict[str, Any] | str = Field(default_factory=dict)
 
 
-class ToolCall(Lenient):
+class OllamaToolCall(Lenient):
     """A call the assistant made in an earlier turn; Ollama's arguments are an object."""
 
     id: str | None = None
-    function: ToolCallFunction
+    function: OllamaToolCallFunction
 
 
-class Message(Lenient):
+class OllamaMessage(Lenient):
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = ""
     thinking: str | None = None
     images: list[str] | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[OllamaToolCall] | None = None
     tool_name: str | None = None  # the tool whose result a `tool` message holds
 
 
@@ -68,21 +68,21 @@ class Generation(BudgetFields):
 
     model: str | None = None
     format: Format | None = None
-    options: Options | None = None
+    options: OllamaOptions | None = None
     stream: bool = True
     think: Think | None = None
     keep_alive: KeepAlive | None = None
     logprobs: bool | None = None
 
 
-class ChatRequest(Generation):
+class OllamaChatRequest(Generation):
     """POST /api/chat. No messages at all is a "load" request: answered at once."""
 
-    messages: list[Message] = Field(default_factory=list)
+    messages: list[OllamaMessage] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
 
 
-class GenerateRequest(Generation):
+class OllamaGenerateRequest(Generation):
     """POST /api/generate. An empty prompt is a "load" request: answered at once."""
 
     prompt: str = ""
@@ -94,7 +94,7 @@ class GenerateRequest(Generation):
     images: list[str] | None = None
 
 
-class ModelRequest(Lenient):
+class OllamaModelRequest(Lenient):
     """POST /api/show and the name half of /api/pull; older clients send `name`."""
 
     model: str | None = None
@@ -102,7 +102,7 @@ class ModelRequest(Lenient):
     verbose: bool = False
 
 
-class PullRequest(ModelRequest):
+class OllamaPullRequest(OllamaModelRequest):
     """POST /api/pull: streamed progress unless `stream` is false."""
 
     insecure: bool = False
