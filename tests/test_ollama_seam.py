@@ -394,7 +394,15 @@ def test_options_map_to_the_sampling_params() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"temperature": 9}, {"top_p": 0}, {"top_k": -1}, {"stop": "x"}, {"repeat_penalty": 0}],
+    [
+        {"temperature": 9},
+        {"top_p": 0},
+        {"top_k": -1},
+        {"top_k": 2.5},
+        {"num_predict": "8"},  # a whole float passes (num_ctx above); a string never
+        {"stop": "x"},
+        {"repeat_penalty": 0},
+    ],
 )
 def test_options_out_of_range_are_400s(options: dict[str, Any]) -> None:
     r, engine = one("POST", "/api/chat", {"messages": HI, "options": options})

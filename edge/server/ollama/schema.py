@@ -2,34 +2,40 @@
 pydantic models; the error object is errors.py's.
 
 As in wire.py, unknown fields are ignored, so options this server has no use for
-(`num_gpu`, `num_thread`, `mirostat`, …) are accepted and mean nothing here. `options`
-alone is read laxly, as Ollama's own server reads it: clients send numbers from settings
-forms (`"num_ctx": 8192.0` from Home Assistant's number boxes).
+(`num_gpu`, `num_thread`, `mirostat`, …) are accepted and mean nothing here, and types are
+strict, but for one leniency Ollama's own server has too: a whole count may come as a
+float (`"num_ctx": 8192.0`), as clients send numbers from settings forms.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
 from edge.server.wire import BudgetFields, Lenient
+
+
+def _whole(value: object) -> object:
+    """8192.0 as 8192 (JSON has one kind of number); anything else as it came."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[int, BeforeValidator(_whole)]
 
 
 class OllamaOptions(Lenient):
     """The `options` object: Ollama's runtime parameters that this server honours.
     `num_ctx` is accepted and ignored: the context is fixed when the model loads."""
 
-    model_config = ConfigDict(extra="ignore", strict=False)
-
-    num_ctx: int | None = None
-    num_predict: int | None = None  # -1 (no limit) and -2 (fill the context) mean no limit
+    num_ctx: Count | None = None
+    num_predict: Count | None = None  # -1 (no limit) and -2 (fill the context): no limit
     temperature: float | None = Field(None, ge=0, le=2)
-    top_k: int | None = Field(None, ge=0)
+    top_k: Annotated[int, Field(ge=0), BeforeValidator(_whole)] | None = None
     top_p: float | None = Field(None, gt=0, le=1)
     min_p: float | None = Field(None, ge=0, le=1)
     stop: list[str] | None = None
-    seed: int | None = None
+    seed: Count | None = None
     repeat_penalty: float | None = Field(None, gt=0, le=10)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
