@@ -437,6 +437,26 @@ def test_errors_are_ollamas_shape(method: str, path: str, body: Any, status: int
     assert set(r.json()) == {"error"} and isinstance(r.json()["error"], str) and r.json()["error"]
 
 
+def test_a_body_is_json_whatever_its_content_type_as_ollama_reads_it() -> None:
+    """Ollama's documented curl lines send no Content-Type (curl says form-urlencoded)."""
+    body = json.dumps({"messages": HI, "stream": False}).encode()
+    engine = FakeEngine()
+
+    async def go() -> list[httpx.Response]:
+        async with client_of(engine) as (client, _):
+            form = {"content-type": "application/x-www-form-urlencoded"}
+            return [
+                await client.post("/api/chat", content=body, headers=form),
+                await client.post(
+                    "/api/chat", content=b"Hi", headers={"content-type": "text/plain"}
+                ),
+            ]
+
+    as_form, not_json = run(go)
+    assert as_form.status_code == 200 and as_form.json()["message"]["content"] == "ok"
+    assert not_json.status_code == 400 and set(not_json.json()) == {"error"}
+
+
 def test_an_error_after_the_stream_began_is_an_error_line() -> None:
     engine = FakeEngine()
     engine.enqueue_error(ContextFullError("The KV cache is full."))

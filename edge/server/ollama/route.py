@@ -11,12 +11,13 @@ its chats to /v1/chat/completions).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from edge.chat.template import ChatTemplate
@@ -41,31 +42,47 @@ NDJSON = "application/x-ndjson"
 UNLOAD = (0, "0", "0s", "0m", "0h")  # keep_alive values that ask for an unload
 
 
+class JsonBody(APIRoute):
+    """A route whose body is JSON whatever its Content-Type, as Ollama reads bodies: the
+    curl lines of Ollama's documentation send none, so curl says form-urlencoded."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def as_json(request: Request) -> Response:
+            headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+            scope = {**request.scope, "headers": [*headers, (b"content-type", b"application/json")]}
+            return await handler(Request(scope, request.receive))
+
+        return as_json
+
+
 def install(app: FastAPI, rt: Runtime) -> None:
     """The routes."""
     up_ns = time.time_ns()  # the "modified" time of a model whose file is not known
+    api = APIRouter(route_class=JsonBody)
 
-    @app.get("/api/version", responses=OLLAMA_ERRORS)
+    @api.get("/api/version", responses=OLLAMA_ERRORS)
     async def version() -> dict[str, str]:
         return {"version": answer.VERSION}
 
-    @app.get("/api/tags", responses=OLLAMA_ERRORS)
+    @api.get("/api/tags", responses=OLLAMA_ERRORS)
     async def tags() -> dict[str, Any]:
         # Answered while the model loads too: clients list models to set up a connection.
         return {"models": [model_card(rt, up_ns).tag()]}
 
-    @app.get("/api/ps", responses=OLLAMA_ERRORS)
+    @api.get("/api/ps", responses=OLLAMA_ERRORS)
     async def ps() -> dict[str, Any]:
         loaded = rt.worker is not None and not rt.failed
         return {"models": [model_card(rt, up_ns).loaded()] if loaded else []}
 
-    @app.post("/api/show", responses=OLLAMA_ERRORS)
+    @api.post("/api/show", responses=OLLAMA_ERRORS)
     async def show(req: OllamaModelRequest) -> dict[str, Any]:
         request.check_model(req.model or req.name, rt.model_id)
         _, template = rt.ready()
         return model_card(rt, up_ns).show(template.source)
 
-    @app.post("/api/pull", response_model=None, responses=OLLAMA_ERRORS)
+    @api.post("/api/pull", response_model=None, responses=OLLAMA_ERRORS)
     async def pull(req: OllamaPullRequest) -> Any:
         name = req.model or req.name
         if not request.serves(name, rt.model_id):
@@ -79,15 +96,17 @@ def install(app: FastAPI, rt: Runtime) -> None:
         steps = [{"status": "pulling manifest"}, {"status": "success"}]
         return StreamingResponse(iter(map(line, steps)), media_type=NDJSON)
 
-    @app.post("/api/chat", response_model=None, responses=OLLAMA_ERRORS)
+    @api.post("/api/chat", response_model=None, responses=OLLAMA_ERRORS)
     async def chat(req: OllamaChatRequest) -> Any:
         return await generation(rt, req, Lines(req.model or request.listed_name(rt.model_id), True))
 
-    @app.post("/api/generate", response_model=None, responses=OLLAMA_ERRORS)
+    @api.post("/api/generate", response_model=None, responses=OLLAMA_ERRORS)
     async def generate(req: OllamaGenerateRequest) -> Any:
         return await generation(
             rt, req, Lines(req.model or request.listed_name(rt.model_id), False)
         )
+
+    app.include_router(api)
 
 
 async def generation(
