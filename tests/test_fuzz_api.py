@@ -5,8 +5,8 @@ Two halves:
 - schemathesis generates requests from the app's own OpenAPI schema (/openapi.json), for
   every operation, schema-valid ("positive") and schema-invalid ("negative") ones. Each
   answer must be below 500, every error must be OpenAI's ``{"error": {...}}`` object (or
-  Anthropic's ``{"type": "error", ...}`` on /v1/messages), and nothing may hang (every
-  call has a timeout; the whole run a time budget).
+  Anthropic's ``{"type": "error", ...}`` on /v1/messages, Ollama's ``{"error": "..."}`` on
+  /api/), and nothing may hang (every call has a timeout; the whole run a time budget).
 - hand-written hostile cases: wrong types, huge numbers, huge, deep and broken bodies,
   chunked bodies over the limit, slow clients trickling bytes over a raw socket. After each
   the server must still answer a normal request.
@@ -119,6 +119,8 @@ def small_tokens(case: schemathesis.Case) -> schemathesis.Case:
     requests that give none (or null) get 4. Counts too big for the context stay: they must get
     a 400. Huge and wrong values are the hand-written cases' business too."""
     body = case.body
+    if isinstance(body, dict) and case.path in OLLAMA_GENERATIONS:
+        return small_ollama(body, case)
     if not isinstance(body, dict) or not case.path.startswith("/v1/"):
         return case
     fields = RESPONSES_TOKEN_FIELDS if case.path == "/v1/responses" else TOKEN_FIELDS
@@ -135,6 +137,23 @@ def small_tokens(case: schemathesis.Case) -> schemathesis.Case:
     return case
 
 
+OLLAMA_GENERATIONS = ("/api/chat", "/api/generate")
+
+
+def small_ollama(body: dict[str, Any], case: schemathesis.Case) -> schemathesis.Case:
+    """Ollama's token count is `options.num_predict` (-1: no limit): a whole number outside
+    1-4, or none, becomes 4; a wrong value is left to the case it belongs to."""
+    if body.get("options") is None:
+        body["options"] = {}
+    options = body["options"]
+    if isinstance(options, dict):
+        value = options.get("num_predict")
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if value is None or (whole and not isinstance(value, bool) and not 1 <= value <= 4):
+            options["num_predict"] = 4
+    return case
+
+
 def check_answer(case: schemathesis.Case, r: schemathesis.Response) -> None:
     """Below 500; errors in the API's shape; successes complete (JSON or a whole stream)."""
     assert r.status_code < 500, (case.as_curl_command(), r.status_code, r.text[:500])
@@ -146,6 +165,8 @@ def check_answer(case: schemathesis.Case, r: schemathesis.Response) -> None:
         check_anthropic_answer(case.path, ctype, r)
     elif case.path == "/v1/responses" and case.method == "POST":
         check_response(r, ctype)
+    elif case.path.startswith("/api/") and case.method == "POST":
+        check_ollama_answer(case.path, ctype, r)
     elif case.path.startswith("/v1/") and case.method == "POST":
         if ctype.startswith("text/event-stream"):
             # (schemathesis reads at most `max-stream-events` events of a stream)
@@ -160,7 +181,10 @@ def check_answer(case: schemathesis.Case, r: schemathesis.Response) -> None:
 
 
 def check_error(path: str, body: Any) -> None:
-    """OpenAI's error object, or Anthropic's on its Messages paths."""
+    """OpenAI's error object, or Anthropic's on its Messages paths, Ollama's on /api/."""
+    if path.startswith("/api/"):
+        assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"], body
+        return
     if path.startswith("/v1/messages"):
         assert set(body) == {"type", "error"} and body["type"] == "error", body
         assert set(body["error"]) == {"type", "message"}, body
@@ -181,6 +205,20 @@ def check_anthropic_answer(path: str, ctype: str, r: schemathesis.Response) -> N
     else:
         stop = json.loads(r.content)["stop_reason"]
         assert stop in ("end_turn", "max_tokens", "stop_sequence", "tool_use")
+
+
+def check_ollama_answer(path: str, ctype: str, r: schemathesis.Response) -> None:
+    """NDJSON whose every line is an object and whose last says done (or success, for a
+    pull), never an error line; or one object that is done."""
+    if ctype.startswith("application/x-ndjson"):
+        lines = [json.loads(line) for line in r.content.decode().splitlines()]
+        assert all("error" not in line for line in lines), r.content[-500:]
+        last = lines[-1]
+        assert last.get("done") is True or last.get("status") == "success", r.content[-300:]
+    elif path in OLLAMA_GENERATIONS:
+        assert json.loads(r.content)["done"] is True
+    else:
+        assert isinstance(json.loads(r.content), dict)
 
 
 def check_response(r: schemathesis.Response, ctype: str) -> None:
@@ -258,13 +296,17 @@ def test_schemathesis(server: tuple[str, Any], mode: GenerationMode) -> None:
         "POST /v1/messages",
         "POST /v1/messages/count_tokens",
         "POST /v1/responses",
+        "POST /api/chat",
+        "POST /api/generate",
+        "POST /api/show",
     }
     assert counts["POST /v1/chat/completions"] >= min(EXAMPLES, 50) // 2  # it really ran
     assert_alive(url)
 
 
 def test_schemathesis_with_an_api_key(keyed: str) -> None:
-    """Briefly, through the key check: with the key as above, without it 401 for /v1/."""
+    """Briefly, through the key check: with the key as above, without it 401 for /v1/ and
+    /api/."""
     auth = {"authorization": f"Bearer {KEY}"}
     with_key = fuzz(keyed, GenerationMode.POSITIVE, auth, examples=max(10, EXAMPLES // 10))
     assert with_key["POST /v1/chat/completions"] >= 5
@@ -282,7 +324,7 @@ def test_schemathesis_with_an_api_key(keyed: str) -> None:
         @given(op.as_strategy(generation_mode=GenerationMode.POSITIVE))
         def run(case: schemathesis.Case) -> None:
             r = case.call(base_url=keyed, timeout=CALL_TIMEOUT)
-            if case.path.startswith("/v1/"):
+            if case.path.startswith(("/v1/", "/api/")):
                 assert r.status_code == 401, (case.as_curl_command(), r.status_code)
             check_answer(case, r)
 

@@ -104,17 +104,33 @@ CASES: dict[str, tuple[str, str, dict[str, Any] | None, tuple[list[str], str] | 
     "responses-missing": ("GET", "/v1/responses/resp_nope", None, None),
     "responses-bad": ("POST", "/v1/responses", {"input": 3}, None),
     "models": ("GET", "/v1/models", None, None),
+    "ollama-chat-stream": (
+        "POST",
+        "/api/chat",
+        {"model": "fake", "messages": HI},
+        (THINKING, "stop"),
+    ),
+    "ollama-generate": (
+        "POST",
+        "/api/generate",
+        {"model": "fake", "prompt": "Hi", "stream": False},
+        (THINKING, "stop"),
+    ),
     "not-found": ("GET", "/v2/nothing", None, None),
 }
 
 _CLOCKS = re.compile(rb'"(created|created_at|completed_at)":\s?[0-9]+')
 _TIMINGS = re.compile(rb'"timings":\s?\{[^}]*\}')
 _NUMBER = re.compile(rb"-?[0-9]+(\.[0-9]+)?(e-?[0-9]+)?")
+_STAMPS = re.compile(rb'"(created_at|modified_at)":"[0-9T:.-]+Z"')  # Ollama's RFC 3339 times
+_NANOS = re.compile(rb'"((total|prompt_eval|eval)_duration)":[0-9]+')  # Ollama's durations
 
 
 def stable(body: bytes) -> bytes:
     """The body with clock readings and timings replaced by 0."""
     body = _CLOCKS.sub(lambda m: b'"' + m.group(1) + b'": 0', body)
+    body = _STAMPS.sub(lambda m: b'"' + m.group(1) + b'":"0"', body)
+    body = _NANOS.sub(lambda m: b'"' + m.group(1) + b'":0', body)
     return _TIMINGS.sub(lambda m: _NUMBER.sub(b"0", m.group(0)), body)
 
 
@@ -176,3 +192,5 @@ def test_the_goldens_hold_every_kind_of_answer() -> None:
     assert files["responses-get"].startswith("200 ")
     assert files["chat-bad"].startswith(("400 ", "422 "))
     assert '"/v1/messages"' in files["openapi.json"]
+    assert '"done_reason":"stop"' in files["ollama-chat-stream"]
+    assert '"thinking":"Let me see"' in files["ollama-generate"]

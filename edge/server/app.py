@@ -4,7 +4,7 @@ module-level state.
 The engine is loaded in the background so /health answers 503 until ready. The pieces:
 guard.py (size, deadline, key, CORS), errors.py (the one error table), web.py (the page,
 probes, metrics, models), and one folder per API (chat_completions/, completions/,
-anthropic/, responses/), each installed here in one line. Every API streams through sse.py
+anthropic/, responses/, ollama/), each installed here in one line. Every API streams through sse.py
 and starts its generations through runtime.py / worker.py, between the routes and the
 engine.
 """
@@ -28,6 +28,7 @@ from edge.server.completions import route as completions
 from edge.server.errors import install_error_handlers
 from edge.server.guard import install_guard
 from edge.server.metrics import Metrics
+from edge.server.ollama import route as ollama
 from edge.server.responses import route as responses
 from edge.server.runtime import Runtime
 from edge.server.worker import EngineWorker
@@ -92,4 +93,5 @@ def create_app(
     completions.install(app, rt)
     anthropic.install(app, rt)
     responses.install(app, rt, keyed=opts.api_key is not None)
+    ollama.install(app, rt)
     return app

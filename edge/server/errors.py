@@ -3,8 +3,9 @@
 Routes only raise. A domain error (`edge.errors`) finds its row in `TABLE` by class, first
 match wins; FastAPI's invalid bodies and its own HTTP errors (404, 405, the Guard's 408
 and 413 while the body arrives) get the same shape. The shape is chosen by the request's
-path: Anthropic's `{"type": "error", "error": {...}}` under /v1/messages, OpenAI's
-`{"error": {...}}` everywhere else; one row holds the error type in both dialects.
+path: Anthropic's `{"type": "error", "error": {...}}` under /v1/messages, Ollama's
+`{"error": "<message>"}` under /api/, OpenAI's `{"error": {...}}` everywhere else; one row
+holds the error type in every dialect (Ollama's has none, only the status and message).
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ class AnthropicErrorResponse(BaseModel):
     error: AnthropicErrorDetail
 
 
+class OllamaErrorResponse(BaseModel):
+    """Every error answer on Ollama's paths (/api/): `{"error": "<message>"}`."""
+
+    error: str
+
+
 log = logging.getLogger("edge.server")
 
 RETRY_AFTER = "2"  # seconds: the busy queue, a loading model and a full context all pass
@@ -109,6 +116,10 @@ ANTHROPIC_ERRORS: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": AnthropicErrorResponse, "description": "Anthropic's error object"},
     "5XX": {"model": AnthropicErrorResponse, "description": "Anthropic's error object"},
 }
+OLLAMA_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": OllamaErrorResponse, "description": "Ollama's error object"},
+    "5XX": {"model": OllamaErrorResponse, "description": "Ollama's error object"},
+}
 
 
 def row_of(exc: EdgeError) -> Row:
@@ -119,6 +130,11 @@ def row_of(exc: EdgeError) -> Row:
 def is_anthropic(path: str) -> bool:
     """Whether a request path is Anthropic's Messages API, whose errors have its shape."""
     return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+def is_ollama(path: str) -> bool:
+    """Whether a request path is Ollama's API, whose errors are `{"error": "<message>"}`."""
+    return path.startswith("/api/")
 
 
 def error_body(
@@ -136,6 +152,8 @@ def anthropic_body(message: str, error_type: str) -> dict[str, Any]:
 def _body(path: str, message: str, row: Row, param: str | None = None) -> dict[str, Any]:
     if is_anthropic(path):
         return anthropic_body(message, row.anthropic_type)
+    if is_ollama(path):  # no `param` field there: the message names the field instead
+        return {"error": message if param is None or param in message else f"{param}: {message}"}
     return error_body(message, row.error_type, param, row.code)
 
 

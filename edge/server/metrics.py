@@ -43,6 +43,9 @@ APIS = (
     ("/v1/messages/count_tokens", "count_tokens"),
     ("/v1/messages", "messages"),
     ("/v1/models", "models"),
+    ("/api/chat", "ollama_chat"),
+    ("/api/generate", "ollama_generate"),
+    ("/api", "ollama"),  # the rest of Ollama's API: version, tags, show, ps, pull
     ("/health", "health"),
     ("/metrics", "metrics"),
 )

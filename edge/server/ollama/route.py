@@ -1,0 +1,189 @@
+"""Ollama's API under /api/: the routes, and one generation's events streamed as NDJSON
+lines (Ollama streams unless the request says `"stream": false`) or folded into one object.
+What a request means is request.py's, what a line holds answer.py's.
+
+For the clients that speak only Ollama's API: Open WebUI's Ollama connection, Home
+Assistant's Ollama integration, Enchanted, Page Assist, the `ollama` CLI and libraries,
+Copilot's Ollama provider (which asks /api/version, /api/tags and /api/show, then sends
+its chats to /v1/chat/completions).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from edge.chat.template import ChatTemplate
+from edge.engine import Finish, TokenEvent
+from edge.errors import NotFoundError
+from edge.server import sse
+from edge.server.errors import OLLAMA_ERRORS, error_json
+from edge.server.ollama import answer, request
+from edge.server.ollama.answer import Lines, ModelCard, PartWriter, line, rfc3339
+from edge.server.ollama.request import OllamaSpec
+from edge.server.ollama.schema import (
+    OllamaChatRequest,
+    OllamaGenerateRequest,
+    OllamaModelRequest,
+    OllamaPullRequest,
+)
+from edge.server.runtime import Runtime
+from edge.server.worker import EngineWorker, Stream
+from edge.server.worker import fold as fold_events
+
+NDJSON = "application/x-ndjson"
+UNLOAD = (0, "0", "0s", "0m", "0h")  # keep_alive values that ask for an unload
+
+
+class JsonBody(APIRoute):
+    """A route whose body is JSON whatever its Content-Type, as Ollama reads bodies: the
+    curl lines of Ollama's documentation send none, so curl says form-urlencoded."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def as_json(request: Request) -> Response:
+            headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+            scope = {**request.scope, "headers": [*headers, (b"content-type", b"application/json")]}
+            return await handler(Request(scope, request.receive))
+
+        return as_json
+
+
+def install(app: FastAPI, rt: Runtime) -> None:
+    """The routes."""
+    up_ns = time.time_ns()  # the "modified" time of a model whose file is not known
+    api = APIRouter(route_class=JsonBody)
+
+    @api.get("/api/version", responses=OLLAMA_ERRORS)
+    async def version() -> dict[str, str]:
+        return {"version": answer.VERSION}
+
+    @api.get("/api/tags", responses=OLLAMA_ERRORS)
+    async def tags() -> dict[str, Any]:
+        # Answered while the model loads too: clients list models to set up a connection.
+        return {"models": [model_card(rt, up_ns).tag()]}
+
+    @api.get("/api/ps", responses=OLLAMA_ERRORS)
+    async def ps() -> dict[str, Any]:
+        loaded = rt.worker is not None and not rt.failed
+        return {"models": [model_card(rt, up_ns).loaded()] if loaded else []}
+
+    @api.post("/api/show", responses=OLLAMA_ERRORS)
+    async def show(req: OllamaModelRequest) -> dict[str, Any]:
+        request.check_model(req.model or req.name, rt.model_id)
+        _, template = rt.ready()
+        return model_card(rt, up_ns).show(template.source)
+
+    @api.post("/api/pull", response_model=None, responses=OLLAMA_ERRORS)
+    async def pull(req: OllamaPullRequest) -> Any:
+        name = req.model or req.name
+        if not request.serves(name, rt.model_id):
+            raise NotFoundError(
+                f"pull model manifest: '{name}' is not served here",
+                f"This server serves '{request.listed_name(rt.model_id)}' only; pulling "
+                "models over the API is not supported: run `edge-qwen pull` where it runs.",
+            )
+        if not req.stream:
+            return {"status": "success"}
+        steps = [{"status": "pulling manifest"}, {"status": "success"}]
+        return StreamingResponse(iter(map(line, steps)), media_type=NDJSON)
+
+    @api.post("/api/chat", response_model=None, responses=OLLAMA_ERRORS)
+    async def chat(req: OllamaChatRequest) -> Any:
+        return await generation(rt, req, Lines(req.model or request.listed_name(rt.model_id), True))
+
+    @api.post("/api/generate", response_model=None, responses=OLLAMA_ERRORS)
+    async def generate(req: OllamaGenerateRequest) -> Any:
+        return await generation(
+            rt, req, Lines(req.model or request.listed_name(rt.model_id), False)
+        )
+
+    app.include_router(api)
+
+
+async def generation(
+    rt: Runtime, req: OllamaChatRequest | OllamaGenerateRequest, lines: Lines
+) -> Any:
+    """One chat or generate request: a load answered at once, or a generation streamed as
+    NDJSON or folded into one object."""
+    started = time.time_ns()
+    request.check_model(req.model, rt.model_id)
+    worker, template = rt.ready()
+    if request.is_load(req):  # Ollama answers these with one object, streamed or not
+        reason = "unload" if req.keep_alive in UNLOAD else "load"
+        return lines.object(rfc3339(time.time_ns()), {}, {"done": True, "done_reason": reason})
+    # Off the event loop, as for every API: rendering and tokenizing take a while.
+    spec, prompt = await run_in_threadpool(prepare, req, worker, template)
+    events = worker.start(spec.job(prompt))  # a refusal raises here, with its status
+    if req.stream:
+        return StreamingResponse(stream(spec, lines, events, started), media_type=NDJSON)
+    return await fold(spec, lines, events, started)
+
+
+def prepare(
+    req: OllamaChatRequest | OllamaGenerateRequest, worker: EngineWorker, template: ChatTemplate
+) -> tuple[OllamaSpec, list[int]]:
+    """The spec and its prompt's tokens."""
+    if isinstance(req, OllamaChatRequest):
+        spec = request.build_chat_spec(req, template)
+    else:
+        spec = request.build_generate_spec(req, template)
+    return spec, worker.engine.tokenize(spec.prompt_text)
+
+
+def final(lines: Lines, delta: dict[str, Any], finish: Finish, started: int) -> dict[str, Any]:
+    """The last object: done, why, the counts and durations."""
+    now = time.time_ns()
+    tail = {"done": True, "done_reason": answer.done_reason(finish.reason)}
+    return lines.object(rfc3339(now), delta, {**tail, **answer.counts(finish, started, now)})
+
+
+def stream(spec: OllamaSpec, lines: Lines, events: Stream, started: int) -> AsyncIterator[bytes]:
+    """NDJSON: a line per delta, the final line with done and the durations; an error after
+    the status line as a line `{"error": …}`, which Ollama's clients raise."""
+    writer = PartWriter(spec)
+
+    def on_token(event: TokenEvent) -> bytes:
+        return b"".join(map(lines.delta, writer.text(event.text))) if event.text else b""
+
+    def on_finish(finish: Finish) -> bytes:
+        held = b"".join(map(lines.delta, writer.finish(finish.reason)))
+        return held + line(final(lines, {}, finish, started))
+
+    def on_error(exc: Exception) -> bytes:
+        return line(error_json(exc, "/api/")[1])
+
+    # No keep-alive bytes: an NDJSON line must be a whole object, and clients parse each.
+    return sse.relay(events, on_token, on_finish, on_error, keepalive=b"")
+
+
+async def fold(spec: OllamaSpec, lines: Lines, events: Stream, started: int) -> dict[str, Any]:
+    """The non-streaming answer: the same stream, folded."""
+    writer = PartWriter(spec)
+    finish = await fold_events(events, lambda e: writer.text(e.text) if e.text else None)
+    writer.finish(finish.reason)
+    return final(lines, answer.folded(writer), finish, started)
+
+
+def model_card(rt: Runtime, up_ns: int) -> ModelCard:
+    """The served model's card: the engine's reading of the GGUF header once loaded (the
+    real engine has one; a test's fake has none), the file's size and time."""
+    info = getattr(rt.worker.engine, "info", None) if rt.worker else None
+    size, modified = 0, up_ns
+    path = getattr(info, "path", None)
+    if path is not None:
+        try:
+            st = Path(path).stat()
+            size, modified = st.st_size, st.st_mtime_ns
+        except OSError:
+            pass
+    n_ctx = rt.worker.limits.n_ctx if rt.worker else 0
+    return answer.card(rt.model_id, info, size, modified, n_ctx)
