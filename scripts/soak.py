@@ -54,7 +54,10 @@ KINDS = (
     "stream_responses",  # OpenAI's Responses API
     "responses",
     "logprobs",  # chat with logprobs, and text with echo and logprobs
+    "stream_ollama_chat",  # Ollama's API: NDJSON lines, not SSE
+    "ollama_generate",
 )
+OLLAMA_NAME = "qwen3:0.6b"  # Ollama's API answers only to names it lists (any model: "soak")
 STARTUP_LIMIT = 120.0  # seconds for the server to load the model and answer /health
 REQUEST_LIMIT = 60.0  # seconds for any one request
 SETTLE_LIMIT = 15.0  # seconds for the server to go idle and close connections after a phase
@@ -343,6 +346,15 @@ def plan_request(i: int) -> tuple[str, str, dict[str, Any]]:
             else ("/v1/completions", {**text, "logprobs": 2, "echo": True})
         ),
     }
+    options = {"num_predict": tokens}
+    plans["stream_ollama_chat"] = (
+        "/api/chat",
+        {"model": OLLAMA_NAME, "messages": _messages(i), "think": thinking, "options": options},
+    )
+    plans["ollama_generate"] = (
+        "/api/generate",
+        {"model": OLLAMA_NAME, "prompt": text["prompt"], "stream": False, "options": options},
+    )
     plans["stream_messages"] = (plans["messages"][0], {**plans["messages"][1], "stream": True})
     plans["stream_responses"] = (plans["responses"][0], {**plans["responses"][1], "stream": True})
     path, body = plans[kind]
@@ -351,7 +363,13 @@ def plan_request(i: int) -> tuple[str, str, dict[str, Any]]:
 
 def asked_tokens(body: dict[str, Any]) -> int:
     """The most tokens a request may generate, in whichever API's field."""
-    return int(body.get("max_tokens") or body.get("max_output_tokens") or 0)
+    ollama = body.get("options", {}).get("num_predict")
+    return int(body.get("max_tokens") or body.get("max_output_tokens") or ollama or 0)
+
+
+def streamed(path: str, body: dict[str, Any]) -> bool:
+    """Whether the request streams: Ollama's API streams unless told not to."""
+    return bool(body.get("stream", path.startswith("/api/")))
 
 
 async def one_request(client: httpx.AsyncClient, i: int, drop_after: int = 3) -> Outcome:
@@ -360,7 +378,7 @@ async def one_request(client: httpx.AsyncClient, i: int, drop_after: int = 3) ->
     start = time.monotonic()
     out = Outcome(kind, None, None)
     try:
-        if not body.get("stream"):
+        if not streamed(path, body):
             r = await client.post(path, json=body)
             out.status = r.status_code
             if r.status_code == 200:
@@ -384,6 +402,8 @@ async def one_request(client: httpx.AsyncClient, i: int, drop_after: int = 3) ->
 
 def finish_reason(body: dict[str, Any]) -> str | None:
     """An answer's end in chat's terms, whichever API gave it: "stop" or "length"."""
+    if "done_reason" in body:  # Ollama
+        return str(body["done_reason"])
     if body.get("type") == "message":  # Anthropic
         return {"end_turn": "stop", "max_tokens": "length"}.get(body.get("stop_reason") or "")
     if body.get("object") == "response":  # Responses
@@ -408,9 +428,12 @@ def stream_reasons(payload: dict[str, Any]) -> list[str | None]:
 
 
 async def _read_stream(r: httpx.Response, kind: str, drop_after: int) -> tuple[int, str | None]:
-    """Read SSE `data:` lines; a dropped stream leaves after `drop_after` of them. Otherwise
-    the stream must end as its API ends one (a finish reason then [DONE], `message_stop`,
-    `response.completed`/`.incomplete`) and carry no in-band error."""
+    """Read SSE `data:` lines (or Ollama's NDJSON); a dropped stream leaves after
+    `drop_after` of them. Otherwise the stream must end as its API ends one (a finish
+    reason then [DONE], `message_stop`, `response.completed`/`.incomplete`, a `done`
+    line) and carry no in-band error."""
+    if r.headers.get("content-type", "").startswith("application/x-ndjson"):
+        return await _read_ndjson(r)
     chunks, reasons, done = 0, [], False
     async for line in r.aiter_lines():
         if not line.startswith("data: "):
@@ -435,6 +458,22 @@ async def _read_stream(r: httpx.Response, kind: str, drop_after: int) -> tuple[i
     if not done or finished not in (["stop"], ["length"]):
         return chunks, f"malformed stream: end {done}, finish reasons {finished}"
     return chunks, None
+
+
+async def _read_ndjson(r: httpx.Response) -> tuple[int, str | None]:
+    """Ollama's stream: a JSON object a line, the last with `done` and its `done_reason`."""
+    chunks = 0
+    async for line in r.aiter_lines():
+        if not line:
+            continue
+        payload = json.loads(line)
+        if "error" in payload:
+            return chunks, f"in-band error: {payload}"
+        chunks += 1
+        if payload.get("done"):
+            reason = finish_reason(payload)
+            return chunks, None if reason in ("stop", "length") else f"done_reason {reason!r}"
+    return chunks, "malformed stream: no done line"
 
 
 async def run_phase(url: str, indices: range, concurrency: int, pid: int) -> list[Outcome]:
