@@ -1,4 +1,6 @@
-"""Shared fixtures: synthetic checkpoints built once per session, isolated homes, the CLI.
+"""Shared fixtures: synthetic checkpoints built once per session, isolated homes, the CLI's
+environment. Plain helpers and constants are in tests/support/ (imported as
+`from tests.support.<module> import <name>`), never in a conftest or a test module.
 
 The fast loop is `python -m pytest -m "not slow"` (under a minute): pure logic and the
 server over a fake engine at the seam. Every test that needs a model built by llama.cpp
@@ -8,13 +10,9 @@ through another fixture); modules that start processes or browsers say so themse
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -22,9 +20,8 @@ import pytest
 from edge.model.convert import convert
 from edge.model.quantize import quantize
 from edge.model.synthetic import write_checkpoint
+from tests.support.scripted import HOSTILE_SCRIPT, LOOPING_SCRIPT, TOOL_SCRIPT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CLI_TIMEOUT = 300
 SLOW_FIXTURES = {
     "tiny_dir",
     "scripted_dir",
@@ -37,16 +34,6 @@ SLOW_FIXTURES = {
     "hostile_gguf",
     "router_venv",
 }
-
-
-def load_script(name: str) -> ModuleType:
-    """scripts/NAME.py imported as module NAME (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,36 +56,11 @@ def scripted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-# A model stuck in loops: "Let me Let me …" while thinking, "Hello world Hello world …" after.
-LOOPING_SCRIPT = [["\n", "<think>", "Let", " me", "Let"], ["\n\n", "Hello", " world", "Hello"]]
-
-
 @pytest.fixture(scope="session")
 def looping_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scripted checkpoint that repeats itself forever (for the loop guard and Ctrl-C)."""
     folder = tmp_path_factory.mktemp("ckpt") / "Qwen3-looping"
     return write_checkpoint(folder, shape="tiny", script=LOOPING_SCRIPT)
-
-
-# With thinking off (the prompt ends "\n\n") it calls a tool: every piece is one token.
-TOOL_SCRIPT = [
-    [
-        "\n\n",
-        "<tool_call>",
-        '{"',
-        "name",
-        '":"',
-        "get",
-        "_time",
-        '","',
-        "arguments",
-        '":',
-        "{",
-        "}}",
-        "</tool_call>",
-        "<|im_end|>",
-    ]
-]
 
 
 @pytest.fixture(scope="session")
@@ -158,29 +120,6 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(
-    args: list[str], env: dict[str, str], timeout: float = CLI_TIMEOUT
-) -> subprocess.CompletedProcess[str]:
-    """Run `edge-qwen ARGS` as a real process, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-    )
-
-
-def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
-    """A failed command says what happened in an `error:` line, with no traceback."""
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "error: " in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in proc.stderr, (needle, proc.stderr)
-
-
 @pytest.fixture
 def greedy() -> Iterator[Callable[..., str]]:
     """`greedy(gguf, prompt_text, max_tokens)`: llama.cpp greedy decoding, text out."""
@@ -223,48 +162,6 @@ def model_06b(bench_home: Path) -> Path:
     from edge.bench.models import bench_model
 
     return bench_model(bench_home / "bench", "Q4_K_M", lambda _: None)
-
-
-# Markup a hostile model could emit, in its thinking and in its answer; every piece is one
-# token and no token repeats with another successor (the scripted model's one rule).
-HOSTILE_THINKING = "<img src=x onerror=alert(1)>"
-HOSTILE_ANSWER = "<script>window.pwned=true</script> [x](javascript:top.close)"
-HOSTILE_SCRIPT = [
-    [
-        "\n",
-        "<think>",
-        "<img",
-        " src",
-        "=x",
-        " on",
-        "error",
-        "=",
-        "alert",
-        "(",
-        "1",
-        ")>",
-        "</think>",
-        "\n\n",
-        "<script",
-        ">window",
-        ".p",
-        "wn",
-        "ed",
-        "=true",
-        "</",
-        "script",
-        ">",
-        " [",
-        "x",
-        "](",
-        "javascript",
-        ":",
-        "top",
-        ".close",
-        ")",
-        "<|im_end|>",
-    ]
-]
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import anthropic
 import pytest
 
 from edge.config import Settings
-from tests.test_server import WAIT, serving
+from tests.support.live_server import WAIT, serving
 
 KEY = "sk-ant-local-K3y"
 HI: list[Any] = [{"role": "user", "content": "Hi"}]

@@ -17,7 +17,7 @@ from edge.config import Settings
 from edge.engine import Engine, Finish, Job, Run, SamplingParams, ThinkingControl, TokenEvent
 from edge.engine.plan import make_plan, read_model_info
 from edge.errors import ContextFullError, EngineClosedError
-from tests.test_server import serving
+from tests.support.live_server import serving
 
 NO_GUARD = ThinkingControl(loop_guard=False)
 TIMEOUT = 120.0

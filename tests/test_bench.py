@@ -19,7 +19,7 @@ from edge.bench import defaults_report, models, reference, run, servers
 from edge.bench.report import BEGIN_MARKER, END_MARKER, summarize, targets
 from edge.errors import ReferenceBuildError
 from edge.model import synthetic
-from tests.conftest import assert_clean_failure, run_cli
+from tests.support.cli import assert_clean_failure, run_cli
 
 CONTENDERS_RAW = {
     "llama-bench",

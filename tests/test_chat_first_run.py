@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import REPO_ROOT, assert_clean_failure, run_cli
-from hubstandin import HubStandIn
-from test_cli_chat import PROMPT, spawn_edge
-from test_pull import REPO, _partial_size, link_tree, stored, weight_gets
+
+from tests.support.cli import assert_clean_failure, run_cli
+from tests.support.hubstandin import HubStandIn
+from tests.support.pull import REPO, link_tree, partial_size, stored, weight_gets
+from tests.support.repo import REPO_ROOT
+from tests.support.terminal import PROMPT, spawn_edge
 
 QUESTION = re.compile(
     r"No model pulled yet; asking the hub how big Qwen/Qwen3-0\.6B is…\r\n"
@@ -153,13 +155,13 @@ def test_interrupted_first_pull_resumes_on_the_next_chat(
 ) -> None:
     hub.rate = 8 * 2**20  # ~10 s for the weights: time to interrupt half way
     child = spawn_chat(env, "--yes")
-    wait_draining(child, lambda: _partial_size(env) >= 10 * 2**20, "a partial download")
+    wait_draining(child, lambda: partial_size(env) >= 10 * 2**20, "a partial download")
     child.sendintr()
     child.expect(pexpect.EOF)
     shown = str(child.before)
     assert finish(child) == 130
     assert "Traceback" not in shown and "edge-qwen chat --yes" in shown
-    partial = _partial_size(env)
+    partial = partial_size(env)
     assert partial > 0 and stored(env) == []
 
     hub.rate = None
@@ -171,7 +173,7 @@ def test_interrupted_first_pull_resumes_on_the_next_chat(
     assert ranges, weight_gets(hub)
     start = int(ranges[-1].removeprefix("bytes=").split("-")[0])
     assert start >= partial  # continued, not restarted
-    assert _partial_size(env) == 0
+    assert partial_size(env) == 0
     assert [e["name"] for e in stored(env)] == ["qwen3-0.6b-q8_0"]
 
 

@@ -22,8 +22,8 @@ from edge.cli.lineinput import fenced, open_block
 from edge.cli.markdown import BOLD, RESET
 from edge.engine import Finish
 from edge.errors import EngineFailedError, UsageError
-from tests.fake_engine import FakeEngine
-from tests.seam import qwen_template
+from tests.support.fake_engine import FakeEngine
+from tests.support.seam import qwen_template
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import REPO_ROOT
-from test_cli_chat import spawn_edge
+
+from tests.support.repo import REPO_ROOT
+from tests.support.terminal import spawn_edge
 
 MARKDOWN_SCRIPT = [
     ["\n", "<think>", "Let", " me", " think", "</think>", "\n\n", "#", " Title", ".\n", "Some"]

@@ -11,11 +11,11 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from conftest import assert_clean_failure, run_cli
-from corpus import corpus
 
 from edge.errors import InvalidModelError, UsageError
 from edge.model.convert import convert
+from tests.support.cli import assert_clean_failure, run_cli
+from tests.support.corpus import corpus
 
 PROMPTS = [
     "Hello world, this is a test of the converter.",

@@ -23,9 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
-from test_serve_cli import serve
-from test_server import free_port
+
+from tests.support.cli import serve
+from tests.support.live_server import free_port
+from tests.support.repo import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile.cuda"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"

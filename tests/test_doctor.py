@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from test_plan import QWEN3_06B, GiB
 
 from edge.config import Settings
 from edge.engine.doctor import plan_data, render_plan
 from edge.engine.plan import Budget, make_plan
+from tests.support.cli import run_cli
+from tests.support.plan import QWEN3_06B, GiB
 
 
 def test_doctor_on_this_cpu_machine(

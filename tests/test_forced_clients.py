@@ -16,7 +16,8 @@ import pytest
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from tests.test_server import HI, TOOLS, WAIT, serving
+from tests.support.live_server import WAIT, serving
+from tests.support.prompts import HI, TOOLS
 
 NAMED: Any = {"type": "function", "function": {"name": "get_time"}}
 

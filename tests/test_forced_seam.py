@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from edge.server.grammar import ForcedCall, json_grammar, tool_call_grammar
-from tests.fake_engine import FakeEngine
-from tests.seam import HI, client_of, run, sse
+from tests.support.fake_engine import FakeEngine
+from tests.support.prompts import HI
+from tests.support.seam import client_of, run, sse
 
 CALL = ["<tool_call>", '\n{"name": "get_time", ', '"arguments": {"tz": "UTC"}}', "\n</tool_call>"]
 PARAMS = {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}

@@ -43,7 +43,8 @@ from schemathesis.checks import (
 )
 
 from edge.config import Settings
-from tests.test_server import HI, error_of, serving
+from tests.support.live_server import error_of, serving
+from tests.support.prompts import HI
 
 EXAMPLES = int(os.environ.get("EDGE_QWEN_FUZZ_EXAMPLES", "150"))
 BUDGET_S = max(300.0, EXAMPLES * 2.0)  # per operation and mode; a hang fails, not waits

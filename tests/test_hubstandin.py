@@ -24,12 +24,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from hubstandin import HubStandIn, RequestRecord  # noqa: E402
+from tests.support.hubstandin import HubStandIn, RequestRecord
+from tests.support.repo import REPO_ROOT
 
 PYTHON = sys.executable
-STANDIN = Path(__file__).resolve().parent / "hubstandin.py"
+STANDIN = REPO_ROOT / "tests" / "support" / "hubstandin.py"  # run as a script
 CLIENT_TIMEOUT = 60  # seconds; a healthy client call takes about one
 MiB = 1024 * 1024
 # huggingface_hub writes a download to disk in 10 MiB chunks (DOWNLOAD_CHUNK_SIZE) and keeps the

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from langchain_openai import ChatOpenAI
-from test_server import serving
+
+from tests.support.live_server import serving
 
 
 @pytest.fixture(scope="module")

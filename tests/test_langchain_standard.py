@@ -22,7 +22,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from tests.test_server import serving
+from tests.support.live_server import serving
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("EDGE_QWEN_LANGCHAIN_STANDARD") != "1",

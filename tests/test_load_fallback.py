@@ -15,8 +15,10 @@ from pathlib import Path
 import httpx2 as httpx
 import openai
 import pytest
-from conftest import REPO_ROOT
-from test_server import WAIT, free_port, wait_ready
+
+from tests.support.cli import EDGE_QWEN, start
+from tests.support.live_server import WAIT, free_port, wait_ready
+from tests.support.repo import REPO_ROOT
 
 # 3 GB of address space: a 32,768-token cache (3.5 GiB) cannot be allocated, 8,192 (896 MiB)
 # can, next to the 0.6b Q4_K_M weights (373 MiB) and the Python process.
@@ -58,14 +60,7 @@ def test_run_retries_with_a_smaller_context_and_says_so(
 def test_serve_comes_up_with_a_smaller_plan(model_06b: Path, cli_env: dict[str, str]) -> None:
     port = free_port()
     args = ["serve", "-m", str(model_06b), "--ctx", "32768", "--port", str(port)]
-    proc = subprocess.Popen(
-        limited(args),
-        env=cli_env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(limited(args), cli_env)
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -92,14 +87,7 @@ def test_serve_stops_when_the_model_cannot_load(
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(data[: len(data) * 2 // 3])
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "serve", "-m", str(broken), "--port", str(port)],
-        env=cli_env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start([*EDGE_QWEN, "serve", "-m", str(broken), "--port", str(port)], cli_env)
     try:
         _, err = proc.communicate(timeout=WAIT)
     finally:

@@ -15,7 +15,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.test_server import WAIT, serving
+from tests.support.live_server import WAIT, serving
 
 PROMPT = "The capital of France is"
 

@@ -18,8 +18,9 @@ from edge.engine.text import cut_stop
 from edge.errors import ContextFullError, QueueFullError
 from edge.server import sse
 from edge.server.messages import event_bytes
-from tests.fake_engine import FakeEngine
-from tests.seam import HI, client_of, events_of, run, stream_while_silent
+from tests.support.fake_engine import FakeEngine
+from tests.support.prompts import HI
+from tests.support.seam import client_of, events_of, run, stream_while_silent
 
 MESSAGES = "/v1/messages"
 COUNT = "/v1/messages/count_tokens"

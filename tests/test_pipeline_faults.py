@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, assert_clean_failure, run_cli
-from hubstandin import HubStandIn
 
 from edge import fileio
 from edge.config import Settings
@@ -31,6 +29,10 @@ from edge.model import store as store_module
 from edge.model.pipeline import ensure_model
 from edge.model.quantize import quantize
 from edge.model.store import MANIFEST, MODEL_FILE, STAMP, Manifest, ModelStore
+from tests.support.cli import assert_clean_failure, run_cli
+from tests.support.hubstandin import HubStandIn
+from tests.support.pull import partial_size
+from tests.support.repo import REPO_ROOT
 
 REPO = "Qwen/Qwen3-0.6B"
 NAME = "qwen3-0.6b-q8_0"
@@ -71,11 +73,6 @@ def leftovers(env: dict[str, str]) -> list[str]:
     hidden = [p for p in root.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     partial = [p for p in root.rglob("*.partial")]
     return sorted(str(p.relative_to(root)) for p in {*hidden, *partial})
-
-
-def hf_partial_size(env: dict[str, str]) -> int:
-    blobs = Path(env["HF_HOME"]).glob("hub/models--Qwen--Qwen3-0.6B/blobs/*.edge-partial")
-    return max((p.stat().st_size for p in blobs), default=0)
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -124,15 +121,7 @@ def limited(limit: int) -> Callable[[], None]:
 def run_limited(
     args: list[str], env: dict[str, str], limit: int
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=limited(limit),
-    )
+    return run_cli(args, env, 300, preexec_fn=limited(limit))
 
 
 def staged(env: dict[str, str], pattern: str) -> list[Path]:
@@ -141,7 +130,7 @@ def staged(env: dict[str, str], pattern: str) -> list[Path]:
 
 # What each stage leaves on disk while it runs: the killer waits for it.
 STAGES: dict[str, Callable[[dict[str, str]], bool]] = {
-    "download": lambda env: hf_partial_size(env) >= 4 * 2**20,
+    "download": lambda env: partial_size(env) >= 4 * 2**20,
     "convert": lambda env: bool(staged(env, ".base.gguf.*.partial")),
     "quantize": lambda env: bool(staged(env, ".model.gguf.*.partial")),
 }
@@ -159,7 +148,7 @@ def test_kill_9_mid_stage_leaves_no_half_model_and_the_rerun_succeeds(
 
     # It really died inside that stage: the stage's output is half-written, nothing later exists.
     if stage == "download":
-        partial = hf_partial_size(env)
+        partial = partial_size(env)
         assert 0 < partial < (hub.root / REPO / "model.safetensors").stat().st_size
         assert leftovers(env) == []  # the store is not touched before the download ends
     elif stage == "convert":
@@ -181,7 +170,7 @@ def test_kill_9_mid_stage_leaves_no_half_model_and_the_rerun_succeeds(
     gets = [r.range for r in hub.requests if r.method == "GET" and r.path.endswith(".safetensors")]
     if stage == "download":  # resumed from the partial file, not from byte 0
         assert gets and gets[-1] and int(gets[-1].removeprefix("bytes=").split("-")[0]) >= partial
-        assert hf_partial_size(env) == 0
+        assert partial_size(env) == 0
     else:
         assert gets == []  # the download was complete and is not fetched again
 
@@ -209,7 +198,7 @@ def test_a_disk_that_fills_up_at_each_stage(
     proc = run_limited(["pull", REPO], env, 20 * 2**20)
     assert_clean_failure(proc, 1, "Ran out of disk space downloading", "it resumes")
     assert verified_models(env) == [] and leftovers(env) == []
-    partial = hf_partial_size(env)
+    partial = partial_size(env)
     assert 0 < partial <= 20 * 2**20
     hub.clear_requests()
     assert run_cli(["pull", REPO], env).returncode == 0  # no limit: resumes and finishes

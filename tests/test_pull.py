@@ -20,18 +20,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, assert_clean_failure, run_cli
-from hubstandin import HubStandIn
 
-REPO = "Qwen/Qwen3-0.6B"
+from tests.support.cli import EDGE_QWEN, assert_clean_failure, run_cli, start
+from tests.support.hubstandin import HubStandIn
+from tests.support.pull import REPO, link_tree, partial_size, stored, weight_gets
+from tests.support.repo import REPO_ROOT
+
 SCRIPT_PROMPT = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 WAIT_LIMIT = 90.0
-
-
-def link_tree(src: Path, dst: Path) -> Path:
-    """Publish a checkpoint folder in the stand-in's root without copying its bytes."""
-    shutil.copytree(src, dst, copy_function=os.link)
-    return dst
 
 
 @pytest.fixture
@@ -52,12 +48,6 @@ def env(cli_env: dict[str, str], hub: HubStandIn) -> dict[str, str]:
     return {**cli_env, "HF_ENDPOINT": hub.url}
 
 
-def stored(env: dict[str, str]) -> list[dict[str, object]]:
-    proc = run_cli(["models", "--json"], env)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def store_leftovers(env: dict[str, str]) -> list[str]:
     models = Path(env["EDGE_QWEN_HOME"]) / "models"
     return (
@@ -65,15 +55,6 @@ def store_leftovers(env: dict[str, str]) -> list[str]:
         if models.is_dir()
         else []
     )
-
-
-def weight_gets(server: HubStandIn) -> list[str | None]:
-    """The Range headers of every GET of the weights file (None: a whole-file GET)."""
-    return [
-        r.range
-        for r in server.requests
-        if r.method == "GET" and r.path.endswith("model.safetensors")
-    ]
 
 
 def test_pull_downloads_converts_quantizes_and_stores(
@@ -130,19 +111,7 @@ def _wait_for(predicate: Callable[[], bool], what: str, proc: subprocess.Popen[s
 
 
 def _start_pull(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "pull", REPO, *args],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _partial_size(env: dict[str, str]) -> int:
-    blobs = Path(env["HF_HOME"]).glob("hub/models--Qwen--Qwen3-0.6B/blobs/*.edge-partial")
-    return max((p.stat().st_size for p in blobs), default=0)
+    return start([*EDGE_QWEN, "pull", REPO, *args], env)
 
 
 def test_killed_download_resumes_and_stores_nothing_half_done(
@@ -150,10 +119,10 @@ def test_killed_download_resumes_and_stores_nothing_half_done(
 ) -> None:
     hub.rate = 8 * 2**20  # ~10 s for the 81 MB weights: time to kill it half way
     proc = _start_pull(env)
-    _wait_for(lambda: _partial_size(env) >= 10 * 2**20, "a partial download on disk", proc)
+    _wait_for(lambda: partial_size(env) >= 10 * 2**20, "a partial download on disk", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    partial = _partial_size(env)
+    partial = partial_size(env)
     assert partial > 0
     assert stored(env) == []  # a killed pull leaves no model
 
@@ -166,7 +135,7 @@ def test_killed_download_resumes_and_stores_nothing_half_done(
         int(ranges[-1].removeprefix("bytes=").split("-")[0]) >= partial
     )  # continued, not restarted
     assert [e["name"] for e in stored(env)] == ["qwen3-0.6b-q8_0"]
-    assert _partial_size(env) == 0 and store_leftovers(env) == []
+    assert partial_size(env) == 0 and store_leftovers(env) == []
 
 
 def test_killed_build_leaves_no_model_and_is_swept(env: dict[str, str]) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from conftest import assert_clean_failure, run_cli
 
 from edge.errors import InvalidModelError, UsageError
 from edge.model.quantize import QUANT_TYPES, quant_type, quantize
+from tests.support.cli import assert_clean_failure, run_cli
 
 # Bits per weight of the per-layer matrices. Pure types hit the nominal figure exactly;
 # the _M mixes keep some attn_v/ffn_down rows at Q6_K, so they sit a little above.

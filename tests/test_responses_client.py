@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.test_server import WAIT, serving
+from tests.support.live_server import WAIT, serving
 
 TOOLS: Any = [
     {

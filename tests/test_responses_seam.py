@@ -15,8 +15,8 @@ import pytest
 from edge.config import Settings
 from edge.server.response_store import ResponseStore, partition_of
 from edge.server.responses_api import EFFORTS
-from tests.fake_engine import FakeEngine
-from tests.seam import client_of, qwen_template, run, stream_while_silent
+from tests.support.fake_engine import FakeEngine
+from tests.support.seam import client_of, qwen_template, run, stream_while_silent
 
 THINK_AND_TEXT = ["<think>", "\nhmm", "</think>", "\n\n", "Hel", "lo ✓"]
 TOOL_CALL = ["<tool_call>", '\n{"name": "get_time", "arguments": {}}\n', "</tool_call>"]

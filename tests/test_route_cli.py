@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import openai
 import pytest
-from conftest import REPO_ROOT, assert_clean_failure, run_cli
-from test_serve_cli import serve
-from test_server import free_port
 
 from edge.route.litellm import plan_router
 from edge.route.replicas import Replica, ReplicaError, check_replicas, normalize
+from tests.support.cli import EDGE_QWEN, assert_clean_failure, run_cli, serve, start
+from tests.support.live_server import free_port
 
 # -- the plan, without processes (the fast loop)
 
@@ -66,14 +64,7 @@ def test_route_refuses_what_it_cannot_route(cli_env: dict[str, str]) -> None:
 
 @contextmanager
 def route(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "route", "--port", str(free_port()), *args],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start([*EDGE_QWEN, "route", "--port", str(free_port()), *args], env)
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip(), proc  # the address, once it is ready

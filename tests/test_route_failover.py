@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import load_script
+
+from tests.support.repo import load_script
 
 pytestmark = pytest.mark.slow
 

@@ -22,12 +22,12 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from conftest import REPO_ROOT
-from test_server import free_port, wait_ready
 
 from edge.route.litellm import RouterPlan, launch, plan_router
 from edge.route.litellm import wait_ready as router_ready
 from edge.route.replicas import Replica
+from tests.support.live_server import free_port, wait_ready
+from tests.support.repo import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 HI = [{"role": "user", "content": "Hi"}]

@@ -29,14 +29,13 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 import uvicorn
-from conftest import assert_clean_failure, run_cli
-from test_serve_cli import serve
-from test_server import free_port, wait_ready
 
 from edge.config import Settings
 from edge.errors import UsageError
 from edge.server import create_app
 from edge.server.lan import server_key
+from tests.support.cli import assert_clean_failure, run_cli, serve
+from tests.support.live_server import free_port, wait_ready
 
 WAIT = 60.0
 KEY = "k3y-Zq8vR2mW5tY7uP0aS4dF6gH9jL1x"  # 32 characters

@@ -3,45 +3,16 @@
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2 as httpx
 import openai
-from conftest import REPO_ROOT, assert_clean_failure, run_cli
-from test_server import free_port, wait_ready
+
+from tests.support.cli import assert_clean_failure, run_cli, serve
+from tests.support.live_server import free_port
 
 WAIT = 60.0
-
-
-@contextmanager
-def serve(
-    args: list[str], env: dict[str, str], port_in_env: bool = False
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`edge-qwen serve ARGS` on a free port, given by --port or by EDGE_QWEN_PORT."""
-    port = free_port()
-    if port_in_env:
-        env = {**env, "EDGE_QWEN_PORT": str(port)}
-    else:
-        args = ["--port", str(port), *args]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "serve", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, alive=lambda: proc.poll() is None)
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=WAIT)
 
 
 def test_serve_answers_the_openai_sdk(

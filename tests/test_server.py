@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,55 +23,8 @@ from edge.config import Settings
 from edge.engine import Engine
 from edge.engine.plan import make_plan, read_model_info
 from edge.server import create_app
-
-HI = [{"role": "user", "content": "Hi"}]
-WAIT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, alive: Callable[[], bool] = lambda: True) -> None:
-    """Poll /health until 200 (bounded); `alive` says whether the server is still running."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        assert alive(), "the server exited before it was ready"
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not become ready"
-        time.sleep(0.05)
-
-
-@contextmanager
-def serving(
-    gguf: Path, options: Settings | None = None, n_ctx: int = 2048, parallel: int = 1
-) -> Iterator[tuple[str, Any]]:
-    """A real uvicorn server in a thread, on the batching engine `edge-qwen serve` uses;
-    yields (base URL, app)."""
-    info = read_model_info(gguf)
-
-    def load() -> tuple[Engine, ChatTemplate]:
-        plan = make_plan(info, Settings(ctx=n_ctx, parallel=parallel))
-        return Engine(gguf, plan, info), ChatTemplate.from_gguf(gguf)
-
-    app = create_app("qwen3-test", load, options)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url)
-    try:
-        yield url, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=WAIT)
+from tests.support.live_server import WAIT, error_of, free_port, serving
+from tests.support.prompts import HI, TOOLS
 
 
 @pytest.fixture(scope="module")
@@ -193,12 +144,6 @@ def test_raw_sse_wire_format(scripted_server: str) -> None:
     assert len(finals) == 1 and finals[0]["choices"][0]["delta"] == {}
     assert payloads[-1]["choices"] == [] and payloads[-1]["usage"]["completion_tokens"] == 8
     assert "timings" in finals[0]
-
-
-def error_of(r: httpx.Response) -> dict[str, Any]:
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return dict(body["error"])
 
 
 def test_errors_have_openai_shape(scripted_server: str) -> None:
@@ -375,18 +320,6 @@ def test_prometheus_metrics(scripted_server: str, client: openai.OpenAI) -> None
     # The shelf (finished conversations' KV in RAM) reports its cap and what it holds.
     assert int(series["edge_shelf_cap_bytes"]) > 0
     assert 0 <= int(series["edge_shelf_bytes"]) <= int(series["edge_shelf_peak_bytes"])
-
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_time",
-            "description": "The time now",
-            "parameters": {"type": "object", "properties": {}},
-        },
-    }
-]
 
 
 def test_tool_calls(gguf_of: Callable[[str, str], Path]) -> None:

@@ -14,8 +14,9 @@ import pytest
 import edge.errors
 from edge.errors import EdgeError, ParamError
 from edge.server.errors import TABLE, error_response, row_of
-from tests.fake_engine import FakeEngine
-from tests.seam import HI, client_of, qwen_template, run, sse
+from tests.support.fake_engine import FakeEngine
+from tests.support.prompts import HI
+from tests.support.seam import client_of, qwen_template, run, sse
 
 # Every row's class, and ParamError: a UsageError whose `param` must reach the client.
 CASES = [pytest.param(row.cls, id=row.cls.__name__) for row in TABLE]

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from edge.config import Settings
-from tests.fake_engine import FakeEngine
-from tests.seam import HI, client_of, run
+from tests.support.fake_engine import FakeEngine
+from tests.support.prompts import HI
+from tests.support.seam import client_of, run
 
 KEY = "sk-test-K3y"
 ORIGIN = "http://app.example"

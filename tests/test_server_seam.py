@@ -2,7 +2,7 @@
 framing of chat and text completions, keep-alives, folded answers, the queue's 429, drain.
 Fast; the same behaviours run against the real engine and a real uvicorn in
 test_server.py. The error table is tested in test_server_errors.py, the Guard and CORS in
-test_server_guard.py, on the same helpers (tests/seam.py)."""
+test_server_guard.py, on the same helpers (tests/support/seam.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from edge.engine import SamplingParams, ThinkingControl
 from edge.errors import ContextFullError, EdgeError
 from edge.server.chat_api import ChatJob, ChunkBytes, chunk
 from edge.server.sse import dumps
-from tests.fake_engine import FakeEngine
-from tests.seam import HI, client_of, events_of, qwen_template, run, sse, stream_while_silent
+from tests.support.fake_engine import FakeEngine
+from tests.support.prompts import HI
+from tests.support.seam import client_of, events_of, qwen_template, run, sse, stream_while_silent
 
 
 def test_a_stream_is_framed_as_openai_chunks() -> None:

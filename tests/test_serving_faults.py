@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +26,9 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from conftest import REPO_ROOT
-from test_server import free_port, serving, wait_ready
+
+from tests.support.cli import EDGE_QWEN, start
+from tests.support.live_server import free_port, serving, wait_ready
 
 WAIT = 60.0
 HI = [{"role": "user", "content": "Hi"}]
@@ -47,14 +47,7 @@ EXIT_LIMIT = 10.0  # seconds from SIGTERM to the process gone
 def started(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`edge-qwen serve ARGS` as a real process; killed at the end if still running."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "serve", "--port", str(port), *args],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start([*EDGE_QWEN, "serve", "--port", str(port), *args], env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, alive=lambda: proc.poll() is None)

@@ -10,7 +10,7 @@ import pytest
 from edge.config import Settings
 from edge.engine.plan import SHELF_MAX, Budget, MiB, make_plan
 from edge.engine.shelf import Shelf
-from tests.test_plan import QWEN3_06B
+from tests.support.plan import QWEN3_06B
 
 GiB = 1 << 30
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import load_script
+from tests.support.repo import load_script
 
 sizing = load_script("sizing")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import load_script
+
+from tests.support.repo import load_script
 
 soak = load_script("soak")
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from test_server import serving
+
+from tests.support.live_server import serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # CI installs Chromium and sets this, so a missing browser fails there instead of skipping.
@@ -123,7 +124,7 @@ def _watch(page: Any) -> dict[str, list[str]]:
 
 
 def test_model_output_is_text_never_markup(browser: Any, hostile_gguf: Path) -> None:
-    from conftest import HOSTILE_ANSWER, HOSTILE_THINKING
+    from tests.support.scripted import HOSTILE_ANSWER, HOSTILE_THINKING
 
     typed = "<img src=y onerror=alert(4)><b>bold</b>"
     with serving(hostile_gguf) as (url, _):

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.fake_engine import FakeEngine
-from tests.seam import client_of, run
+from tests.support.fake_engine import FakeEngine
+from tests.support.seam import client_of, run
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("EDGE_QWEN_UPDATE_GOLDEN") == "1"

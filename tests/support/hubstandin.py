@@ -22,7 +22,7 @@ download path.  Errors carry the hub's ``X-Error-Code`` / ``X-Error-Message``
 headers so that ``huggingface_hub`` raises the same exception classes as against
 the real hub.
 
-Run ``python tests/hubstandin.py --root DIR`` to serve from another process: the
+Run ``python tests/support/hubstandin.py --root DIR`` to serve from another process: the
 first line on stdout is the URL.
 """
 

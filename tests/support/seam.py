@@ -16,9 +16,7 @@ from edge.chat.template import ChatTemplate
 from edge.config import Settings
 from edge.engine import EngineAPI
 from edge.server import create_app
-from tests.fake_engine import FakeEngine
-
-HI = [{"role": "user", "content": "Hi"}]
+from tests.support.fake_engine import FakeEngine
 
 
 @functools.cache
