@@ -3,9 +3,9 @@ environment. Plain helpers and constants are in tests/support/ (imported as
 `from tests.support.<module> import <name>`), never in a conftest or a test module.
 
 The fast loop is `python -m pytest -m "not slow"` (under a minute): pure logic and the
-server over a fake engine at the seam. Every test that needs a model built by llama.cpp
-or the CLI as a process is marked slow here, from the fixtures it uses (directly or
-through another fixture); modules that start processes or browsers say so themselves.
+server over a fake engine at the seam. A fixture that builds a model, or that exists for
+tests running the CLI as a process, is defined with `slow_fixture` (tests/support/slow.py):
+every test that uses it, directly or through another fixture, is marked slow.
 """
 
 from __future__ import annotations
@@ -21,34 +21,19 @@ from edge.model.convert import convert
 from edge.model.quantize import quantize
 from edge.model.synthetic import write_checkpoint
 from tests.support.scripted import HOSTILE_SCRIPT, LOOPING_SCRIPT, TOOL_SCRIPT
+from tests.support.slow import slow_fixture
 
-SLOW_FIXTURES = {
-    "tiny_dir",
-    "scripted_dir",
-    "looping_dir",
-    "tooling_dir",
-    "gguf_of",
-    "cli_env",
-    "bench_home",
-    "model_06b",
-    "hostile_gguf",
-    "router_venv",
-}
+# The slow-fixture mark (tests/support/slow.py), and pytester for the tests of it.
+pytest_plugins = ["pytester", "tests.support.slow"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
-
-
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight tiny Qwen3 checkpoint (seed 0) with the real tokenizer."""
     return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "Qwen3-tiny", shape="tiny", seed=0)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def scripted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The scripted tiny checkpoint: greedy output known in advance (DEFAULT_SCRIPT)."""
     return write_checkpoint(
@@ -56,21 +41,21 @@ def scripted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def looping_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scripted checkpoint that repeats itself forever (for the loop guard and Ctrl-C)."""
     folder = tmp_path_factory.mktemp("ckpt") / "Qwen3-looping"
     return write_checkpoint(folder, shape="tiny", script=LOOPING_SCRIPT)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def tooling_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scripted checkpoint that answers with `<tool_call>{"name":"get_time","arguments":{}}`."""
     folder = tmp_path_factory.mktemp("ckpt") / "Qwen3-tooling"
     return write_checkpoint(folder, shape="tiny", script=TOOL_SCRIPT)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def gguf_of(
     tmp_path_factory: pytest.TempPathFactory,
     tiny_dir: Path,
@@ -102,7 +87,7 @@ def gguf_of(
     return make
 
 
-@pytest.fixture
+@slow_fixture  # its users run the CLI as a process
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """An environment with its own model store and HF cache, and no hub credentials."""
     env = {
@@ -149,13 +134,13 @@ def greedy() -> Iterator[Callable[..., str]]:
         llm.close()  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def bench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An EDGE_QWEN_HOME for the benchmark's synthetic 0.6b models (built once, minutes)."""
     return tmp_path_factory.mktemp("bench-home")
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def model_06b(bench_home: Path) -> Path:
     """The 0.6b-shaped synthetic model, Q4_K_M: the size the memory figures are about.
     Shared with the benchmark smoke test, which finds it in the same cache."""
@@ -164,7 +149,7 @@ def model_06b(bench_home: Path) -> Path:
     return bench_model(bench_home / "bench", "Q4_K_M", lambda _: None)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def hostile_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scripted F16 GGUF that thinks HOSTILE_THINKING and answers HOSTILE_ANSWER."""
     folder = write_checkpoint(
@@ -175,7 +160,7 @@ def hostile_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def router_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LiteLLM's pinned proxy in its own virtual environment, as `edge-qwen route` installs
     it: once per session, or the one at $EDGE_QWEN_TEST_ROUTER_VENV (a local cache)."""

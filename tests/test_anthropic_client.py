@@ -14,6 +14,7 @@ import pytest
 
 from edge.config import Settings
 from tests.support.live_server import WAIT, serving
+from tests.support.slow import slow_fixture
 
 KEY = "sk-ant-local-K3y"
 HI: list[Any] = [{"role": "user", "content": "Hi"}]
@@ -30,14 +31,14 @@ def client_of(url: str, key: str = KEY) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=WAIT)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def scripted(gguf_of: Callable[[str, str], Path]) -> Iterator[anthropic.Anthropic]:
     # With a key, so every call here also goes through the guard's x-api-key check.
     with serving(gguf_of("scripted", "Q8_0"), Settings(api_key=KEY)) as (url, _):
         yield client_of(url)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def tooling(gguf_of: Callable[[str, str], Path]) -> Iterator[anthropic.Anthropic]:
     with serving(gguf_of("tooling", "Q8_0"), Settings(api_key=KEY)) as (url, _):
         yield client_of(url)

@@ -25,6 +25,7 @@ from edge.chat.template import (
 )
 from edge.errors import InvalidModelError, UsageError
 from edge.model.gguf_meta import read_gguf_string
+from tests.support.slow import slow_fixture
 
 Messages = list[dict[str, Any]]
 
@@ -34,7 +35,7 @@ def hf(tiny_dir: Path) -> Any:
     return transformers.AutoTokenizer.from_pretrained(tiny_dir)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def ours(gguf_of: Callable[[str, str], Path]) -> ChatTemplate:
     return ChatTemplate.from_gguf(gguf_of("tiny", "BF16"))
 

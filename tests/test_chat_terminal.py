@@ -21,6 +21,7 @@ import pexpect
 import pytest
 
 from tests.support.repo import REPO_ROOT
+from tests.support.slow import slow_fixture
 from tests.support.terminal import spawn_edge
 
 MARKDOWN_SCRIPT = [
@@ -46,7 +47,7 @@ def spawn_tty(gguf: Path, env: dict[str, str], *args: str) -> pexpect.spawn:
     return child
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def markdown_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scripted model that answers "# Title.\nSome **bold** and `code`." (F16: no quantize)."""
     from edge.model.convert import convert

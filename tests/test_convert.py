@@ -16,6 +16,7 @@ from edge.errors import InvalidModelError, UsageError
 from edge.model.convert import convert
 from tests.support.cli import assert_clean_failure, run_cli
 from tests.support.corpus import corpus
+from tests.support.slow import slow_fixture
 
 PROMPTS = [
     "Hello world, this is a test of the converter.",
@@ -32,7 +33,7 @@ def field(reader: gguf.GGUFReader, key: str) -> object:
     return f.contents()
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def vocab_llm(gguf_of: Callable[[str, str], Path]):  # type: ignore[no-untyped-def]
     from llama_cpp import Llama
 

@@ -26,6 +26,7 @@ from edge.engine import (
 )
 from edge.engine.plan import make_plan, read_model_info
 from edge.errors import UsageError
+from tests.support.slow import slow_fixture
 
 PROMPT = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 GREEDY = SamplingParams(temperature=0)
@@ -43,14 +44,14 @@ def open_any(kind: str, path: Path, **plan_args: object) -> Any:
     return open_engine(path, parallel=2, **plan_args)
 
 
-@pytest.fixture(scope="module", params=["single", "batch"])
+@slow_fixture(scope="module", params=["single", "batch"])
 def scripted(request: pytest.FixtureRequest, gguf_of: Callable[[str, str], Path]) -> Iterator[Any]:
     engine = open_any(request.param, gguf_of("scripted", "Q8_0"), ctx=512)
     yield engine
     engine.close()
 
 
-@pytest.fixture(scope="module", params=["single", "batch"])
+@slow_fixture(scope="module", params=["single", "batch"])
 def looping(request: pytest.FixtureRequest, gguf_of: Callable[[str, str], Path]) -> Iterator[Any]:
     engine = open_any(request.param, gguf_of("looping", "Q8_0"), ctx=2048)
     yield engine
@@ -276,7 +277,7 @@ def log_softmax(rows: Any) -> Any:
     return rows - top - np.log(np.exp(rows - top).sum(axis=-1, keepdims=True))
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def tiny_logprobs(gguf_of: Callable[[str, str], Path]) -> Iterator[tuple[Path, Any]]:
     """A random-weight model (a real spread of probabilities), with two slots."""
     path = gguf_of("tiny", "Q8_0")

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jsonschema
-import pytest
 
 from edge.chat.parts import AnswerSplitter
 from edge.chat.template import ChatTemplate
@@ -21,6 +20,7 @@ from edge.config import Settings
 from edge.engine import Engine, Finish, SamplingParams, TokenEvent
 from edge.engine.plan import make_plan, read_model_info
 from edge.server.grammar import ForcedCall, tool_call_grammar
+from tests.support.slow import slow_fixture
 
 ORDER = {
     "name": "place_order",
@@ -78,7 +78,7 @@ TOOLS = [{"type": "function", "function": t} for t in (ORDER, ROUTE, NOTE)]
 MAX_TOKENS = 56
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def random_model(gguf_of: Callable[[str, str], Path]) -> Iterator[tuple[Engine, ChatTemplate]]:
     path = gguf_of("tiny", "Q8_0")
     engine = Engine(path, make_plan(read_model_info(path), Settings(ctx=2048)))

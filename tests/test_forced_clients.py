@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import openai
-import pytest
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from tests.support.live_server import WAIT, serving
 from tests.support.prompts import HI, TOOLS
+from tests.support.slow import slow_fixture
 
 NAMED: Any = {"type": "function", "function": {"name": "get_time"}}
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def url(gguf_of: Callable[[str, str], Path]) -> Iterator[str]:
     with serving(gguf_of("tooling", "Q8_0")) as (base, _):
         yield f"{base}/v1"

@@ -45,6 +45,7 @@ from schemathesis.checks import (
 from edge.config import Settings
 from tests.support.live_server import error_of, serving
 from tests.support.prompts import HI
+from tests.support.slow import slow_fixture
 
 EXAMPLES = int(os.environ.get("EDGE_QWEN_FUZZ_EXAMPLES", "150"))
 BUDGET_S = max(300.0, EXAMPLES * 2.0)  # per operation and mode; a hang fails, not waits
@@ -54,13 +55,13 @@ SMALL_LIMIT = 64 * 1024
 BODY_TIMEOUT = 3.0
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def server(gguf_of: Callable[[str, str], Path]) -> Iterator[tuple[str, Any]]:
     with serving(gguf_of("scripted", "Q8_0"), n_ctx=512) as up:
         yield up
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def keyed(gguf_of: Callable[[str, str], Path]) -> Iterator[str]:
     opts = Settings(api_key=KEY, max_body_bytes=SMALL_LIMIT, body_timeout_s=BODY_TIMEOUT)
     with serving(gguf_of("scripted", "Q8_0"), opts, n_ctx=512) as (url, _):

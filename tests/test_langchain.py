@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 from langchain_openai import ChatOpenAI
 
 from tests.support.live_server import serving
+from tests.support.slow import slow_fixture
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def url(gguf_of: Callable[[str, str], Path]) -> Iterator[str]:
     with serving(gguf_of("scripted", "Q8_0")) as (base, _):
         yield f"{base}/v1"

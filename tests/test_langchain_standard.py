@@ -23,6 +23,7 @@ from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from tests.support.live_server import serving
+from tests.support.slow import slow_fixture
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("EDGE_QWEN_LANGCHAIN_STANDARD") != "1",
@@ -54,7 +55,7 @@ def known_failures(request: pytest.FixtureRequest) -> None:
         request.applymarker(pytest.mark.xfail(reason=XFAIL[name], strict=False))
 
 
-@pytest.fixture(scope="module", autouse=True)
+@slow_fixture(scope="module", autouse=True)
 def edge_server(gguf_of: Callable[[str, str], Path]) -> Iterator[None]:
     with serving(gguf_of("scripted", "Q8_0"), n_ctx=4096) as (url, _):
         _URL["base"] = f"{url}/v1"

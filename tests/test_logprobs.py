@@ -16,22 +16,23 @@ import openai
 import pytest
 
 from tests.support.live_server import WAIT, serving
+from tests.support.slow import slow_fixture
 
 PROMPT = "The capital of France is"
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def tiny(gguf_of: Callable[[str, str], Path]) -> Path:
     return gguf_of("tiny", "Q8_0")
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def server(tiny: Path) -> Iterator[str]:
     with serving(tiny, parallel=2) as (url, _):
         yield url
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def reference(tiny: Path) -> Iterator[Callable[[str, int], tuple[list[int], Any]]]:
     """`reference(prompt, n)`: the prompt's tokens plus n greedy ones, and the
     log-softmax row of every position (row i predicts token i + 1), by llama-cpp-python."""

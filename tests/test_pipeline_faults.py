@@ -33,6 +33,7 @@ from tests.support.cli import assert_clean_failure, run_cli
 from tests.support.hubstandin import HubStandIn
 from tests.support.pull import partial_size
 from tests.support.repo import REPO_ROOT
+from tests.support.slow import slow_fixture
 
 REPO = "Qwen/Qwen3-0.6B"
 NAME = "qwen3-0.6b-q8_0"
@@ -267,7 +268,7 @@ def test_a_damaged_model_is_refused_at_load_and_repaired_by_the_suggested_pull(
     assert verified_models(cli_env) == [name] and leftovers(cli_env) == []
 
 
-@pytest.fixture
+@slow_fixture
 def stored_copy(tmp_path: Path, gguf_of: Callable[[str, str], Path]) -> tuple[Settings, Path]:
     """A store holding a real Q8_0 GGUF under `m-q8_0`, committed as a pull commits."""
     settings = Settings(home=tmp_path / "home")

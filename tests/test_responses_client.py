@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from tests.support.live_server import WAIT, serving
+from tests.support.slow import slow_fixture
 
 TOOLS: Any = [
     {
@@ -30,13 +31,13 @@ TOOLS: Any = [
 OFF: Any = {"effort": "none"}  # thinking off: the tooling model then calls its tool
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def scripted(gguf_of: Callable[[str, str], Path]) -> Iterator[openai.OpenAI]:
     with serving(gguf_of("scripted", "Q8_0")) as (url, _):
         yield openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=WAIT)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def tooling(gguf_of: Callable[[str, str], Path]) -> Iterator[str]:
     with serving(gguf_of("tooling", "Q8_0"), n_ctx=4096) as (url, _):
         yield url

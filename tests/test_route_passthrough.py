@@ -28,6 +28,7 @@ from edge.route.litellm import wait_ready as router_ready
 from edge.route.replicas import Replica
 from tests.support.live_server import free_port, wait_ready
 from tests.support.repo import REPO_ROOT
+from tests.support.slow import slow_fixture
 
 pytestmark = pytest.mark.slow
 HI = [{"role": "user", "content": "Hi"}]
@@ -103,7 +104,7 @@ def _merged(*plans: RouterPlan) -> RouterPlan:
     return RouterPlan(plans[0].name, config, {k: v for p in plans for k, v in p.secrets.items()})
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def routed(
     gguf_of: Callable[[str, str], Path], router_venv: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:

@@ -36,6 +36,7 @@ from edge.server import create_app
 from edge.server.lan import server_key
 from tests.support.cli import assert_clean_failure, run_cli, serve
 from tests.support.live_server import free_port, wait_ready
+from tests.support.slow import slow_fixture
 
 WAIT = 60.0
 KEY = "k3y-Zq8vR2mW5tY7uP0aS4dF6gH9jL1x"  # 32 characters
@@ -58,19 +59,19 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def model(gguf_of: Callable[[str, str], Path]) -> str:
     return str(gguf_of("scripted", "Q8_0"))
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def plain(model: str, env: dict[str, str]) -> Iterator[str]:
     """`edge-qwen serve -m M`: every default as a user gets it."""
     with serve(["-m", model], env) as (url, _):
         yield url
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def keyed(model: str, env: dict[str, str]) -> Iterator[str]:
     """`serve --api-key KEY --cors-origin GOOD`."""
     with serve(["-m", model, "--api-key", KEY, "--cors-origin", GOOD], env) as (url, _):

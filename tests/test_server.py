@@ -25,9 +25,10 @@ from edge.engine.plan import make_plan, read_model_info
 from edge.server import create_app
 from tests.support.live_server import WAIT, error_of, free_port, serving
 from tests.support.prompts import HI, TOOLS
+from tests.support.slow import slow_fixture
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def scripted_server(gguf_of: Callable[[str, str], Path]) -> Iterator[str]:
     with serving(gguf_of("scripted", "Q8_0")) as (url, _):
         yield url

@@ -18,6 +18,7 @@ from packaging.version import Version  # noqa: E402  (transformers' own dependen
 
 from edge.errors import NotFoundError  # noqa: E402
 from edge.model import synthetic  # noqa: E402
+from tests.support.slow import slow_fixture  # noqa: E402
 
 # transformers 4.56 renamed from_pretrained's torch_dtype to dtype (the old name warns).
 _FLOAT32 = (
@@ -66,7 +67,7 @@ MESSAGES = [{"role": "user", "content": "Say hello to the world."}]
 # tiny_dir (tiny, seed 0) and scripted_dir (tiny, DEFAULT_SCRIPT) come from conftest.py.
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic.write_checkpoint(tmp_path_factory.mktemp("bench"), seed=0, bench_safe=True)
 

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.live_server import serving
+from tests.support.slow import slow_fixture
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # CI installs Chromium and sets this, so a missing browser fails there instead of skipping.
@@ -38,7 +39,7 @@ TIMEOUT_MS = 30_000
 # The page's Content-Security-Policy forbids eval, so waits use locators, never JS strings.
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
