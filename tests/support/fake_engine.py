@@ -14,15 +14,27 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from edge.engine import Finish, Inbox, Job, Limits, ShelfUse, Ticket, TokenEvent, Usage
+from edge.engine import (
+    EngineAPI,
+    Finish,
+    FinishReason,
+    Inbox,
+    Job,
+    Limits,
+    ShelfUse,
+    Ticket,
+    TokenEvent,
+    Usage,
+)
 from edge.errors import ContextOverflowError, EdgeError, UsageError
 
 
 @dataclass
 class Answer:
     pieces: list[str] = field(default_factory=list)
-    reason: str = "stop"
+    reason: FinishReason = "stop"
     error: EdgeError | None = None
     stop_sequence: str | None = None
 
@@ -47,7 +59,7 @@ class FakeEngine:
         self.closed = False
 
     def enqueue(
-        self, pieces: list[str], reason: str = "stop", stop_sequence: str | None = None
+        self, pieces: list[str], reason: FinishReason = "stop", stop_sequence: str | None = None
     ) -> None:
         self._script.append(Answer(pieces, reason, stop_sequence=stop_sequence))
 
@@ -117,14 +129,18 @@ class FakeEngine:
 
     @staticmethod
     def _finish(
-        reason: str, ticket: Ticket, sent: int, start: float, stop: str | None = None
+        reason: FinishReason, ticket: Ticket, sent: int, start: float, stop: str | None = None
     ) -> Finish:
         usage = Usage(len(ticket.job.prompt), 0, sent, 0)
         total = time.perf_counter() - start
-        return Finish(reason, usage, min(total, 0.001), total, (), stop)  # type: ignore[arg-type]
+        return Finish(reason, usage, min(total, 0.001), total, (), stop)
 
     def close(self) -> None:
         self.closed = True
         self.gate.set()
         for thread in self._threads:
             thread.join(timeout=10)
+
+
+if TYPE_CHECKING:  # mypy checks FakeEngine against the seam's Protocol, member by member
+    _CONFORMS: type[EngineAPI] = FakeEngine

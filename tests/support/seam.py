@@ -63,7 +63,7 @@ def stream_while_silent(path: str, body: dict[str, Any], silence: float = 0.4) -
             engine.gate.set()
             return await request
 
-    return run(go)  # type: ignore[no-any-return]
+    return run(go)
 
 
 def run(test: Callable[[], Any]) -> Any:

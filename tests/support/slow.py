@@ -15,7 +15,7 @@ while the test runs (`request.getfixturevalue`) is not seen at collection.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -51,9 +51,10 @@ def uses_slow_fixture(item: pytest.Item) -> bool:
     info = getattr(item, "_fixtureinfo", None)  # collected functions have it, other items not
     if info is None:
         return False
+    names: Iterable[str] = getattr(item, "fixturenames", ())
     return any(
         function in SLOW_FIXTURES
-        for name in item.fixturenames
+        for name in names
         for function in _in_use(name, info.name2fixturedefs.get(name, ()))
     )
 
