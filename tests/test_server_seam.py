@@ -7,6 +7,7 @@ test_server_guard.py, on the same helpers (tests/support/seam.py)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import httpx
@@ -297,3 +298,25 @@ def test_keepalive_comments_flow_while_the_prompt_is_read(
     # in front of several servers can still send the request elsewhere
     assert keepalives == list(range(len(keepalives)))
     assert events[-1] == "data: [DONE]"
+
+
+def test_keepalive_while_the_engine_is_silent() -> None:
+    """A long prompt: nothing for a while, then the end. One ticker wakes the silent
+    stream with keep-alives; the engine's items, posted from its own thread, end it."""
+    from edge.engine import Finish, Job, SamplingParams, Ticket, Usage
+    from edge.server.worker import AsyncInbox, Keepalive
+
+    async def run() -> list[object]:
+        ended: list[Ticket] = []
+        inbox = AsyncInbox(asyncio.get_running_loop(), 0.1, lambda t, _: ended.append(t))
+        ticket = Ticket(Job([1], SamplingParams()), inbox)
+        finish = Finish("stop", Usage(1, 0, 0, 0), 0.1, 0.1)
+        timer = threading.Timer(0.35, inbox.post, [[(ticket, finish)]])
+        timer.start()
+        items = [item async for item in inbox.items(ticket)]
+        timer.join()
+        assert ended == [ticket]
+        return items
+
+    items = asyncio.run(run())
+    assert 2 <= sum(isinstance(i, Keepalive) for i in items) <= 4 and isinstance(items[-1], Finish)

@@ -1,7 +1,8 @@
 """The soak test (scripts/soak.py) at CI size: one real `edge-qwen serve`, mixed requests.
 
 300 requests take about a minute on 2 cores. EDGE_QWEN_SOAK_LONG=1 also runs the full
-1,000-request soak (a few minutes).
+1,000-request soak (a few minutes). The verdict's checks on made-up readings:
+tests/unit/test_soak.py.
 """
 
 from __future__ import annotations
@@ -47,21 +48,3 @@ def test_soak_mixed_requests_leak_nothing(gguf_of: Callable[[str, str], Path]) -
 def test_soak_long(gguf_of: Callable[[str, str], Path]) -> None:
     report = soak.run_soak(gguf_of("looping", "Q8_0"), requests=1000, concurrency=6, parallel=4)
     check(report, 1000)
-
-
-def test_the_checks_can_fail() -> None:
-    """The verdict is not a rubber stamp: a leak, a 5xx and a runaway stream are caught."""
-    probe = soak.Probe(rss_kib=100_000, hwm_kib=100_000, fds=16, threads=12)
-    grown = soak.Probe(rss_kib=106_000, hwm_kib=106_000, fds=17, threads=17)
-    outcomes = [soak.Outcome("chat", 200, None), soak.Outcome("chat", 500, "HTTP 500")]
-    metrics = {
-        'edge_requests_total{api="chat_completions",status="500"}': 1.0,
-        "edge_generated_tokens_total": 1e6,
-    }
-    report = soak._report(
-        outcomes, metrics, probe, grown, [], 1.0, concurrency=1, parallel=1, mark=1
-    )
-    text = " ".join(report.problems)
-    for needle in ("5xx", "bad requests", "RSS grew", "fds grew", "threads grew", "went on"):
-        assert needle in text, (needle, text)
-    assert "FAIL" in report.to_markdown()

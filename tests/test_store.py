@@ -1,18 +1,16 @@
-"""The model store's own rules: atomic commits, sweeping, names that cannot escape, checksums."""
+"""The model store's own rules: atomic commits, sweeping, names that cannot escape, checksums.
+Resolving a model on real checkpoints: tests/live/test_store.py."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from edge.config import Settings
 from edge.errors import InvalidModelError, NotFoundError, StoreError, UsageError
-from edge.model.pipeline import ensure_model
 from edge.model.store import (
     MANIFEST,
     MODEL_FILE,
@@ -113,21 +111,3 @@ def test_remove(tmp_path: Path) -> None:
 def test_manifest_ignores_unknown_keys() -> None:
     text = Manifest("m", "Q8_0", "ab", 1, {"kind": "hub"}).to_json()
     assert Manifest.from_json(text.replace('"name"', '"future": 1, "name"')).name == "m"
-
-
-def test_ensure_model_resolves_every_form(
-    tmp_path: Path, gguf_of: Callable[[str, str], Path], scripted_dir: Path
-) -> None:
-    settings = Settings(home=tmp_path / "home")
-    with pytest.raises(NotFoundError, match="No model pulled yet"):
-        ensure_model(None, settings)
-    direct = gguf_of("scripted", "Q8_0")
-    assert ensure_model(str(direct), settings) == direct
-    with pytest.raises(NotFoundError, match="does not exist"):
-        ensure_model(str(tmp_path / "missing.gguf"), settings)
-    imported = ensure_model(str(scripted_dir), settings)  # an HF folder is converted once
-    assert imported.parent.name == "qwen3-scripted-q8_0"
-    assert ensure_model("qwen3-scripted-q8_0", settings) == imported
-    assert ensure_model(str(scripted_dir), settings) == imported  # unchanged: not rebuilt
-    with pytest.raises(NotFoundError, match="qwen3-scripted-q8_0"):
-        ensure_model("qwen3-0.6b-q8_0", settings)
