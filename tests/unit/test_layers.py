@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-EDGE = Path(__file__).resolve().parent.parent / "edge"
+from tests.support.repo import REPO_ROOT
+
+EDGE = REPO_ROOT / "edge"
 
 # Modules outside edge/engine/ allowed to import llama_cpp, and why.
 EXCEPTIONS = {

@@ -1,6 +1,6 @@
 """The shelf's bookkeeping (edge.engine.shelf): a byte cap, least recently used out first,
 the longest shared prefix found, a later turn superseding an earlier one. Pure logic; the
-real engine parks and restores through llama.cpp in test_batch.py."""
+real engine parks and restores through llama.cpp in tests/live/test_batch.py."""
 
 from __future__ import annotations
 

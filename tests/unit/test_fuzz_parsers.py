@@ -10,7 +10,7 @@ exactly the deltas (kinds and merged text) and calls that feeding the text whole
 Size: ``EDGE_QWEN_FUZZ_EXAMPLES`` examples per property (default 150; the whole file runs
 in well under a minute). The long run::
 
-    EDGE_QWEN_FUZZ_EXAMPLES=20000 pytest tests/test_fuzz_parsers.py
+    EDGE_QWEN_FUZZ_EXAMPLES=20000 pytest tests/unit/test_fuzz_parsers.py
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import pytest
 
 from edge.config import DEFAULT_PARALLEL, Settings
 from edge.errors import UsageError
+from tests.support.repo import REPO_ROOT
 
 # A valid value for every field, as a person would write it in the environment, and what
 # it becomes. A new field without a row here fails the first test below.
@@ -102,6 +103,6 @@ def test_settings_are_frozen_and_doctor_never_shows_the_key() -> None:
 
 
 def test_the_readme_lists_every_variable() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     missing = [f for f in Settings.model_fields if f"`{Settings.env_name(f)}`" not in readme]
     assert missing == []
