@@ -1,11 +1,12 @@
 """The wire, byte for byte: the OpenAPI schema and the bodies of a fixed set of requests to
 every API (streamed and not, thinking, tool calls, errors), over the fake engine.
 
-The goldens under tests/golden/ were written from the server as it was before its files
+The goldens under tests/seam/golden/ were written from the server as it was before its files
 moved into a folder per API; a refactor that changes one byte of what a client sees fails
 here. Random ids and clock readings are made stable first (ids from a counter, times
 replaced by 0). After a change to the wire that is meant, rewrite them with
-`EDGE_QWEN_UPDATE_GOLDEN=1 python -m pytest tests/test_wire_golden.py` and read the diff.
+`EDGE_QWEN_UPDATE_GOLDEN=1 python -m pytest tests/seam/test_wire_golden.py` and read the
+diff.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 event by event, folded answers, the effort table, refusals by field, the response store
 (LRU by count and bytes, partitions per key), GET/DELETE and previous_response_id.
 The same API against real llama.cpp, the openai SDK and the Agents SDK:
-test_responses_client.py."""
+tests/live/test_responses_client.py."""
 
 from __future__ import annotations
 

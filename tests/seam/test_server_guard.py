@@ -1,6 +1,7 @@
 """The Guard and CORS, fast (fake engine, no uvicorn): the API key, body size and body
 deadline refusals, and the CORS headers a browser needs, also on refusals. The same run
-against a real uvicorn (raw sockets, constant-time compare) in test_security.py."""
+against a real uvicorn: tests/live/test_security.py (raw sockets) and
+tests/unit/test_security.py (constant-time compare)."""
 
 from __future__ import annotations
 

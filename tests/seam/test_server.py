@@ -1,8 +1,8 @@
 """The server over a fake engine at the seam, in process (no model, no uvicorn): SSE
 framing of chat and text completions, keep-alives, folded answers, the queue's 429, drain.
 Fast; the same behaviours run against the real engine and a real uvicorn in
-test_server.py. The error table is tested in test_server_errors.py, the Guard and CORS in
-test_server_guard.py, on the same helpers (tests/support/seam.py)."""
+tests/live/test_server.py. The error table is tested in test_server_errors.py, the Guard
+and CORS in test_server_guard.py, on the same helpers (tests/support/seam.py)."""
 
 from __future__ import annotations
 
