@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from edge.bench import defaults_report
 from edge.bench.report import BEGIN_MARKER, END_MARKER, summarize, targets
 from tests.support.cli import assert_clean_failure, run_cli
@@ -27,7 +25,6 @@ CONTENDERS_RAW = {
 SERVERS = {"edge-qwen serve", "llama-server", "llama_cpp.server"}
 
 
-@pytest.mark.slow
 def test_quick_bench_makes_every_figure(
     tmp_path: Path, cli_env: dict[str, str], bench_home: Path
 ) -> None:

@@ -34,7 +34,6 @@ def instructions() -> list[Instruction]:
     return read_instructions()
 
 
-@pytest.mark.slow  # runs a process
 def test_hadolint_is_clean() -> None:
     # In this interpreter's environment even when it is not on PATH (pytest run by path).
     hadolint = shutil.which("hadolint", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
@@ -68,7 +67,6 @@ def health_argv(instructions: list[Instruction]) -> list[str]:
     return healthcheck_of(instructions).argv
 
 
-@pytest.mark.slow  # runs a process
 def test_healthcheck_passes_against_a_ready_server(
     health_argv: list[str],
     instructions: list[Instruction],
@@ -83,7 +81,6 @@ def test_healthcheck_passes_against_a_ready_server(
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.slow  # runs a process
 def test_healthcheck_fails_where_nothing_listens(health_argv: list[str]) -> None:
     proc = run_healthcheck(health_argv, free_port())
     assert proc.returncode != 0
@@ -116,7 +113,6 @@ def loading_server() -> Iterator[int]:
         thread.join(timeout=RUN_TIMEOUT)
 
 
-@pytest.mark.slow  # runs a process
 def test_healthcheck_fails_while_the_model_loads(
     health_argv: list[str], loading_server: int
 ) -> None:
@@ -124,7 +120,6 @@ def test_healthcheck_fails_while_the_model_loads(
     assert proc.returncode != 0 and "503" in proc.stderr
 
 
-@pytest.mark.slow  # runs a process
 def test_healthcheck_gives_up_on_a_hung_server(health_argv: list[str]) -> None:
     """A server that accepts the connection and never answers: the command's own timeout."""
     with socket.socket() as hung:

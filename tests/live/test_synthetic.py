@@ -219,7 +219,6 @@ def test_scripted_margin_and_config(scripted_dir: Path) -> None:
 # --- the real size -----------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_0_6b_checkpoint(tmp_path: Path) -> None:
     folder = synthetic.write_checkpoint(tmp_path / "q06", shape="0.6b", bench_safe=True)
     with safetensors.safe_open(folder / "model.safetensors", framework="pt") as f:

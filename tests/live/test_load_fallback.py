@@ -41,7 +41,6 @@ def limited(args: list[str]) -> list[str]:
     ]
 
 
-@pytest.mark.slow
 def test_run_retries_with_a_smaller_context_and_says_so(
     model_06b: Path, cli_env: dict[str, str]
 ) -> None:
@@ -56,7 +55,6 @@ def test_run_retries_with_a_smaller_context_and_says_so(
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.slow
 def test_serve_comes_up_with_a_smaller_plan(model_06b: Path, cli_env: dict[str, str]) -> None:
     port = free_port()
     args = ["serve", "-m", str(model_06b), "--ctx", "32768", "--port", str(port)]

@@ -173,10 +173,6 @@ def raw_request(
 # ---------------------------------------------------------------------------
 
 
-# A stand-in hub server in another process, and real downloads from it.
-pytestmark = pytest.mark.slow
-
-
 @pytest.fixture(autouse=True)
 def hf_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A client environment of its own: empty HF_HOME, no token, online, no proxy for 127.0.0.1."""

@@ -10,11 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.support.repo import load_script
-
-pytestmark = pytest.mark.slow
 
 
 def test_a_killed_replica_is_stepped_around_and_rejoins(

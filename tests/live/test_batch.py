@@ -328,7 +328,6 @@ def test_a_full_cache_fails_the_newest_and_serves_the_rest(
         engine.close()
 
 
-@pytest.mark.slow
 def test_eight_clients_at_once_through_the_server(gguf_of: Callable[[str, str], Path]) -> None:
     tokens = 24
     stamps: list[list[float]] = [[] for _ in range(8)]

@@ -15,7 +15,7 @@ Size: ``EDGE_QWEN_FUZZ_EXAMPLES`` schema-valid cases per operation (default 150)
 as many schema-invalid ones (they are refused quickly), a tenth with an API key: about 1,900
 requests, two to three minutes on a 2-core machine. The long run::
 
-    EDGE_QWEN_FUZZ_EXAMPLES=3000 pytest tests/test_fuzz_api.py
+    EDGE_QWEN_FUZZ_EXAMPLES=3000 pytest tests/live/test_fuzz_api.py
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ from tests.support.live_server import free_port, wait_ready
 from tests.support.repo import REPO_ROOT
 from tests.support.slow import slow_fixture
 
-pytestmark = pytest.mark.slow
 HI = [{"role": "user", "content": "Hi"}]
 NO_THINK = {"chat_template_kwargs": {"enable_thinking": False}}
 TOOLS = [{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}]

@@ -1,8 +1,8 @@
 """Forced tool calls through real clients (the openai SDK on chat completions and Responses,
 LangChain's ChatOpenAI), against the scripted "tooling" model, which calls get_time with no
 arguments: the grammar must let that call through and turn thinking off whatever the
-request's default. Anthropic's SDK: tests/test_anthropic_client.py. Schema validity over
-random weights: tests/test_forced_calls.py."""
+request's default. Anthropic's SDK: tests/live/test_anthropic_client.py. Schema validity over
+random weights: tests/live/test_forced_calls.py."""
 
 from __future__ import annotations
 
