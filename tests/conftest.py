@@ -1,11 +1,21 @@
-"""Shared fixtures: synthetic checkpoints built once per session, isolated homes, the CLI's
-environment. Plain helpers and constants are in tests/support/ (imported as
-`from tests.support.<module> import <name>`), never in a conftest or a test module.
+"""The test suite's layout, and the fixtures every folder shares.
 
-The fast loop is `python -m pytest -m "not slow"` (under a minute): pure logic and the
-server over a fake engine at the seam. A fixture that builds a model, or that exists for
-tests running the CLI as a process, is defined with `slow_fixture` (tests/support/slow.py):
-every test that uses it, directly or through another fixture, is marked slow.
+Tests live in a folder by how they run, and in a file named by what they test:
+
+- tests/unit/: pure logic, no model, no fake engine, no CLI process (fast)
+- tests/seam/: the server and the chat over the FakeEngine, in process (fast)
+- tests/live/: models built and run by llama.cpp, the CLI and servers as processes, real
+  uvicorn, real clients and browsers (slow: tests/live/conftest.py marks the folder)
+
+The fast loop is `python -m pytest -m "not slow"` (under a minute), that is tests/unit/ and
+tests/seam/. A fixture that builds a model, or that exists for tests running the CLI as a
+process, is defined with `slow_fixture` (tests/support/slow.py): every test that uses it,
+directly or through another fixture, is marked slow, and tests/support/layout.py stops a
+run that finds such a test in a fast folder, or a test outside the three.
+
+Here: synthetic checkpoints built once per session, isolated homes, the CLI's environment.
+Plain helpers and constants are in tests/support/ (imported as
+`from tests.support.<module> import <name>`), never in a conftest or a test module.
 """
 
 from __future__ import annotations
@@ -23,8 +33,8 @@ from edge.model.synthetic import write_checkpoint
 from tests.support.scripted import HOSTILE_SCRIPT, LOOPING_SCRIPT, TOOL_SCRIPT
 from tests.support.slow import slow_fixture
 
-# The slow-fixture mark (tests/support/slow.py), and pytester for the tests of it.
-pytest_plugins = ["pytester", "tests.support.slow"]
+# The slow marks and the layout's check (tests/support/), and pytester for the tests of them.
+pytest_plugins = ["pytester", "tests.support.slow", "tests.support.layout"]
 
 
 @slow_fixture(scope="session")

@@ -13,4 +13,8 @@
 - hubstandin: a local stand-in for the Hugging Face Hub (also a script: see its docstring)
 - pull: checking what `edge-qwen pull` left in a home and asked of the stand-in
 - corpus: a multilingual tokenizer corpus
+- checkpoints: Qwen3-0.6B's config.json and size, a checkpoint loaded into transformers
+- dockerfile: Dockerfile.cuda parsed as Docker reads it
+- slow: `slow_fixture`, and the plugin that marks the tests using one slow
+- layout: the plugin that holds every test to its folder (unit/, seam/, live/)
 """
