@@ -8,7 +8,7 @@ killed replica (committed: it had read that replica's first chunk) is answered b
 another one; requests sent after the kill all succeed; the
 restarted replica gets traffic again, and how long that took. A request's replica is the
 `x-litellm-model-id` header the router adds (`replica-0` …, from edge/route/litellm.py).
-The tests run it at CI size (tests/test_route_failover.py).
+The tests run it at CI size (tests/live/test_route_failover.py).
 """
 
 from __future__ import annotations

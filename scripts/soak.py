@@ -17,7 +17,7 @@ reports, as JSON and Markdown:
     python scripts/soak.py                       # 1,000 requests (a few minutes on 2 cores)
     python scripts/soak.py --requests 300 --json soak.json --markdown soak.md
 
-Importable: `run_soak(model, requests=...)` returns the same report (tests/test_soak.py).
+Importable: `run_soak(model, requests=...)` returns the same report (tests/live/test_soak.py).
 """
 
 from __future__ import annotations

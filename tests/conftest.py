@@ -1,20 +1,28 @@
-"""Shared fixtures: synthetic checkpoints built once per session, isolated homes, the CLI.
+"""The test suite's layout, and the fixtures every folder shares.
 
-The fast loop is `python -m pytest -m "not slow"` (under a minute): pure logic and the
-server over a fake engine at the seam. Every test that needs a model built by llama.cpp
-or the CLI as a process is marked slow here, from the fixtures it uses (directly or
-through another fixture); modules that start processes or browsers say so themselves.
+Tests live in a folder by how they run, and in a file named by what they test:
+
+- tests/unit/: pure logic, no model, no fake engine, no CLI process (fast)
+- tests/seam/: the server and the chat over the FakeEngine, in process (fast)
+- tests/live/: models built and run by llama.cpp, the CLI and servers as processes, real
+  uvicorn, real clients and browsers (slow: tests/live/conftest.py marks the folder)
+
+The fast loop is `python -m pytest -m "not slow"` (under a minute), that is tests/unit/ and
+tests/seam/. A fixture that builds a model, or that exists for tests running the CLI as a
+process, is defined with `slow_fixture` (tests/support/slow.py): every test that uses it,
+directly or through another fixture, is marked slow, and tests/support/layout.py stops a
+run that finds such a test in a fast folder, or a test outside the three.
+
+Here: synthetic checkpoints built once per session, isolated homes, the CLI's environment.
+Plain helpers and constants are in tests/support/ (imported as
+`from tests.support.<module> import <name>`), never in a conftest or a test module.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -22,46 +30,20 @@ import pytest
 from edge.model.convert import convert
 from edge.model.quantize import quantize
 from edge.model.synthetic import write_checkpoint
+from tests.support.scripted import HOSTILE_SCRIPT, LOOPING_SCRIPT, TOOL_SCRIPT
+from tests.support.slow import slow_fixture
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CLI_TIMEOUT = 300
-SLOW_FIXTURES = {
-    "tiny_dir",
-    "scripted_dir",
-    "looping_dir",
-    "tooling_dir",
-    "gguf_of",
-    "cli_env",
-    "bench_home",
-    "model_06b",
-    "hostile_gguf",
-    "router_venv",
-}
+# The slow marks and the layout's check (tests/support/), and pytester for the tests of them.
+pytest_plugins = ["pytester", "tests.support.slow", "tests.support.layout"]
 
 
-def load_script(name: str) -> ModuleType:
-    """scripts/NAME.py imported as module NAME (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
-
-
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight tiny Qwen3 checkpoint (seed 0) with the real tokenizer."""
     return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "Qwen3-tiny", shape="tiny", seed=0)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def scripted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The scripted tiny checkpoint: greedy output known in advance (DEFAULT_SCRIPT)."""
     return write_checkpoint(
@@ -69,46 +51,21 @@ def scripted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-# A model stuck in loops: "Let me Let me …" while thinking, "Hello world Hello world …" after.
-LOOPING_SCRIPT = [["\n", "<think>", "Let", " me", "Let"], ["\n\n", "Hello", " world", "Hello"]]
-
-
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def looping_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scripted checkpoint that repeats itself forever (for the loop guard and Ctrl-C)."""
     folder = tmp_path_factory.mktemp("ckpt") / "Qwen3-looping"
     return write_checkpoint(folder, shape="tiny", script=LOOPING_SCRIPT)
 
 
-# With thinking off (the prompt ends "\n\n") it calls a tool: every piece is one token.
-TOOL_SCRIPT = [
-    [
-        "\n\n",
-        "<tool_call>",
-        '{"',
-        "name",
-        '":"',
-        "get",
-        "_time",
-        '","',
-        "arguments",
-        '":',
-        "{",
-        "}}",
-        "</tool_call>",
-        "<|im_end|>",
-    ]
-]
-
-
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def tooling_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scripted checkpoint that answers with `<tool_call>{"name":"get_time","arguments":{}}`."""
     folder = tmp_path_factory.mktemp("ckpt") / "Qwen3-tooling"
     return write_checkpoint(folder, shape="tiny", script=TOOL_SCRIPT)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def gguf_of(
     tmp_path_factory: pytest.TempPathFactory,
     tiny_dir: Path,
@@ -140,7 +97,7 @@ def gguf_of(
     return make
 
 
-@pytest.fixture
+@slow_fixture  # its users run the CLI as a process
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """An environment with its own model store and HF cache, and no hub credentials."""
     env = {
@@ -156,29 +113,6 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def run_cli(
-    args: list[str], env: dict[str, str], timeout: float = CLI_TIMEOUT
-) -> subprocess.CompletedProcess[str]:
-    """Run `edge-qwen ARGS` as a real process, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-    )
-
-
-def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
-    """A failed command says what happened in an `error:` line, with no traceback."""
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "error: " in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in proc.stderr, (needle, proc.stderr)
 
 
 @pytest.fixture
@@ -210,13 +144,13 @@ def greedy() -> Iterator[Callable[..., str]]:
         llm.close()  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def bench_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An EDGE_QWEN_HOME for the benchmark's synthetic 0.6b models (built once, minutes)."""
     return tmp_path_factory.mktemp("bench-home")
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def model_06b(bench_home: Path) -> Path:
     """The 0.6b-shaped synthetic model, Q4_K_M: the size the memory figures are about.
     Shared with the benchmark smoke test, which finds it in the same cache."""
@@ -225,49 +159,7 @@ def model_06b(bench_home: Path) -> Path:
     return bench_model(bench_home / "bench", "Q4_K_M", lambda _: None)
 
 
-# Markup a hostile model could emit, in its thinking and in its answer; every piece is one
-# token and no token repeats with another successor (the scripted model's one rule).
-HOSTILE_THINKING = "<img src=x onerror=alert(1)>"
-HOSTILE_ANSWER = "<script>window.pwned=true</script> [x](javascript:top.close)"
-HOSTILE_SCRIPT = [
-    [
-        "\n",
-        "<think>",
-        "<img",
-        " src",
-        "=x",
-        " on",
-        "error",
-        "=",
-        "alert",
-        "(",
-        "1",
-        ")>",
-        "</think>",
-        "\n\n",
-        "<script",
-        ">window",
-        ".p",
-        "wn",
-        "ed",
-        "=true",
-        "</",
-        "script",
-        ">",
-        " [",
-        "x",
-        "](",
-        "javascript",
-        ":",
-        "top",
-        ".close",
-        ")",
-        "<|im_end|>",
-    ]
-]
-
-
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def hostile_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scripted F16 GGUF that thinks HOSTILE_THINKING and answers HOSTILE_ANSWER."""
     folder = write_checkpoint(
@@ -278,7 +170,7 @@ def hostile_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def router_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LiteLLM's pinned proxy in its own virtual environment, as `edge-qwen route` installs
     it: once per session, or the one at $EDGE_QWEN_TEST_ROUTER_VENV (a local cache)."""

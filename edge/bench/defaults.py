@@ -45,7 +45,7 @@ from edge.bench import servers
 from edge.bench.servers import LLAMA_SERVER, OURS, PY_SERVER, Server, ServerSettings
 
 Log = Callable[[str], None]
-CHARS_PER_TOKEN = 4.2  # Qwen's BPE on `filler`'s text (tests/test_bench_defaults.py checks)
+CHARS_PER_TOKEN = 4.2  # Qwen's BPE on `filler`'s text (tests/unit/test_bench_defaults.py checks)
 
 
 @dataclass(frozen=True)

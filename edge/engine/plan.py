@@ -270,7 +270,8 @@ def compute_bytes(info: ModelInfo, n_ctx: int, flash_attn: bool, outputs: int) -
     the attention mask over the whole cache (f16 with flash attention), or without it the
     full K·Q matrix of every head (f32), and the logits rows. Checked against the size
     llama.cpp reports on CPU: 0.6b shape, ctx 2,048–40,960, with and without flash
-    attention, it is 0–3% above; tiny shape 10–18% above (tests/test_plan.py keeps it so).
+    attention, it is 0–3% above; tiny shape 10–18% above (tests/unit/test_plan.py and
+    tests/live/test_plan.py keep it so).
     """
     ub = min(N_BATCH, padded_ctx(n_ctx))
     ctx = padded_ctx(n_ctx)

@@ -25,7 +25,7 @@ from edge.errors import EdgeError
 from edge.route.replicas import Replica
 
 # Pinned: the pass-through of reasoning_content, usage and tool calls is tested against
-# this release (tests/test_route_passthrough.py); a newer one is a deliberate upgrade.
+# this release (tests/live/test_route_passthrough.py); a newer one is a deliberate upgrade.
 # (1.110.x's [proxy] extra needs a litellm-proxy wheel that PyPI does not carry yet.)
 LITELLM_VERSION = "1.108.7"
 STRATEGIES = {

@@ -1,0 +1,61 @@
+"""`edge-qwen route` as a person runs it: what it refuses, a real run and stop. Its checks
+and its config, without processes: tests/unit/test_route_cli.py."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import openai
+
+from tests.support.cli import EDGE_QWEN, assert_clean_failure, run_cli, serve, start
+from tests.support.live_server import free_port
+
+
+def test_route_refuses_what_it_cannot_route(cli_env: dict[str, str]) -> None:
+    assert_clean_failure(run_cli(["route", "localhost"], cli_env), 2, "not a replica address")
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert_clean_failure(run_cli(["route", dead], cli_env), 2, "cannot be reached", dead)
+    lan = run_cli(["route", "--lan", dead], cli_env)
+    assert_clean_failure(lan, 2, "a key is required", "--api-key")
+
+
+@contextmanager
+def route(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    proc = start([*EDGE_QWEN, "route", "--port", str(free_port()), *args], env)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip(), proc  # the address, once it is ready
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_route_serves_hides_the_keys_and_stops_on_sigterm(
+    gguf_of: Callable[[str, str], Path], cli_env: dict[str, str], router_venv: Path
+) -> None:
+    env = {**cli_env, "EDGE_QWEN_ROUTER_VENV": str(router_venv)}
+    model = ["-m", str(gguf_of("scripted", "Q8_0"))]
+    with serve([*model, "--api-key", "replica-secret"], cli_env) as (replica, _):
+        unkeyed = run_cli(["route", replica], env)
+        assert_clean_failure(unkeyed, 2, "refused the key", "--replica-key")
+        env["EDGE_QWEN_REPLICA_KEYS"] = "replica-secret"
+        with route([replica, "--api-key", "router-secret"], env) as (url, proc):
+            assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), url
+            client = openai.OpenAI(base_url=url, api_key="router-secret", max_retries=0)
+            reply = client.chat.completions.create(
+                model="qwen3", messages=[{"role": "user", "content": "Hi"}]
+            )
+            assert reply.choices[0].message.content == "Hello world"
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    for secret in ("replica-secret", "router-secret"):
+        assert secret not in out + err
+        for config in (Path(cli_env["EDGE_QWEN_HOME"]) / "router").glob("*.yaml"):
+            assert secret not in config.read_text()
