@@ -202,8 +202,9 @@ def test_a_mapped_name_is_pulled_with_ollamas_progress_lines_throttled() -> None
     assert rs[0].status_code == 200 and puller.asked == ["hf.co/o/repo"]
     assert lines[:2] == [{"status": "pulling manifest"}, {"status": "downloading o/repo"}]
     progress = [line for line in lines if "total" in line]
-    # 1001 callbacks in a few milliseconds: the first and the last bytes pass, few between.
-    assert 2 <= len(progress) <= 5, progress
+    # 1001 callbacks in a few milliseconds: the first and the last bytes pass, few between
+    # (the bound leaves room for a loaded machine; the clock test below is the exact one).
+    assert 2 <= len(progress) <= 20, progress
     assert progress[0]["completed"] == 0 and progress[-1]["completed"] == 1000
     digest = progress[0]["digest"]
     assert digest.startswith("sha256:") and len(digest) == 71
