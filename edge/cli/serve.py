@@ -75,6 +75,7 @@ def serve(
     can also be set as EDGE_QWEN_<OPTION>, e.g. EDGE_QWEN_CTX=4096.
     """
     from edge.chat.template import ChatTemplate
+    from edge.cli.puller import make_puller
     from edge.config import DEFAULT_PARALLEL
     from edge.engine import Engine, open_engine
     from edge.server import create_app
@@ -111,6 +112,7 @@ def serve(
         return open_engine(path, plan, info, say), template
 
     def make_app(on_failed: Any) -> Any:
-        return create_app(model_id, load, served, on_failed=on_failed)
+        # /api/pull fetches into the store; the server keeps serving the model it loaded.
+        return create_app(model_id, load, served, on_failed=on_failed, pull=make_puller(cfg, say))
 
     serve_forever(make_app, bind, cfg.port, model_id, say)

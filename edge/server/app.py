@@ -1,5 +1,5 @@
-"""`create_app(model_id, load, settings)`: the server, wired from its pieces, with no
-module-level state.
+"""`create_app(model_id, load, settings, on_failed, pull)`: the server, wired from its
+pieces, with no module-level state.
 
 The engine is loaded in the background so /health answers 503 until ready. The pieces:
 guard.py (size, deadline, key, CORS), errors.py (the one error table), web.py (the page,
@@ -29,6 +29,7 @@ from edge.server.errors import install_error_handlers
 from edge.server.guard import install_guard
 from edge.server.metrics import Metrics
 from edge.server.ollama import route as ollama
+from edge.server.pulls import Puller
 from edge.server.responses import route as responses
 from edge.server.runtime import Runtime
 from edge.server.worker import EngineWorker
@@ -41,12 +42,17 @@ def create_app(
     load: Callable[[], tuple[EngineAPI, ChatTemplate]],
     settings: Settings | None = None,
     on_failed: Callable[[str], None] | None = None,
+    pull: Puller | None = None,
 ) -> FastAPI:
     """The API around a model that `load()` opens (in the background, at startup), with
     the serving half of `settings`: API key, queue, body limits, CORS, reasoning format.
 
     When loading fails, /health and every request say why, and `on_failed(reason)` runs:
     the CLI uses it to stop the server rather than leave it up without a model.
+
+    `pull`, when given, lets Ollama's /api/pull fetch models into the store (the CLI's
+    puller runs the model pipeline, which the server may not import); the server keeps
+    serving the model it loaded.
     """
     opts = settings or Settings()
     rt = Runtime(model_id)
@@ -93,5 +99,5 @@ def create_app(
     completions.install(app, rt)
     anthropic.install(app, rt)
     responses.install(app, rt, keyed=opts.api_key is not None)
-    ollama.install(app, rt)
+    ollama.install(app, rt, pull)
     return app

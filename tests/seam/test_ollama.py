@@ -4,15 +4,19 @@ request sequences of the clients that speak it (reconstructed from their source)
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from edge.config import Settings
-from edge.errors import ContextFullError
+from edge.errors import ContextFullError, DownloadError
 from edge.server import worker
+from edge.server.pulls import Puller, PullPlan, PullStep, Throttle
 from tests.support.fake_engine import FakeEngine
 from tests.support.prompts import HI
 from tests.support.seam import client_of, run, stream_while_silent
@@ -56,6 +60,7 @@ def exchange(
     answers: list[tuple[list[str], str]] = (),  # type: ignore[assignment]
     options: Settings | None = None,
     headers: dict[str, str] | None = None,
+    pull: Puller | None = None,
 ) -> tuple[list[httpx.Response], FakeEngine]:
     """Run (method, path, body) calls in order on one app; the fake answers `answers`."""
     engine = FakeEngine()
@@ -63,7 +68,7 @@ def exchange(
         engine.enqueue(pieces, reason)
 
     async def go() -> list[httpx.Response]:
-        async with client_of(engine, options) as (client, _):
+        async with client_of(engine, options, pull=pull) as (client, _):
             return [
                 await client.request(method, path, json=body, headers=headers)
                 for method, path, body in calls
@@ -160,6 +165,132 @@ def test_pull_of_the_served_model_succeeds_at_once_and_others_fail() -> None:
     assert ndjson(rs[0])[-1] == {"status": "success"}
     assert rs[1].json() == {"status": "success"}
     assert rs[2].status_code == 404 and "edge-qwen pull" in rs[2].json()["error"]
+
+
+class FakePuller:
+    """A puller that knows `hf.co/…` names and the store name `stored-q8_0`; its pull
+    reports `steps` and then raises `fail`, if given, after `release` is set."""
+
+    def __init__(self, steps: list[PullStep] = (), fail: Exception | None = None) -> None:  # type: ignore[assignment]
+        self.steps, self.fail = list(steps), fail
+        self.asked: list[str] = []
+        self.started, self.release = threading.Event(), threading.Event()
+        self.release.set()
+
+    def __call__(self, name: str) -> PullPlan | None:
+        self.asked.append(name)
+        if name == "stored-q8_0":
+            return PullPlan(name, True, self.run)
+        return PullPlan("repo-q8_0", False, self.run) if name.startswith("hf.co/") else None
+
+    def run(self, progress: Callable[[PullStep], None]) -> None:
+        self.started.set()
+        assert self.release.wait(10)
+        for step in self.steps:
+            progress(step)
+        if self.fail is not None:
+            raise self.fail
+
+
+BYTES = [PullStep("Converting to GGUF", n, 1000) for n in range(0, 1001)]
+
+
+def test_a_mapped_name_is_pulled_with_ollamas_progress_lines_throttled() -> None:
+    puller = FakePuller([PullStep("downloading o/repo"), *BYTES, PullStep("quantizing")])
+    rs, _ = exchange([("POST", "/api/pull", {"model": "hf.co/o/repo"})], pull=puller)
+    lines = ndjson(rs[0])
+    assert rs[0].status_code == 200 and puller.asked == ["hf.co/o/repo"]
+    assert lines[:2] == [{"status": "pulling manifest"}, {"status": "downloading o/repo"}]
+    progress = [line for line in lines if "total" in line]
+    # 1001 callbacks in a few milliseconds: the first and the last bytes pass, few between
+    # (the bound leaves room for a loaded machine; the clock test below is the exact one).
+    assert 2 <= len(progress) <= 20, progress
+    assert progress[0]["completed"] == 0 and progress[-1]["completed"] == 1000
+    digest = progress[0]["digest"]
+    assert digest.startswith("sha256:") and len(digest) == 71
+    assert {(p["status"], p["digest"], p["total"]) for p in progress} == {
+        (f"pulling {digest[7:19]}", digest, 1000)
+    }
+    assert lines[-4:] == [
+        {"status": "quantizing"},
+        {"status": "verifying sha256 digest"},
+        {"status": "writing manifest"},
+        {"status": "success"},
+    ]
+
+
+def test_the_throttle_passes_a_new_status_and_last_bytes_and_ten_a_second() -> None:
+    now = [0.0]
+    throttle = Throttle(clock=lambda: now[0])
+    passed = []
+    for i in range(100):  # one step every 10 ms for a second
+        now[0] = i / 100
+        passed.append(throttle.passes(PullStep("a", i, 100)))
+    assert sum(passed) == 10
+    assert throttle.passes(PullStep("a", 100, 100))  # the last bytes
+    assert throttle.passes(PullStep("b", 1, 100))  # a new step
+    assert throttle.passes(PullStep("status only"))
+
+
+def test_a_failed_pull_ends_its_stream_with_an_error_line_and_not_streamed_is_a_status() -> None:
+    fail = DownloadError("The hub could not be reached.", "Check the network.")
+    rs, _ = exchange(
+        [
+            ("POST", "/api/pull", {"model": "hf.co/o/repo"}),
+            ("POST", "/api/pull", {"model": "hf.co/o/repo", "stream": False}),
+        ],
+        pull=FakePuller(BYTES[:2], fail=fail),
+    )
+    lines = ndjson(rs[0])
+    assert rs[0].status_code == 200 and lines[0] == {"status": "pulling manifest"}
+    assert lines[-1] == {"error": "The hub could not be reached. Check the network."}
+    assert {"status": "success"} not in lines
+    assert rs[1].status_code == 500 and rs[1].json() == lines[-1]
+
+
+def test_a_pull_not_streamed_is_one_success_object_at_the_end() -> None:
+    puller = FakePuller(BYTES)
+    rs, _ = exchange(
+        [("POST", "/api/pull", {"model": "hf.co/o/repo", "stream": False})], pull=puller
+    )
+    assert rs[0].json() == {"status": "success"} and puller.started.is_set()
+
+
+def test_a_stored_or_served_name_succeeds_at_once_and_an_unknown_one_is_a_404() -> None:
+    puller = FakePuller()
+    rs, _ = exchange(
+        [
+            ("POST", "/api/pull", {"model": "stored-q8_0"}),
+            ("POST", "/api/pull", {"model": "qwen3:0.6b", "stream": False}),
+            ("POST", "/api/pull", {"model": "llama3.2"}),
+        ],
+        pull=puller,
+    )
+    assert ndjson(rs[0]) == [{"status": "pulling manifest"}, {"status": "success"}]
+    assert rs[1].json() == {"status": "success"}
+    assert rs[2].status_code == 404 and set(rs[2].json()) == {"error"}
+    assert "hf.co/OWNER/REPO" in rs[2].json()["error"]
+    assert puller.asked == ["stored-q8_0", "llama3.2"]  # the served name never reaches it
+    assert not puller.started.is_set()
+
+
+def test_a_second_pull_while_one_runs_is_a_429_and_the_gate_reopens() -> None:
+    puller = FakePuller()
+    puller.release.clear()
+
+    async def go() -> list[httpx.Response]:
+        async with client_of(FakeEngine(), pull=puller) as (client, _):
+            body = {"model": "hf.co/o/repo", "stream": False}
+            first = asyncio.create_task(client.post("/api/pull", json=body))
+            await asyncio.to_thread(puller.started.wait, 10)
+            second = await client.post("/api/pull", json=body)
+            puller.release.set()
+            return [second, await first, await client.post("/api/pull", json=body)]
+
+    busy, first, again = run(go)
+    assert busy.status_code == 429 and "Another pull (repo-q8_0)" in busy.json()["error"]
+    assert busy.headers["retry-after"]
+    assert first.json() == again.json() == {"status": "success"}
 
 
 # --- chat and generate ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ from edge.chat.template import ChatTemplate
 from edge.config import Settings
 from edge.engine import EngineAPI
 from edge.server import create_app
+from edge.server.pulls import Puller
 from tests.support.fake_engine import FakeEngine
 
 
@@ -34,9 +35,10 @@ async def client_of(
     options: Settings | None = None,
     load: Callable[[], tuple[EngineAPI, ChatTemplate]] | None = None,
     ready: bool = True,
+    pull: Puller | None = None,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     """A client of the app around `engine`; with `ready`, once the model has "loaded"."""
-    app = create_app("fake", load or (lambda: (engine, qwen_template())), options)
+    app = create_app("fake", load or (lambda: (engine, qwen_template())), options, pull=pull)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -18,6 +18,7 @@ from edge.chat.parts import AnswerSplitter, Part
 from edge.chat.sampling import sampling_defaults
 from edge.engine import Finish
 from edge.server.ollama.request import OllamaSpec, listed_name
+from edge.server.pulls import PullStep
 from edge.server.sse import dumps
 
 _quote = json.encoder.encode_basestring  # a str as a JSON string, the way dumps writes it
@@ -150,6 +151,21 @@ def _rest(delta: dict[str, Any]) -> dict[str, Any]:
 def line(payload: dict[str, Any]) -> bytes:
     """One NDJSON line."""
     return dumps(payload).encode() + b"\n"
+
+
+def pull_status(step: PullStep, name: str) -> dict[str, Any]:
+    """A pull's progress line: a status alone, or with bytes as Ollama's layer lines are,
+    `pulling <digest>` with the digest, total and completed (clients key their bars by the
+    digest; ours names the model being built, as there is no layer)."""
+    if step.total is None:
+        return {"status": step.status}
+    digest = hashlib.sha256(f"{name}\0{step.status}".encode()).hexdigest()
+    return {
+        "status": f"pulling {digest[:12]}",
+        "digest": f"sha256:{digest}",
+        "total": step.total,
+        "completed": step.completed or 0,
+    }
 
 
 def folded(writer: PartWriter) -> dict[str, Any]:

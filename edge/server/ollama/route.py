@@ -10,6 +10,9 @@ its chats to /v1/chat/completions).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -34,12 +37,16 @@ from edge.server.ollama.schema import (
     OllamaModelRequest,
     OllamaPullRequest,
 )
+from edge.server.pulls import Puller, PullGate, PullPlan, PullStep, Throttle
 from edge.server.runtime import Runtime
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
 
 NDJSON = "application/x-ndjson"
 UNLOAD = (0, "0", "0s", "0m", "0h")  # keep_alive values that ask for an unload
+DONE = [{"status": "verifying sha256 digest"}, {"status": "writing manifest"}]
+
+log = logging.getLogger("edge.server")
 
 
 class JsonBody(APIRoute):
@@ -57,8 +64,10 @@ class JsonBody(APIRoute):
         return as_json
 
 
-def install(app: FastAPI, rt: Runtime) -> None:
-    """The routes."""
+def install(app: FastAPI, rt: Runtime, puller: Puller | None = None) -> None:
+    """The routes; `puller` lets /api/pull fetch models into the store (without one, only
+    the served model's names succeed)."""
+    gate = PullGate()
     up_ns = time.time_ns()  # the "modified" time of a model whose file is not known
     api = APIRouter(route_class=JsonBody)
 
@@ -84,17 +93,7 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
     @api.post("/api/pull", response_model=None, responses=OLLAMA_ERRORS)
     async def pull(req: OllamaPullRequest) -> Any:
-        name = req.model or req.name
-        if not request.serves(name, rt.model_id):
-            raise NotFoundError(
-                f"pull model manifest: '{name}' is not served here",
-                f"This server serves '{request.listed_name(rt.model_id)}' only; pulling "
-                "models over the API is not supported: run `edge-qwen pull` where it runs.",
-            )
-        if not req.stream:
-            return {"status": "success"}
-        steps = [{"status": "pulling manifest"}, {"status": "success"}]
-        return StreamingResponse(iter(map(line, steps)), media_type=NDJSON)
+        return await pull_model(rt, req, puller, gate)
 
     @api.post("/api/chat", response_model=None, responses=OLLAMA_ERRORS)
     async def chat(req: OllamaChatRequest) -> Any:
@@ -107,6 +106,105 @@ def install(app: FastAPI, rt: Runtime) -> None:
         )
 
     app.include_router(api)
+
+
+async def pull_model(
+    rt: Runtime, req: OllamaPullRequest, puller: Puller | None, gate: PullGate
+) -> Any:
+    """/api/pull: the served model, or one already stored, at once; a name the puller
+    maps, pulled with progress lines; anything else a 404 as Ollama says it."""
+    name = req.model or req.name
+    if request.serves(name, rt.model_id):
+        return at_once(req.stream)
+    # Off the event loop: the puller may look in the store.
+    plan = await run_in_threadpool(puller, name or "") if puller else None
+    if plan is None:
+        how = (
+            "it pulls qwen3:0.6b[-QUANT], hf.co/OWNER/REPO[:QUANT] and its store's names."
+            if puller
+            else "pulling models over the API is not supported: run `edge-qwen pull` where it runs."
+        )
+        raise NotFoundError(
+            f"pull model manifest: '{name}' is not served here",
+            f"This server serves '{request.listed_name(rt.model_id)}'; {how}",
+        )
+    if plan.stored:
+        return at_once(req.stream)
+    gate.enter(plan.name)  # a second pull gets its 429 before any answer starts
+    items = start_pull(plan, gate, rt.model_id)
+    if req.stream:
+        return StreamingResponse(pull_lines(items), media_type=NDJSON)
+    async for item in drain(items):
+        if isinstance(item, Exception):
+            raise item
+    return {"status": "success"}
+
+
+def at_once(stream: bool) -> Any:
+    """A pull with nothing to do: success, streamed or as one object."""
+    if not stream:
+        return {"status": "success"}
+    steps = [{"status": "pulling manifest"}, {"status": "success"}]
+    return StreamingResponse(iter(map(line, steps)), media_type=NDJSON)
+
+
+PullItem = dict[str, Any] | Exception | None  # a line, the failure, or the end
+
+
+def start_pull(plan: PullPlan, gate: PullGate, serving: str) -> asyncio.Queue[PullItem]:
+    """Run `plan` in a thread of its own (minutes of work, never on the event loop), which
+    gives the gate back when it ends, whether or not anyone still reads. Its lines, a
+    failure, and None at the end arrive in the returned queue."""
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue[PullItem] = asyncio.Queue()
+    throttle = Throttle()
+
+    def put(item: PullItem) -> None:
+        try:
+            loop.call_soon_threadsafe(items.put_nowait, item)
+        except RuntimeError:  # the loop has closed (the server stopped): nobody reads
+            pass
+
+    def progress(step: PullStep) -> None:
+        if throttle.passes(step):
+            put(answer.pull_status(step, plan.name))
+
+    def work() -> None:
+        try:
+            put({"status": "pulling manifest"})
+            plan.run(progress)
+            for step in DONE:
+                put(step)
+            put({"status": "success"})
+            log.info(
+                "/api/pull: %s is in the store; still serving %s (serve it with "
+                "`edge-qwen serve --model %s`)",
+                plan.name,
+                serving,
+                plan.name,
+            )
+        except Exception as exc:
+            log.warning("/api/pull of %s failed: %s", plan.name, exc)
+            put(exc)
+        finally:
+            gate.leave()
+            put(None)
+
+    threading.Thread(target=work, name="edge-pull", daemon=True).start()
+    return items
+
+
+async def drain(items: asyncio.Queue[PullItem]) -> AsyncIterator[dict[str, Any] | Exception]:
+    """The pull's lines and failure, until its end."""
+    while (item := await items.get()) is not None:
+        yield item
+
+
+async def pull_lines(items: asyncio.Queue[PullItem]) -> AsyncIterator[bytes]:
+    """NDJSON: the progress lines, then success, or a failure as an `{"error": …}` line
+    (the status is already sent; Ollama's clients raise on it)."""
+    async for item in drain(items):
+        yield line(error_json(item, "/api/")[1] if isinstance(item, Exception) else item)
 
 
 async def generation(
