@@ -4,7 +4,8 @@ loopback.
     python scripts/agent_clients.py --model scripted.gguf [--client codex] [--timeout 180]
         [--offline] [--out DIR] [--json]
 
-For each client (Qwen Code CLI, opencode, OpenAI Codex CLI, at pinned versions) it starts
+For each client (Qwen Code CLI, opencode, OpenAI Codex CLI, and the Vercel AI SDK driven by
+a few lines of Node.js, at pinned versions) it starts
 `edge-qwen serve --ctx 40960` on the model as a process, puts a recording proxy in front
 of it, and runs the client once, non-interactively, asking "say hi" (opencode a second
 time with a ~7,000-token file attached). Each client gets a fresh temporary HOME holding
@@ -66,19 +67,41 @@ ATTACHED_TOKENS = 7000  # opencode's second run attaches a file about this long
 
 @dataclass(frozen=True)
 class Client:
-    """One npm-distributed agent CLI at a pinned version."""
+    """One npm-distributed client at a pinned version: an agent CLI (`bin`), or a library
+    that a small script of ours (`script`, written beside it) drives."""
 
     name: str
     package: str
     version: str
-    bin: str
+    bin: str = ""
+    also: tuple[str, ...] = ()  # other packages it needs, pinned
+    script: str = ""  # for a library: the Node.js program that uses it
 
     def folder(self, cache: Path) -> Path:
         return cache / f"{self.name}-{self.version}"
 
     def executable(self, cache: Path) -> Path:
+        if self.script:
+            return self.folder(cache) / f"{self.name}.mjs"
         return self.folder(cache) / "node_modules" / ".bin" / self.bin
 
+
+# The Vercel AI SDK's default provider (`openai`, which reads OPENAI_BASE_URL and
+# OPENAI_API_KEY) and its default API for it (Responses): generateText, then streamText,
+# printing the answer and the thinking each shows.
+AI_SDK_SCRIPT = """import { openai } from '@ai-sdk/openai';
+import { generateText, streamText } from 'ai';
+const model = openai(process.argv[2]);
+const folded = await generateText({ model, prompt: process.argv[3] });
+console.log(`generateText: ${folded.text} | thinking: ${folded.reasoningText ?? ''}`);
+let text = '', thinking = '';
+for await (const part of streamText({ model, prompt: process.argv[3] }).fullStream) {
+  if (part.type === 'text-delta') text += part.text;
+  if (part.type === 'reasoning-delta') thinking += part.text;
+  if (part.type === 'error') throw part.error;
+}
+console.log(`streamText: ${text} | thinking: ${thinking}`);
+"""
 
 CLIENTS = {
     c.name: c
@@ -86,6 +109,7 @@ CLIENTS = {
         Client("qwen-code", "@qwen-code/qwen-code", "0.24.4", "qwen"),
         Client("opencode", "opencode-ai", "1.18.33", "opencode"),
         Client("codex", "@openai/codex", "0.169.0", "codex"),
+        Client("ai-sdk", "@ai-sdk/openai", "4.0.126", also=("ai@7.0.185",), script=AI_SDK_SCRIPT),
     )
 }
 
@@ -115,11 +139,13 @@ def install(client: Client, cache: Path, offline: bool = False) -> Path:
     spec = f"{client.package}@{client.version}"
     print(f"installing {spec} into {folder}", file=sys.stderr)
     done = subprocess.run(
-        [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", spec],
+        [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", spec, *client.also],
         capture_output=True,
         text=True,
         timeout=900,
     )
+    if done.returncode == 0 and client.script:
+        exe.write_text(client.script)  # beside node_modules, so its imports resolve
     if done.returncode != 0 or not exe.exists():
         raise SystemExit(f"error: npm install {spec} failed:\n{done.stdout}\n{done.stderr}")
     return exe
@@ -377,10 +403,18 @@ env_key = "EDGE_QWEN_API_KEY"
     return Setup([str(exe), "exec", PROMPT], env, {".codex/config.toml": config})
 
 
+def ai_sdk(exe: Path, base_url: str, attach: Path | None) -> Setup:
+    """The AI SDK's default OpenAI provider, pointed at the server by OPENAI_BASE_URL."""
+    env = {"OPENAI_BASE_URL": f"{base_url}/v1", "OPENAI_API_KEY": DUMMY_KEY}
+    node = shutil.which("node") or "node"
+    return Setup([node, str(exe), MODEL_NAME, PROMPT], env)
+
+
 SETUPS: dict[str, Callable[[Path, str, Path | None], Setup]] = {
     "qwen-code": qwen_code,
     "opencode": opencode,
     "codex": codex,
+    "ai-sdk": ai_sdk,
 }
 
 # (client, attach a ~7k-token file?): what a run of the script does, in order
@@ -389,6 +423,7 @@ CASES: list[tuple[str, bool]] = [
     ("opencode", False),
     ("opencode", True),
     ("codex", False),
+    ("ai-sdk", False),
 ]
 
 

@@ -91,3 +91,16 @@ def test_what_failed_before_the_fixes_is_what_they_sent(
 
 
 # --- the recording proxy, fast -----------------------------------------------------------
+
+
+@live
+def test_the_ai_sdk_shows_the_thinking(results: dict[tuple[str, bool], Any]) -> None:
+    # It reads a reasoning item's summary only (OpenAI's models give nothing else): folded
+    # and streamed, it must show Qwen3's thinking beside the answer.
+    run = results["ai-sdk", False]
+    lines = run.stdout.strip().splitlines()
+    assert lines == [
+        "generateText: Hello world | thinking: Let me think",
+        "streamText: Hello world | thinking: Let me think",
+    ], agents.summary(run)
+    assert all(e.path == "/v1/responses" for e in run.requests)
