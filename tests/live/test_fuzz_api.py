@@ -386,16 +386,17 @@ HOSTILE: list[tuple[str, Any, str, tuple[int, ...]]] = [
     ),
     ("role missing", {"messages": [{"content": "x"}]}, "/v1/chat/completions", (400,)),
     ("empty messages", {"messages": []}, "/v1/chat/completions", (400,)),
-    ("max_tokens 1e12", {**M, "max_tokens": 10**12}, "/v1/chat/completions", (400,)),
+    # A budget over the context's room is cut to the room (as agents' 32k budgets are).
+    ("max_tokens 1e12", {**M, "max_tokens": 10**12}, "/v1/chat/completions", (200,)),
     ("max_tokens 1e12 float", {**M, "max_tokens": 1e12}, "/v1/chat/completions", (400,)),
-    ("max_tokens 2**64", {**M, "max_tokens": 2**64}, "/v1/chat/completions", (400,)),
+    ("max_tokens 2**64", {**M, "max_tokens": 2**64}, "/v1/chat/completions", (200,)),
     ("max_tokens negative", {**M, "max_tokens": -5}, "/v1/chat/completions", (400,)),
     ("max_tokens a string", {**M, "max_tokens": "many"}, "/v1/chat/completions", (400,)),
     (
         "max_completion_tokens 1e12",
         {**M, "max_completion_tokens": 10**12},
         "/v1/chat/completions",
-        (400,),
+        (200,),
     ),
     ("temperature -1", {**M, "temperature": -1}, "/v1/chat/completions", (400,)),
     ("temperature 1e308", {**M, "temperature": 1e308}, "/v1/chat/completions", (400,)),
@@ -722,7 +723,7 @@ HOSTILE: list[tuple[str, Any, str, tuple[int, ...]]] = [
         "completion max_tokens 1e12",
         {"prompt": "Hi", "max_tokens": 10**12},
         "/v1/completions",
-        (400,),
+        (200,),
     ),
     ("completion n 1000", {"prompt": "Hi", "n": 1000}, "/v1/completions", (400,)),
     (
@@ -962,7 +963,7 @@ def test_api_key_is_checked_before_the_body_is_read(keyed: str) -> None:
         {"authorization": "Bearer wrong"},
         {"authorization": KEY},
         {"authorization": "Bearer " + KEY + "x"},
-        {"authorization": "bearer " + KEY},
+        {"authorization": "Basic " + KEY},
     ):
         r = httpx.post(
             f"{keyed}/v1/chat/completions", json=M, headers=headers, timeout=CALL_TIMEOUT
@@ -975,6 +976,7 @@ def test_api_key_is_checked_before_the_body_is_read(keyed: str) -> None:
     )
     assert_openai_error(r, 401)
     assert_alive(keyed, {"authorization": f"Bearer {KEY}"})
+    assert_alive(keyed, {"authorization": f"bearer {KEY}"})  # the scheme is case-insensitive
 
 
 def test_slow_body_does_not_block_others(server: tuple[str, Any]) -> None:
