@@ -270,7 +270,7 @@ def test_responses_pass_through_streamed_and_not(routed: tuple[str, str]) -> Non
             if event.type.endswith(".delta"):
                 deltas[event.type] = deltas.get(event.type, "") + event.delta  # type: ignore[union-attr]
     assert deltas == {
-        "response.reasoning_text.delta": "Let me think",
+        "response.reasoning_summary_text.delta": "Let me think",  # where OpenAI's clients look
         "response.output_text.delta": "Hello world",
     }
 
