@@ -275,7 +275,7 @@ def test_responses_pass_through_streamed_and_not(routed: tuple[str, str]) -> Non
     }
 
 
-def test_messages_pass_through_without_the_thinking_block(routed: tuple[str, str]) -> None:
+def test_messages_pass_through_with_the_thinking_block(routed: tuple[str, str]) -> None:
     router, replica = routed
     asks: dict[str, Any] = dict(model="qwen3", max_tokens=50, messages=HI)
     via = anthropic.Anthropic(base_url=router, api_key=KEY, max_retries=0, timeout=60)
@@ -288,12 +288,14 @@ def test_messages_pass_through_without_the_thinking_block(routed: tuple[str, str
     assert (a.usage.output_tokens, b.usage.output_tokens) == (8, 2)
     with via.messages.stream(**asks) as stream:
         assert "".join(stream.text_stream) == "Hello world"
-    # And it drops the reasoning: no thinking block comes back, even when asked for.
+    # Asked for, the thinking comes back through the router too: LiteLLM turns the
+    # Responses reasoning item's summary (where OpenAI's models put it, and so do we since
+    # issue 27) into Anthropic's thinking block. Before, it dropped the block.
     thinking = {"type": "enabled", "budget_tokens": 20}
     a = via.messages.create(**asks, thinking=thinking)
     b = direct.messages.create(**asks, thinking=thinking)
-    assert [x.type for x in b.content] == ["thinking", "text"]
-    assert [x.type for x in a.content] == ["text"]
+    assert [x.type for x in a.content] == [x.type for x in b.content] == ["thinking", "text"]
+    assert a.content[0].thinking == b.content[0].thinking == "Let me think"  # type: ignore[union-attr]
 
 
 def test_a_full_replica_is_stepped_around_and_retry_after_is_honoured(

@@ -144,7 +144,8 @@ def wrong_keys() -> list[str]:
         "A" * 4096,
     ]
     values = [f"Bearer {k}".rstrip() for k in near]  # HTTP trims a trailing space anyway
-    values += [KEY, f"Basic {KEY}", f"Bearer  {KEY}", f"Bearer {KEY} {KEY}", f"Token {KEY}", ""]
+    # (`Bearer  KEY`, two spaces, is not among them: RFC 9110 puts 1*SP after the scheme.)
+    values += [KEY, f"Basic {KEY}", f"Bearer {KEY} {KEY}", f"Token {KEY}", ""]
     return values
 
 
@@ -161,6 +162,8 @@ def test_only_the_exact_key_opens_the_api(keyed: str) -> None:
         assert len(messages) == 1 and KEY[:4] not in messages.pop()
         assert client.get("/v1/models").status_code == 401  # no header at all
         assert client.get("/v1/models", headers=bearer(KEY)).status_code == 200
+        for same in (f"bearer {KEY}", f"BEARER {KEY}", f"Bearer  {KEY}"):  # RFC 9110's forms
+            assert client.get("/v1/models", headers={"authorization": same}).status_code == 200
         hi = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
         for path, body in (("/v1/chat/completions", hi), ("/v1/completions", {"prompt": "Hi"})):
             assert client.post(path, json=body).status_code == 401, path
