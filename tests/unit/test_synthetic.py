@@ -80,19 +80,6 @@ def test_layout_matches_transformers_without_weights(shape: str, params: int) ->
     assert sum(int(np.prod(s)) for s in ours.values()) == params
 
 
-@pytest.mark.parametrize("flavour", ["tiny_dir", "scripted_dir"])
-def test_safetensors_names_shapes_dtype(flavour: str, request: pytest.FixtureRequest) -> None:
-    folder: Path = request.getfixturevalue(flavour)
-    config = transformers.AutoConfig.from_pretrained(folder)
-    reference = transformers.Qwen3ForCausalLM(config)
-    expected = {n: tuple(p.shape) for n, p in reference.named_parameters()}
-    with safetensors.safe_open(folder / "model.safetensors", framework="pt") as f:
-        assert f.metadata() == {"format": "pt"}
-        assert {n: tuple(f.get_slice(n).get_shape()) for n in f.keys()} == expected
-        assert {f.get_slice(n).get_dtype() for n in f.keys()} == {"BF16"}
-    assert ("lm_head.weight" in expected) == (flavour == "scripted_dir")
-
-
 def test_bf16_rounding_is_round_to_nearest_even() -> None:
     rng = np.random.default_rng(7)
     values = rng.standard_normal(10_000, dtype=np.float32) * np.float32(3.0)
