@@ -100,3 +100,16 @@ def openai_sampling(
         stop=stop_list(req.stop),
         **fixed,
     )
+
+
+def fit_to_room(params: SamplingParams, prompt_tokens: int, n_ctx: int) -> bool:
+    """Cut `params.max_tokens` to the room the context leaves after the prompt; True if it
+    was cut. Agents send their model's largest output whatever the context (Qwen Code
+    32,768, opencode and Claude Code 32,000), so refusing the sum would refuse them all; an
+    answer that fills the room ends with the API's length reason, as llama-server's does.
+    A prompt that leaves no room is not cut: the engine's check refuses it (400)."""
+    room = n_ctx - prompt_tokens
+    if params.max_tokens is not None and 0 < room < params.max_tokens:
+        params.max_tokens = room
+        return True
+    return False

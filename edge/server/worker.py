@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from edge.engine.seam import EngineAPI, Event, Finish, Item, Job, Ticket, TokenEvent
 from edge.errors import EdgeError, QueueFullError, shutting_down
 from edge.server.metrics import Metrics
+from edge.server.params import fit_to_room
 
 # Seconds without an event before a stream gets a keep-alive comment. Read when a worker
 # is made, so tests can shorten it (monkeypatch) instead of waiting.
@@ -47,16 +48,6 @@ async def fold(events: Stream, on_token: Callable[[TokenEvent], object]) -> Fini
     finally:
         await events.aclose()
     raise AssertionError("a stream ends with a Finish or an error")
-
-
-def fit_budget(job: Job, n_ctx: int) -> None:
-    """Cut the job's max_tokens to the room the context leaves after its prompt. Agents send
-    their model's largest output whatever the context (Qwen Code and opencode 32,000,
-    Claude Code 32,000), so refusing the sum would refuse them all; an answer that fills
-    the room ends with "length", as llama-server's does."""
-    room = n_ctx - len(job.prompt)
-    if job.params.max_tokens is not None and job.params.max_tokens > room:
-        job.params.max_tokens = room
 
 
 class _Place:
@@ -219,7 +210,7 @@ class EngineWorker:
         if self.draining:
             raise shutting_down()
         self.engine.check_prompt(job.prompt)  # the prompt alone must fit
-        fit_budget(job, self.limits.n_ctx)
+        fit_to_room(job.params, len(job.prompt), self.limits.n_ctx)
         if self.waiting >= self.max_queue and self.in_flight >= self.limits.slots:
             raise QueueFullError(
                 f"The server is busy: {self.waiting} requests are already waiting.",

@@ -24,7 +24,7 @@ from edge.server.anthropic.schema import (
     ToolUseBlock,
 )
 from edge.server.grammar import ForcedCall, answer_grammar
-from edge.server.params import check_text, thinking_budget
+from edge.server.params import check_text, fit_to_room, thinking_budget
 from edge.server.prompt import prompt_text
 
 
@@ -80,14 +80,10 @@ def build_spec(req: MessagesRequest, template: ChatTemplate) -> MessagesSpec:
 
 
 def fit_context(spec: MessagesSpec, prompt_tokens: int, n_ctx: int) -> None:
-    """Cut max_tokens to the room the context leaves after the prompt. Anthropic requires
-    max_tokens, and clients send their model's largest output whatever the context
-    (Claude Code: 32000), so refusing the sum as chat completions does would refuse them
-    all; the answer instead says `model_context_window_exceeded` if it fills the context.
-    A prompt that leaves no room at all is still refused (400)."""
-    room = n_ctx - prompt_tokens
-    if spec.params.max_tokens is not None and 0 < room < spec.params.max_tokens:
-        spec.params.max_tokens = room
+    """Cut max_tokens to the room the context leaves after the prompt, as every API's
+    admission does (`params.fit_to_room`), here before admission so that the answer can
+    say `model_context_window_exceeded`, Anthropic's reason, if it fills the context."""
+    if fit_to_room(spec.params, prompt_tokens, n_ctx):
         spec.context_bound = True
 
 
