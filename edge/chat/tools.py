@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
@@ -51,6 +51,15 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+
+    def arguments_object(self) -> dict[str, Any]:
+        """The arguments as an object, as Anthropic's `input` and Ollama's `arguments` are
+        ({} if they are not one)."""
+        try:
+            parsed = json.loads(self.arguments)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
 
 
 @dataclass(frozen=True)

@@ -23,15 +23,6 @@ def tool_use_id(call: ToolCall) -> str:
     return "toolu_" + call.id.removeprefix("call_")
 
 
-def tool_input(call: ToolCall) -> dict[str, Any]:
-    """A call's arguments as Anthropic's `input` object ({} if they are not one)."""
-    try:
-        parsed = json.loads(call.arguments)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
 class BlockWriter:
     """Turns the answer's parts into Anthropic content blocks and the stream events that
     build them: a thinking or text block stays open while parts of its kind follow; a
@@ -85,7 +76,7 @@ class BlockWriter:
 
     def _tool_use(self, call: ToolCall) -> list[dict[str, Any]]:
         out = self._close()
-        arguments = tool_input(call)
+        arguments = call.arguments_object()
         block = {"type": "tool_use", "id": tool_use_id(call), "name": call.name, "input": {}}
         out.append(self._start(block))
         block["input"] = arguments

@@ -57,7 +57,7 @@ class PartWriter:
         out: list[dict[str, Any]] = []
         for p in parts:
             if p.call is not None:
-                arguments = _arguments(p.call.arguments)
+                arguments = p.call.arguments_object()
                 function = {
                     "index": len(self.tool_calls),
                     "name": p.call.name,
@@ -75,15 +75,6 @@ class PartWriter:
                 self.content += p.text
                 out.append({"content": p.text})
         return out
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    """A call's arguments as the object Ollama sends ({} if they are not one)."""
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 def done_reason(reason: str) -> str:
