@@ -20,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from edge.server.ollama.request import ALIASES  # Ollama's library names for our model
+
 if TYPE_CHECKING:
     from edge.config import Settings
     from edge.server.pulls import Progress, Puller, PullPlan
 
 QWEN3_REPO = "Qwen/Qwen3-0.6B"
-LIBRARY = ("qwen3:0.6b",)  # Ollama's library names for the model we serve
 HUB_HOSTS = ("hf.co/", "huggingface.co/")
 _REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -53,7 +54,7 @@ def ollama_source(name: str) -> PullSource | None:
                 return None
             quant = None if tag.lower() in ("", "latest") else _quant(tag)
             return PullSource(repo, quant, gguf=repo.lower().endswith("-gguf"))
-    for library in LIBRARY:
+    for library in ALIASES:
         if lower == library:
             return PullSource(QWEN3_REPO)
         if lower.startswith(library + "-") and _TAG.fullmatch(tag := lower[len(library) + 1 :]):
