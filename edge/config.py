@@ -9,7 +9,9 @@ with keywords reads no environment, which is what tests and library callers want
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +87,11 @@ class Settings(BaseModel):
     cors_origins: tuple[str, ...] = Field(
         default=(), description="Browser origins allowed (comma-separated)"
     )
+    idle: float | None = Field(
+        default=None,
+        description="How long an unused model stays loaded before it sleeps: seconds or a"
+        " duration (30s, 5m, 1h); 0 at once, negative or never: it stays",
+    )
     max_body_bytes: int = Field(default=8 * 2**20, ge=1, description="Largest request body")
     body_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a request body may take")
     # -- chat
@@ -106,6 +113,11 @@ class Settings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("idle", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
 
     @field_validator("cors_origins", "replica_keys", mode="before")
     @classmethod
@@ -154,6 +166,35 @@ class Settings(BaseModel):
             data["api_key"] = "(set)"
         data["replica_keys"] = ["(set)" for _ in data["replica_keys"]]
         return data
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number (seconds) or a duration as Ollama's keep_alive spells it (Go's:
+    `30s`, `5m`, `1h30m`, `-1`); "never" or "forever" is -1. Negative means "for ever".
+    Raises ValueError for anything else."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a text such as 5m")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return -1.0
+        return float(value)
+    text = str(value).strip().lower()
+    if text in ("never", "forever", "inf", "infinity"):
+        return -1.0
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text[1:] if text[:1] in ("+", "-") else text
+    parts = _PART.findall(body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        raise ValueError(f"{value!r} is not a duration: use seconds or e.g. 30s, 5m, 1h30m")
+    return sign * sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 def _hint(field: Any) -> str | None:

@@ -42,6 +42,13 @@ CacheRamOpt = Annotated[
     ),
 ]
 CorsOpt = Annotated[list[str] | None, typer.Option(help="Allow this browser origin (repeatable)")]
+IdleOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Free the model after this long unused (30s, 5m, 1h; 0: at once; never); the next"
+        " request loads it again (default: 5m with a GPU, 30m on CPU)",
+    ),
+]
 ReasoningOpt = Annotated[
     str | None,
     typer.Option(help="separate (reasoning_content, default), inline (<think>), hidden"),
@@ -61,6 +68,7 @@ def serve(
     cache_ram: CacheRamOpt = None,
     cors_origin: CorsOpt = None,
     reasoning_format: ReasoningOpt = None,
+    idle: IdleOpt = None,
     ctx: CtxOpt = None,
     threads: ThreadsOpt = None,
     kv: KvOpt = None,
@@ -71,8 +79,9 @@ def serve(
     /v1/models).
 
     Binds 127.0.0.1:8000. --lan binds every interface and turns on an API key (generated
-    and stored on first use). Point any OpenAI client at http://HOST:PORT/v1. Every option
-    can also be set as EDGE_QWEN_<OPTION>, e.g. EDGE_QWEN_CTX=4096.
+    and stored on first use). Point any OpenAI client at http://HOST:PORT/v1. An unused
+    model is freed after --idle and loaded again by the next request. Every option can
+    also be set as EDGE_QWEN_<OPTION>, e.g. EDGE_QWEN_CTX=4096.
     """
     from edge.chat.template import ChatTemplate
     from edge.cli.puller import make_puller
@@ -81,6 +90,7 @@ def serve(
     from edge.server import create_app
     from edge.server.lan import server_key
     from edge.server.lifecycle import serve_forever
+    from edge.server.runtime import default_idle_s
 
     cfg = settings(
         model=model,
@@ -93,6 +103,7 @@ def serve(
         parallel=parallel,
         cache_ram=cache_ram,
         reasoning_format=reasoning_format,
+        idle=idle,
         cors_origins=tuple(cors_origin) if cors_origin else None,
         ctx=ctx,
         threads=threads,
@@ -105,6 +116,9 @@ def serve(
     key = server_key(bind, cfg.api_key, lan=cfg.lan, no_auth=cfg.no_auth, home=cfg.home, say=say)
     path, info, plan = plan_model(cfg)
     model_id = path.parent.name if path.name == "model.gguf" else path.stem
+    if cfg.idle is None:
+        cfg = cfg.model_copy(update={"idle": default_idle_s(plan.n_gpu_layers, plan.gpu)})
+    say(_idle_line(cfg.idle))
     served = cfg.model_copy(update={"api_key": key})  # the key in force, maybe generated
 
     def load() -> tuple[Engine, ChatTemplate]:
@@ -116,3 +130,14 @@ def serve(
         return create_app(model_id, load, served, on_failed=on_failed, pull=make_puller(cfg, say))
 
     serve_forever(make_app, bind, cfg.port, model_id, say)
+
+
+def _idle_line(seconds: float | None) -> str:
+    """What serve says about sleeping, e.g. "Frees the model after 5m unused; …"."""
+    if seconds is None or seconds < 0:
+        return "Keeps the model loaded while it runs (--idle never)."
+    if seconds >= 60 and seconds % 60 == 0:
+        after = f"{seconds / 60:g}m"
+    else:
+        after = f"{seconds:g}s"
+    return f"Frees the model after {after} unused; the next request loads it again (--idle)."

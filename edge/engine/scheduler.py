@@ -127,8 +127,8 @@ class Engine:
         self._closing = False
         self._forget_idle = False  # asked by forget(), done by the scheduler
         self.failed: str | None = None  # why the engine stopped on its own
-        # Called (on the scheduler thread) when it does: the server stops rather than stay
-        # up with a model that cannot decode; a restart plans from what is free then.
+        # Called (on the scheduler thread) when it does: the server reloads the engine
+        # rather than stay up with a model that cannot decode (open_engine plans afresh).
         self.on_fatal: Callable[[str], None] | None = None
         self._admissions = 0
         self._out: list[tuple[Ticket, Item]] = []  # this step's items, posted at its end
@@ -289,14 +289,18 @@ class Engine:
             self._closing = True
             waiting, self._waiting = list(self._waiting), deque()
         closing = shutting_down()
+        if self.failed:  # the server reloads the engine: those cut off may retry soon
+            closing = EngineClosedError(self.failed, "Retry in a moment: the engine is reloading.")
         for slot in self._active():
-            self._retire(slot, EngineClosedError(self.failed, None) if self.failed else closing)
+            self._retire(slot, closing)
         for w in waiting:
             free_sampler(w.sampler)
             self._out.append((w.ticket, closing))
-        self._flush()
+        # The server hears of the failure before the clients do, so that one retrying at
+        # once finds the engine already being reloaded, not this closed one.
         if self.failed is not None and self.on_fatal is not None:
             self.on_fatal(self.failed)
+        self._flush()
 
     def _flush(self) -> None:
         """Hand this step's items over: one `post` per inbox."""
@@ -548,7 +552,7 @@ class Engine:
             if rc < -1:  # fatal: what was decoded of the batch stays, half-done
                 raise EngineFailedError(
                     f"llama.cpp failed to decode a batch (code {rc}); the engine stopped.",
-                    "Retry in a moment: the server restarts with a plan for the memory free then.",
+                    "Retry in a moment: the engine is reloading.",
                 )
             if rc != 1:
                 raise EdgeError(f"llama.cpp failed to decode a batch (code {rc}).")

@@ -187,7 +187,8 @@ class EngineAPI(Protocol):
 
     on_fatal: Callable[[str], None] | None
     """Called, on the engine's thread, if the engine stops on its own (a fatal llama.cpp
-    error): the server then stops too, and a supervisor restarts it."""
+    error, a crashed scheduler), after its jobs have had their error: the server then
+    loads a fresh engine."""
 
     @property
     def limits(self) -> Limits: ...

@@ -11,8 +11,6 @@ engine.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -31,10 +29,7 @@ from edge.server.metrics import Metrics
 from edge.server.ollama import route as ollama
 from edge.server.pulls import Puller
 from edge.server.responses import route as responses
-from edge.server.runtime import Runtime
-from edge.server.worker import EngineWorker
-
-log = logging.getLogger("edge.server")
+from edge.server.runtime import NEVER, Runtime, Waker
 
 
 def create_app(
@@ -48,42 +43,35 @@ def create_app(
     the serving half of `settings`: API key, queue, body limits, CORS, reasoning format.
 
     When loading fails, /health and every request say why, and `on_failed(reason)` runs:
-    the CLI uses it to stop the server rather than leave it up without a model.
+    the CLI uses it to stop the server rather than leave it up without a model. With
+    `settings.idle`, an unused model sleeps and the next request wakes it; an engine that
+    fails is reloaded (runtime.py).
 
     `pull`, when given, lets Ollama's /api/pull fetch models into the store (the CLI's
     puller runs the model pipeline, which the server may not import); the server keeps
     serving the model it loaded.
     """
     opts = settings or Settings()
-    rt = Runtime(model_id)
     metrics = Metrics()
-
-    def fail(reason: str) -> None:  # shown by /health and every request from now on
-        rt.failed = reason
-        if on_failed is not None:
-            on_failed(reason)
-        else:
-            log.error(reason)
-
-    def do_load() -> None:
-        try:
-            engine, template = load()
-        except Exception as exc:
-            fail(f"The model failed to load: {exc}")
-            return
-        engine.on_fatal = fail
-        rt.template = template
-        rt.worker = EngineWorker(engine, opts.max_queue, metrics)
+    idle_s = NEVER if opts.idle is None or opts.idle < 0 else opts.idle
+    rt = Runtime(
+        model_id,
+        load,
+        max_queue=opts.max_queue,
+        metrics=metrics,
+        idle_s=idle_s,
+        on_failed=on_failed,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        threading.Thread(target=do_load, name="edge-load", daemon=True).start()
+        rt.start()
         yield
-        if rt.worker is not None:
-            rt.worker.close()
+        rt.close()
 
     app = FastAPI(title="edge-qwen", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.runtime = rt
+    app.add_middleware(Waker, runtime=rt)  # inside the Guard: a refused request holds nothing
     install_guard(
         app,
         metrics,

@@ -71,6 +71,11 @@ class Metrics:
         self.generated_tokens = 0
         self.ttft = Histogram(TTFT_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
+        # The model's life (runtime.py), counted on the event loop.
+        self.loads = 0  # the first load, wakes and reloads after a fault
+        self.load_seconds = 0.0
+        self.sleeps = 0
+        self.restarts = 0  # reloads after the engine failed
 
     def request(self, path: str, status: int) -> None:
         """One answered request, counted by its API and status."""
@@ -87,7 +92,9 @@ class Metrics:
             for gap in gaps:
                 self.itl.observe(gap)
 
-    def render(self, waiting: int, in_flight: int, shelf: ShelfUse | None = None) -> str:
+    def render(
+        self, waiting: int, in_flight: int, shelf: ShelfUse | None = None, loaded: bool = True
+    ) -> str:
         """The /metrics page."""
         with self._lock:
             lines = ["# TYPE edge_requests_total counter"]
@@ -108,6 +115,11 @@ class Metrics:
             lines += self._gauge("edge_shelf_bytes", shelf.bytes)
             lines += self._gauge("edge_shelf_peak_bytes", shelf.peak_bytes)
             lines += self._gauge("edge_shelf_cap_bytes", shelf.cap_bytes)
+            lines += self._gauge("edge_model_loaded", int(loaded))
+            lines += self._counter("edge_model_loads_total", self.loads)
+            lines += self._counter("edge_model_load_seconds_total", self.load_seconds)
+            lines += self._counter("edge_model_sleeps_total", self.sleeps)
+            lines += self._counter("edge_engine_restarts_total", self.restarts)
         return "\n".join(lines) + "\n"
 
     @staticmethod
@@ -115,5 +127,5 @@ class Metrics:
         return [f"# TYPE {name} gauge", f"{name} {value}"]
 
     @staticmethod
-    def _counter(name: str, value: int) -> list[str]:
+    def _counter(name: str, value: float) -> list[str]:
         return [f"# TYPE {name} counter", f"{name} {value}"]

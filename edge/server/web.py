@@ -29,18 +29,21 @@ def install(app: FastAPI, rt: Runtime, metrics: Metrics) -> None:
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        if rt.worker is None or rt.failed:
-            return JSONResponse(
-                {"status": "error" if rt.failed else "loading", "detail": rt.failed}, 503
-            )
-        return JSONResponse({"status": "ok"})
+        # Never wakes the model. Asleep is healthy (200): the next request wakes it, and a
+        # router or load balancer must go on sending requests to a sleeping replica.
+        if rt.failed:
+            return JSONResponse({"status": "error", "detail": rt.failed}, 503)
+        if rt.state in ("loading", "restarting"):
+            return JSONResponse({"status": rt.state, "detail": None, **rt.describe()}, 503)
+        status = "ok" if rt.state == "ready" else rt.state  # asleep or waking
+        return JSONResponse({"status": status, **rt.describe()})
 
     @app.get("/metrics")
     async def prometheus() -> PlainTextResponse:
         w = rt.worker
         waiting, busy = (w.waiting, w.busy) if w else (0, 0)
         return PlainTextResponse(
-            metrics.render(waiting, busy, w.engine.shelf if w else None),
+            metrics.render(waiting, busy, w.engine.shelf if w else None, loaded=w is not None),
             media_type="text/plain; version=0.0.4",
         )
 

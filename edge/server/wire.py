@@ -7,9 +7,13 @@ still passes where a number is asked for).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from edge.config import parse_duration
+from edge.errors import ParamError
 
 
 class Lenient(BaseModel):
@@ -25,6 +29,23 @@ class StreamOptions(Lenient):
 class ResponseFormat(Lenient):
     type: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: dict[str, Any] | None = None
+
+
+class KeepAliveField(Lenient):
+    """How long the model stays loaded after this request, as Ollama spells it (`5m`,
+    seconds, `0`: sleep once idle, negative: for ever); every API takes it."""
+
+    keep_alive: int | float | str | None = None
+
+    def keep_alive_s(self) -> float | None:
+        """Seconds (inf: for ever), or None when not given; a bad value is a 400."""
+        if self.keep_alive is None:
+            return None
+        try:
+            seconds = parse_duration(self.keep_alive)
+        except ValueError as exc:
+            raise ParamError("keep_alive", str(exc)) from None
+        return math.inf if seconds < 0 else seconds
 
 
 class BudgetFields(Lenient):

@@ -4,6 +4,7 @@ answers (invalid bodies, unknown paths, a model that is loading or failed to loa
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 from typing import Any
@@ -289,6 +290,7 @@ def test_a_model_that_failed_to_load_says_why_everywhere() -> None:
                 health = await client.get("/health")
                 if health.json()["status"] == "error":
                     break
+                await asyncio.sleep(0.01)  # the load fails on its thread, then on the loop
             return health, await client.post("/v1/chat/completions", json={"messages": HI})
 
     health, chat = run(go)

@@ -97,7 +97,7 @@ def test_the_page_health_and_metrics_stay_open_without_the_key() -> None:
     )
     assert page.status_code == 200 and page.text.startswith("<!doctype html>")
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
-    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert health.status_code == 200 and health.json()["status"] == "ok"
     assert metrics.status_code == 200 and "edge_requests_total" in metrics.text
 
 

@@ -28,7 +28,13 @@ from edge.engine import (
     TokenEvent,
     Usage,
 )
-from edge.errors import ContextOverflowError, EdgeError, UsageError
+from edge.errors import (
+    ContextOverflowError,
+    EdgeError,
+    EngineClosedError,
+    UsageError,
+    shutting_down,
+)
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Answer:
     reason: FinishReason = "stop"
     error: EdgeError | None = None
     stop_sequence: str | None = None
+    fatal: str | None = None  # after the pieces, the engine stops on its own with this reason
 
 
 class FakeEngine:
@@ -57,6 +64,7 @@ class FakeEngine:
         self._slots = threading.Semaphore(slots)
         self._threads: list[threading.Thread] = []
         self.closed = False
+        self.failed: str | None = None
 
     def enqueue(
         self, pieces: list[str], reason: FinishReason = "stop", stop_sequence: str | None = None
@@ -65,6 +73,11 @@ class FakeEngine:
 
     def enqueue_error(self, error: EdgeError) -> None:
         self._script.append(Answer(error=error))
+
+    def enqueue_fatal(self, pieces: list[str], reason: str) -> None:
+        """The next job streams `pieces`, then the engine fails as the real one does on a
+        fatal decode: the job gets an EngineClosedError, then `on_fatal(reason)` runs."""
+        self._script.append(Answer(pieces, fatal=reason))
 
     def tokenize(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))  # one "token" a byte: counts are easy to predict
@@ -76,6 +89,8 @@ class FakeEngine:
             raise ContextOverflowError(f"The context holds {self.limits.n_ctx}.")
 
     def submit(self, job: Job, inbox: Inbox) -> Ticket:
+        if self.closed:
+            raise shutting_down()
         self.check_prompt(job.prompt)
         if job.params.grammar is not None or job.params.json_schema is not None:
             time.sleep(self.grammar_s)  # as the real engine compiles the grammar here
@@ -122,6 +137,12 @@ class FakeEngine:
                 sent += 1
                 event = TokenEvent(piece, sent, False, time.perf_counter() - start)
                 ticket.inbox.post([(ticket, event)])
+            if answer.fatal is not None:
+                self.failed = answer.fatal
+                if self.on_fatal is not None:  # first, as the real engine does
+                    self.on_fatal(answer.fatal)
+                ticket.inbox.post([(ticket, EngineClosedError(answer.fatal, "Retry in a moment."))])
+                return
             finish = self._finish(answer.reason, ticket, sent, start, answer.stop_sequence)
             ticket.inbox.post([(ticket, finish)])
         finally:

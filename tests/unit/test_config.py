@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edge.config import DEFAULT_PARALLEL, Settings
+from edge.config import DEFAULT_PARALLEL, Settings, parse_duration
 from edge.errors import UsageError
 from tests.support.repo import REPO_ROOT
 
@@ -35,6 +35,7 @@ FROM_ENV: dict[str, tuple[str, Any]] = {
     "cors_origins": ("http://a.lan, http://b.lan", ("http://a.lan", "http://b.lan")),
     "max_body_bytes": ("1024", 1024),
     "body_timeout_s": ("2.5", 2.5),
+    "idle": ("10m", 600.0),
     "history": ("off", False),
     "route_strategy": ("latency", "latency"),
     "replica_keys": ("k1,k2", ("k1", "k2")),
@@ -83,6 +84,8 @@ def test_defaults_live_here() -> None:
         ({"EDGE_QWEN_PARALLEL": "0"}, {}, "Invalid EDGE_QWEN_PARALLEL"),
         ({"EDGE_QWEN_CTX": "4096"}, {"ctx": 8}, "Invalid --ctx"),
         ({}, {"reasoning_format": "xml"}, "Invalid --reasoning-format"),
+        ({}, {"idle": "soon"}, "Invalid --idle"),
+        ({"EDGE_QWEN_IDLE": "5 minutes"}, {}, "Invalid EDGE_QWEN_IDLE"),
     ],
 )
 def test_a_bad_value_names_where_it_came_from(
@@ -106,3 +109,31 @@ def test_the_readme_lists_every_variable() -> None:
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     missing = [f for f in Settings.model_fields if f"`{Settings.env_name(f)}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [
+        (30, 30.0),
+        ("30", 30.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("1.5h", 5400.0),
+        ("250ms", 0.25),
+        ("0", 0.0),
+        (0, 0.0),
+        ("-1", -1.0),
+        ("-5m", -300.0),
+        ("never", -1.0),
+        (float("inf"), -1.0),
+    ],
+)
+def test_durations_are_read_as_ollama_spells_keep_alive(given: Any, seconds: float) -> None:
+    assert parse_duration(given) == seconds
+
+
+@pytest.mark.parametrize("given", ["", "soon", "5 m", "1m30", "m", "--5m", True, "5d"])
+def test_anything_else_is_not_a_duration(given: Any) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(given)

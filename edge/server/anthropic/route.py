@@ -34,7 +34,8 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
     @app.post(PATH, response_model=None, responses=ANTHROPIC_ERRORS)
     async def messages(req: MessagesRequest) -> Any:
-        worker, template = rt.ready()
+        worker, template = await rt.awake()
+        rt.keep_alive(req.keep_alive_s())
         # Off the event loop, as for chat completions: rendering a long history takes a while.
         spec, prompt = await run_in_threadpool(prepare, req, worker, template)
         events = worker.start(spec.job(prompt))  # a refusal raises here, with its status
@@ -44,7 +45,7 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
     @app.post(f"{PATH}/count_tokens", responses=ANTHROPIC_ERRORS)
     async def count_tokens(req: CountTokensRequest) -> dict[str, int]:
-        worker, template = rt.ready()
+        worker, template = await rt.awake()
         return {"input_tokens": await run_in_threadpool(count, req, worker, template)}
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from edge.server.wire import BudgetFields, Lenient
+from edge.server.wire import BudgetFields, KeepAliveField, Lenient
 
 
 class TextBlock(Lenient):
@@ -106,7 +106,7 @@ class CountTokensRequest(Lenient):
     thinking: ThinkingConfig | None = None
 
 
-class MessagesRequest(CountTokensRequest, BudgetFields):
+class MessagesRequest(CountTokensRequest, BudgetFields, KeepAliveField):
     """POST /v1/messages."""
 
     max_tokens: int = Field(ge=1)

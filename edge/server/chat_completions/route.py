@@ -28,7 +28,8 @@ def install(app: FastAPI, rt: Runtime, *, reasoning_format: str) -> None:
 
     @app.post("/v1/chat/completions", response_model=None, responses=OPENAPI_ERRORS)
     async def chat_completions(req: ChatCompletionRequest) -> Any:
-        worker, template = rt.ready()
+        worker, template = await rt.awake()
+        rt.keep_alive(req.keep_alive_s())
         # Off the event loop: a long prompt or a big schema takes a while to render and
         # tokenize, and every other client would wait for it meanwhile.
         spec, prompt = await run_in_threadpool(prepare, req, worker, template, reasoning_format)

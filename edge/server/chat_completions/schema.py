@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from edge.server.wire import BudgetFields, Lenient, ResponseFormat, SamplingFields
+from edge.server.wire import BudgetFields, KeepAliveField, Lenient, ResponseFormat, SamplingFields
 
 
 class Message(Lenient):
@@ -19,7 +19,7 @@ class Message(Lenient):
     reasoning_content: str | None = None
 
 
-class ChatCompletionRequest(SamplingFields, BudgetFields):
+class ChatCompletionRequest(SamplingFields, BudgetFields, KeepAliveField):
     """POST /v1/chat/completions, with every thinking dialect clients send."""
 
     messages: list[Message] = Field(min_length=1)

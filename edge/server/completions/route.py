@@ -29,7 +29,8 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
     @app.post("/v1/completions", response_model=None, responses=OPENAPI_ERRORS)
     async def completions(req: CompletionRequest) -> Any:
-        worker, _ = rt.ready()
+        worker, _ = await rt.awake()
+        rt.keep_alive(req.keep_alive_s())
         if req.n != 1:
             raise ParamError("n", "Only n=1 is supported.")
         params = sampling(req, worker.limits.n_vocab)

@@ -3,10 +3,10 @@ shares with chat completions are wire.py's."""
 
 from __future__ import annotations
 
-from edge.server.wire import SamplingFields
+from edge.server.wire import KeepAliveField, SamplingFields
 
 
-class CompletionRequest(SamplingFields):
+class CompletionRequest(SamplingFields, KeepAliveField):
     """POST /v1/completions: plain text in, text out. The prompt may also be token ids
     (one list, or a list holding one list), as evaluation harnesses send it."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -82,13 +83,13 @@ def done_reason(reason: str) -> str:
     return "stop" if reason == "stop" else "length"
 
 
-def counts(finish: Finish, started_ns: int, now_ns: int) -> dict[str, int]:
-    """The final object's counts and durations, in nanoseconds. The model is loaded when the
-    server starts, so no request waits for a load."""
+def counts(finish: Finish, started_ns: int, load_ns: int, now_ns: int) -> dict[str, int]:
+    """The final object's counts and durations, in nanoseconds; `load_ns`: how long the
+    request waited for the model to wake (0 when it was loaded)."""
     u = finish.usage
     return {
         "total_duration": now_ns - started_ns,
-        "load_duration": 0,
+        "load_duration": load_ns,
         "prompt_eval_count": u.prompt_tokens,
         "prompt_eval_duration": int(finish.ttft * NS),
         "eval_count": u.completion_tokens,
@@ -178,7 +179,7 @@ parses it as dotted integers (a suffix such as "-edge" would break its `int()`).
 
 CAPABILITIES = ["completion", "tools", "thinking"]
 PARAMETER_SIZE = "0.6B"  # edge-qwen serves Qwen3-0.6B
-NEVER = "2318-01-01T00:00:00Z"  # /api/ps's expires_at: the model stays loaded while the server runs
+NEVER = "2318-01-01T00:00:00Z"  # /api/ps's expires_at when the model never sleeps (as Ollama's)
 
 
 @dataclass(frozen=True)
@@ -221,10 +222,14 @@ class ModelCard:
             "details": self.details(),
         }
 
-    def loaded(self) -> dict[str, Any]:
-        """Its entry in /api/ps: loaded until the server stops (keep_alive is not used yet)."""
+    def loaded(self, expires_in: float) -> dict[str, Any]:
+        """Its entry in /api/ps: loaded until it sleeps, `expires_in` seconds from now (inf:
+        never)."""
         entry = {k: v for k, v in self.tag().items() if k != "modified_at"}
-        return {**entry, "expires_at": NEVER, "size_vram": 0, "context_length": self.n_ctx}
+        until = (
+            rfc3339(time.time_ns() + int(expires_in * NS)) if math.isfinite(expires_in) else NEVER
+        )
+        return {**entry, "expires_at": until, "size_vram": 0, "context_length": self.n_ctx}
 
     def show(self, template: str) -> dict[str, Any]:
         """/api/show. `qwen3.context_length` is the context this server loaded, not the one

@@ -38,12 +38,11 @@ from edge.server.ollama.schema import (
     OllamaPullRequest,
 )
 from edge.server.pulls import Puller, PullGate, PullPlan, PullStep, Throttle
-from edge.server.runtime import Runtime
+from edge.server.runtime import VISIT, Runtime
 from edge.server.worker import EngineWorker, Stream
 from edge.server.worker import fold as fold_events
 
 NDJSON = "application/x-ndjson"
-UNLOAD = (0, "0", "0s", "0m", "0h")  # keep_alive values that ask for an unload
 DONE = [{"status": "verifying sha256 digest"}, {"status": "writing manifest"}]
 
 log = logging.getLogger("edge.server")
@@ -82,13 +81,15 @@ def install(app: FastAPI, rt: Runtime, puller: Puller | None = None) -> None:
 
     @api.get("/api/ps", responses=OLLAMA_ERRORS)
     async def ps() -> dict[str, Any]:
+        # A sleeping model is not loaded: clients show what holds memory now.
         loaded = rt.worker is not None and not rt.failed
-        return {"models": [model_card(rt, up_ns).loaded()] if loaded else []}
+        card = model_card(rt, up_ns)
+        return {"models": [card.loaded(rt.expires_in)] if loaded else []}
 
     @api.post("/api/show", responses=OLLAMA_ERRORS)
     async def show(req: OllamaModelRequest) -> dict[str, Any]:
         request.check_model(req.model or req.name, rt.model_id)
-        _, template = rt.ready()
+        template = rt.template or rt.ready()[1]  # kept while the model sleeps: no wake
         return model_card(rt, up_ns).show(template.source)
 
     @api.post("/api/pull", response_model=None, responses=OLLAMA_ERRORS)
@@ -214,16 +215,27 @@ async def generation(
     NDJSON or folded into one object."""
     started = time.time_ns()
     request.check_model(req.model, rt.model_id)
-    worker, template = rt.ready()
+    keep = req.keep_alive_s()
+    if request.is_load(req) and keep == 0:  # an unload: answered at once, never wakes it
+        rt.keep_alive(0)
+        return lines.object(rfc3339(time.time_ns()), {}, {"done": True, "done_reason": "unload"})
+    worker, template = await rt.awake()  # a request that loads the model waits for it
+    rt.keep_alive(keep)
+    clock = (started, loaded_ns())
     if request.is_load(req):  # Ollama answers these with one object, streamed or not
-        reason = "unload" if req.keep_alive in UNLOAD else "load"
-        return lines.object(rfc3339(time.time_ns()), {}, {"done": True, "done_reason": reason})
+        return lines.object(rfc3339(time.time_ns()), {}, {"done": True, "done_reason": "load"})
     # Off the event loop, as for every API: rendering and tokenizing take a while.
     spec, prompt = await run_in_threadpool(prepare, req, worker, template)
     events = worker.start(spec.job(prompt))  # a refusal raises here, with its status
     if req.stream:
-        return StreamingResponse(stream(spec, lines, events, started), media_type=NDJSON)
-    return await fold(spec, lines, events, started)
+        return StreamingResponse(stream(spec, lines, events, clock), media_type=NDJSON)
+    return await fold(spec, lines, events, clock)
+
+
+def loaded_ns() -> int:
+    """How long this request waited for the model to load (Ollama's load_duration)."""
+    visit = VISIT.get()
+    return int((visit.load_s or 0.0) * 1e9) if visit is not None else 0
 
 
 def prepare(
@@ -237,14 +249,18 @@ def prepare(
     return spec, worker.engine.tokenize(spec.prompt_text)
 
 
-def final(lines: Lines, delta: dict[str, Any], finish: Finish, started: int) -> dict[str, Any]:
+def final(
+    lines: Lines, delta: dict[str, Any], finish: Finish, clock: tuple[int, int]
+) -> dict[str, Any]:
     """The last object: done, why, the counts and durations."""
     now = time.time_ns()
     tail = {"done": True, "done_reason": answer.done_reason(finish.reason)}
-    return lines.object(rfc3339(now), delta, {**tail, **answer.counts(finish, started, now)})
+    return lines.object(rfc3339(now), delta, {**tail, **answer.counts(finish, *clock, now)})
 
 
-def stream(spec: OllamaSpec, lines: Lines, events: Stream, started: int) -> AsyncIterator[bytes]:
+def stream(
+    spec: OllamaSpec, lines: Lines, events: Stream, clock: tuple[int, int]
+) -> AsyncIterator[bytes]:
     """NDJSON: a line per delta, the final line with done and the durations; an error after
     the status line as a line `{"error": …}`, which Ollama's clients raise."""
     writer = PartWriter(spec)
@@ -254,7 +270,7 @@ def stream(spec: OllamaSpec, lines: Lines, events: Stream, started: int) -> Asyn
 
     def on_finish(finish: Finish) -> bytes:
         held = b"".join(map(lines.delta, writer.finish(finish.reason)))
-        return held + line(final(lines, {}, finish, started))
+        return held + line(final(lines, {}, finish, clock))
 
     def on_error(exc: Exception) -> bytes:
         return line(error_json(exc, "/api/")[1])
@@ -263,18 +279,21 @@ def stream(spec: OllamaSpec, lines: Lines, events: Stream, started: int) -> Asyn
     return sse.relay(events, on_token, on_finish, on_error, keepalive=b"")
 
 
-async def fold(spec: OllamaSpec, lines: Lines, events: Stream, started: int) -> dict[str, Any]:
+async def fold(
+    spec: OllamaSpec, lines: Lines, events: Stream, clock: tuple[int, int]
+) -> dict[str, Any]:
     """The non-streaming answer: the same stream, folded."""
     writer = PartWriter(spec)
     finish = await fold_events(events, lambda e: writer.text(e.text) if e.text else None)
     writer.finish(finish.reason)
-    return final(lines, answer.folded(writer), finish, started)
+    return final(lines, answer.folded(writer), finish, clock)
 
 
 def model_card(rt: Runtime, up_ns: int) -> ModelCard:
     """The served model's card: the engine's reading of the GGUF header once loaded (the
-    real engine has one; a test's fake has none), the file's size and time."""
-    info = getattr(rt.worker.engine, "info", None) if rt.worker else None
+    real engine has one; a test's fake has none), the file's size and time. The runtime
+    keeps them from the last load, so a sleeping model's card stays the same."""
+    info = rt.info
     size, modified = 0, up_ns
     path = getattr(info, "path", None)
     if path is not None:
@@ -283,5 +302,5 @@ def model_card(rt: Runtime, up_ns: int) -> ModelCard:
             size, modified = st.st_size, st.st_mtime_ns
         except OSError:
             pass
-    n_ctx = rt.worker.limits.n_ctx if rt.worker else 0
+    n_ctx = rt.n_ctx
     return answer.card(rt.model_id, info, size, modified, n_ctx)

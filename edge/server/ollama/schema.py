@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from edge.server.wire import BudgetFields, Lenient
+from edge.server.wire import BudgetFields, KeepAliveField, Lenient
 
 
 def _whole(value: object) -> object:
@@ -64,20 +64,18 @@ class OllamaMessage(Lenient):
 
 Format = Literal["", "json"] | dict[str, Any]
 Think = bool | Literal["low", "medium", "high"]  # the levels are gpt-oss's; any turns it on
-KeepAlive = int | float | str
 
 
-class Generation(BudgetFields):
+class Generation(BudgetFields, KeepAliveField):
     """What /api/chat and /api/generate share. `stream` is true unless the client says no
-    (Ollama's default); `keep_alive` is accepted and ignored for now: the model stays
-    loaded while the server runs."""
+    (Ollama's default); `keep_alive` (KeepAliveField) is how long the model stays loaded
+    after the request."""
 
     model: str | None = None
     format: Format | None = None
     options: OllamaOptions | None = None
     stream: bool = True
     think: Think | None = None
-    keep_alive: KeepAlive | None = None
     logprobs: bool | None = None
 
 

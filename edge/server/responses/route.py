@@ -45,7 +45,8 @@ def install(app: FastAPI, rt: Runtime, *, keyed: bool) -> None:
 
     @app.post("/v1/responses", response_model=None, responses=OPENAPI_ERRORS)
     async def create_response(req: ResponsesRequest, request: Request, response: Response) -> Any:
-        worker, template = rt.ready()
+        worker, template = await rt.awake()
+        rt.keep_alive(req.keep_alive_s())
         part = partition(request)
         previous = None
         if req.previous_response_id is not None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from edge.server.wire import BudgetFields, Lenient
+from edge.server.wire import BudgetFields, KeepAliveField, Lenient
 
 
 class ReasoningParam(Lenient):
@@ -31,7 +31,7 @@ class TextParam(Lenient):
     format: TextFormat | None = None
 
 
-class ResponsesRequest(BudgetFields):
+class ResponsesRequest(BudgetFields, KeepAliveField):
     """POST /v1/responses."""
 
     model: str | None = None
