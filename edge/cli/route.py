@@ -42,8 +42,9 @@ def route(
     Checks each replica's /health and /v1/models, then runs LiteLLM's proxy (installed
     once into its own environment under the edge-qwen home) with each replica as a
     deployment of one model: retries on another replica, a failing one cools down for a
-    few seconds. Binds 127.0.0.1:8000; --lan binds every interface and needs --api-key.
-    Prints the address clients use.
+    few seconds. Starts when at least one replica answers; one that does not (asleep,
+    loading) is routed to as soon as it does. Binds 127.0.0.1:8000; --lan binds every
+    interface and needs --api-key. Prints the address clients use.
     """
     import os
 
@@ -69,16 +70,21 @@ def route(
     key = server_key(bind, cfg.api_key, lan=False, no_auth=False, home=cfg.home, say=say)
     replicas = check_replicas(urls, list(cfg.replica_keys))
     for r in replicas:
-        say(f"replica {r.url}: ready, serving {r.model}")
+        if r.model:
+            say(f"replica {r.url}: ready, serving {r.model}")
+        else:
+            # Asleep or still loading: LiteLLM tries it again once its cooldown is over.
+            say(f"warning: replica {r.url} {r.down}; it gets traffic once it answers")
     plan = plan_router(replicas, name=name, strategy=cfg.route_strategy, key=key)
     exe = ensure_router(router_venv(cfg.home, cfg.router_venv), say)
 
     def ready() -> None:
         for address in addresses(bind):
             typer.echo(f"http://{address}:{cfg.port}/v1")
+        up = sum(1 for r in replicas if r.model)
         say(
-            f"Routing model {plan.name!r} over {len(replicas)} replicas "
-            f"({cfg.route_strategy}); Ctrl-C or SIGTERM stops it"
+            f"Routing model {plan.name!r} over {len(replicas)} replicas ({up} answering, "
+            f"{cfg.route_strategy}); Ctrl-C or SIGTERM stops it"
         )
 
     config = cfg.home / "router" / f"config-{cfg.port}.yaml"
