@@ -94,6 +94,9 @@ class Settings(BaseModel):
     )
     max_body_bytes: int = Field(default=8 * 2**20, ge=1, description="Largest request body")
     body_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a request body may take")
+    advertise: bool = Field(
+        default=False, description="Announce the server on the LAN over mDNS (needs --lan)"
+    )
     # -- chat
     history: bool = Field(
         default=True, description="Keep what is typed in chat for the next session"
@@ -107,6 +110,12 @@ class Settings(BaseModel):
     )
     router_venv: Path | None = Field(
         default=None, description="LiteLLM's virtual environment (default: under home)"
+    )
+    discover: bool = Field(
+        default=False, description="Add the servers announced on the LAN (mDNS) to the replicas"
+    )
+    discover_wait: float = Field(
+        default=3.0, gt=0, le=60, description="Seconds to listen for announced servers"
     )
 
     @field_validator("kv", mode="before")

@@ -28,6 +28,10 @@ KeyOpt = Annotated[str | None, typer.Option(help="Require this Bearer key")]
 NoAuthOpt = Annotated[
     bool | None, typer.Option("--no-auth", help="Serve off loopback without a key (unsafe)")
 ]
+AdvertiseOpt = Annotated[
+    bool | None,
+    typer.Option("--advertise", help="Announce the server on the LAN over mDNS (with --lan)"),
+]
 QueueOpt = Annotated[
     int | None, typer.Option(help="Requests that may wait; more get 429 (default 16)")
 ]
@@ -63,6 +67,7 @@ def serve(
     lan: LanOpt = None,
     api_key: KeyOpt = None,
     no_auth: NoAuthOpt = None,
+    advertise: AdvertiseOpt = None,
     max_queue: QueueOpt = None,
     parallel: ParallelOpt = None,
     cache_ram: CacheRamOpt = None,
@@ -79,15 +84,17 @@ def serve(
     /v1/models).
 
     Binds 127.0.0.1:8000. --lan binds every interface and turns on an API key (generated
-    and stored on first use). Point any OpenAI client at http://HOST:PORT/v1. An unused
-    model is freed after --idle and loaded again by the next request. Every option can
-    also be set as EDGE_QWEN_<OPTION>, e.g. EDGE_QWEN_CTX=4096.
+    and stored on first use); --advertise announces it over mDNS (route --discover).
+    Point any OpenAI client at http://HOST:PORT/v1. An unused model is freed after --idle
+    and loaded again by the next request. Every option can also be set as
+    EDGE_QWEN_<OPTION>, e.g. EDGE_QWEN_CTX=4096.
     """
     from edge.chat.template import ChatTemplate
     from edge.cli.puller import make_puller
     from edge.config import DEFAULT_PARALLEL
     from edge.engine import Engine, open_engine
     from edge.server import create_app
+    from edge.server.advertise import advertised, announcement, check_reachable
     from edge.server.lan import server_key
     from edge.server.lifecycle import serve_forever
     from edge.server.runtime import default_idle_s
@@ -99,6 +106,7 @@ def serve(
         lan=lan,
         api_key=api_key,
         no_auth=no_auth,
+        advertise=advertise,
         max_queue=max_queue,
         parallel=parallel,
         cache_ram=cache_ram,
@@ -113,6 +121,7 @@ def serve(
     )
     cfg = cfg.model_copy(update={"parallel": cfg.parallel or DEFAULT_PARALLEL})
     bind = "0.0.0.0" if cfg.lan and cfg.host == "127.0.0.1" else cfg.host
+    check_reachable(cfg, bind)  # before a model is read: --advertise needs a LAN address
     key = server_key(bind, cfg.api_key, lan=cfg.lan, no_auth=cfg.no_auth, home=cfg.home, say=say)
     path, info, plan = plan_model(cfg)
     model_id = path.parent.name if path.name == "model.gguf" else path.stem
@@ -120,6 +129,7 @@ def serve(
         cfg = cfg.model_copy(update={"idle": default_idle_s(plan.n_gpu_layers, plan.gpu)})
     say(_idle_line(cfg.idle))
     served = cfg.model_copy(update={"api_key": key})  # the key in force, maybe generated
+    lan_name = announcement(served, model_id, bind)  # None without --advertise
 
     def load() -> tuple[Engine, ChatTemplate]:
         template = ChatTemplate.from_gguf(path)  # first: it is quick, and fails fast
@@ -129,7 +139,8 @@ def serve(
         # /api/pull fetches into the store; the server keeps serving the model it loaded.
         return create_app(model_id, load, served, on_failed=on_failed, pull=make_puller(cfg, say))
 
-    serve_forever(make_app, bind, cfg.port, model_id, say)
+    with advertised(lan_name, say):  # withdrawn however the server stops
+        serve_forever(make_app, bind, cfg.port, model_id, say)
 
 
 def _idle_line(seconds: float | None) -> str:

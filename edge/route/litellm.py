@@ -82,10 +82,14 @@ def plan_router(
 
     The name is `name`, else "qwen3"; the name the replicas serve under is an alias of it,
     so a client written against one `edge-qwen serve` works unchanged. Keys are referenced
-    as `os.environ/VAR`, so the file on disk holds none.
+    as `os.environ/VAR`, so the file on disk holds none. A replica that was down at start
+    is a deployment too, named after the first answering replica's model: edge-qwen serve
+    answers whatever `model` a request names (it serves one), so the name only labels it.
     """
     public = name or DEFAULT_NAME
-    aliases = {r.model: public for r in replicas if r.model != public}
+    known = [r.model for r in replicas if r.model]
+    aliases = {m: public for m in known if m != public}
+    stand_in = known[0] if known else public
     secrets: dict[str, str] = {}
     deployments = []
     for i, replica in enumerate(replicas):
@@ -93,7 +97,7 @@ def plan_router(
         if replica.key:
             secrets[f"EDGE_QWEN_REPLICA_KEY_{i}"] = replica.key
             key_ref = f"os.environ/EDGE_QWEN_REPLICA_KEY_{i}"
-        deployments.append(_deployment(public, i, replica, key_ref))
+        deployments.append(_deployment(public, i, replica.model or stand_in, replica, key_ref))
     general: dict[str, Any] = {
         "background_health_checks": True,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
@@ -120,11 +124,11 @@ def plan_router(
     return RouterPlan(public, config, secrets)
 
 
-def _deployment(public: str, i: int, replica: Replica, key_ref: str) -> dict[str, Any]:
+def _deployment(public: str, i: int, model: str, replica: Replica, key_ref: str) -> dict[str, Any]:
     return {
         "model_name": public,
         "litellm_params": {
-            "model": f"openai/{replica.model}",
+            "model": f"openai/{model}",
             "api_base": f"{replica.url}/v1",
             "api_key": key_ref,
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -19,11 +20,21 @@ class ReplicaError(UsageError):
 
 @dataclass(frozen=True)
 class Replica:
-    """One `edge-qwen serve`: its base URL (no /v1), the model it serves, its key if any."""
+    """One `edge-qwen serve`: its base URL (no /v1), the model it serves, its key if any.
+
+    `model` is None for a replica that did not answer when the router started (a laptop
+    asleep, a server still loading); `down` then says why. The router keeps it: LiteLLM's
+    cooldowns send it traffic once it answers.
+    """
 
     url: str
-    model: str
+    model: str | None
     key: str | None = None
+    down: str | None = None
+
+
+class _Asleep(Exception):
+    """A replica that may answer later: unreachable, or not ready yet."""
 
 
 def normalize(url: str) -> str:
@@ -47,9 +58,12 @@ def normalize(url: str) -> str:
 def check_replicas(
     urls: list[str], keys: list[str], timeout: float = CHECK_TIMEOUT_S
 ) -> list[Replica]:
-    """Each replica answered `/health` with 200 and `/v1/models` with its model.
+    """Each replica, checked: `/health` 200 and `/v1/models` with its model, else `down`.
 
-    `keys`: none, one for every replica, or one per replica in order.
+    `keys`: none, one for every replica, or one per replica in order. One that cannot be
+    reached or is not ready is kept with `down` set: it may be asleep. A ReplicaError
+    when none answers, and for a replica that refuses its key or is not an edge-qwen
+    server: those are mistakes in the command, which waiting does not fix.
     """
     if not urls:
         raise ReplicaError("No replica given.", "edge-qwen route http://HOST:PORT [...]")
@@ -64,16 +78,30 @@ def check_replicas(
     per: list[str | None] = (
         [*keys] if len(keys) == len(urls) else [keys[0] if keys else None] * len(urls)
     )
-    return [_check(base, key, timeout) for base, key in zip(bases, per, strict=True)]
+    # At once: a sleeping laptop on Wi-Fi does not refuse, it lets the connection time out.
+    with ThreadPoolExecutor(max_workers=min(len(bases), 16)) as pool:
+        replicas = list(pool.map(_check, bases, per, [timeout] * len(bases)))
+    if all(r.model is None for r in replicas):
+        reasons = "; ".join(f"{r.url}: {r.down}" for r in replicas)
+        raise ReplicaError(
+            f"No replica answered ({reasons}).",
+            "Start `edge-qwen serve` on at least one of them (the others may join later), "
+            "and check that this machine can reach it.",
+        )
+    return replicas
 
 
 def _check(base: str, key: str | None, timeout: float) -> Replica:
+    try:
+        return _ask(base, key, timeout)
+    except _Asleep as exc:
+        return Replica(base, None, key, down=str(exc))
+
+
+def _ask(base: str, key: str | None, timeout: float) -> Replica:
     status, _ = _get(base, "/health", None, timeout)
-    if status != 200:
-        raise ReplicaError(
-            f"Replica {base} is not ready (/health answered {status}).",
-            "Wait until it has loaded its model, or check its log.",
-        )
+    if status != 200:  # 503 while it loads its model
+        raise _Asleep(f"not ready: /health answered {status}")
     status, body = _get(base, "/v1/models", key, timeout)
     if status == 401:
         raise ReplicaError(
@@ -100,7 +128,4 @@ def _get(base: str, path: str, key: str | None, timeout: float) -> tuple[int, by
         return int(exc.code), exc.read()
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ReplicaError(
-            f"Replica {base} cannot be reached ({path}: {reason}).",
-            "Is `edge-qwen serve` running there, and reachable from this machine?",
-        ) from None
+        raise _Asleep(f"cannot be reached: {reason}") from None

@@ -4,35 +4,22 @@ and its config, without processes: tests/unit/test_route_cli.py."""
 from __future__ import annotations
 
 import signal
-import subprocess
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import openai
 
-from tests.support.cli import EDGE_QWEN, assert_clean_failure, run_cli, serve, start
+from tests.support.cli import assert_clean_failure, route, run_cli, serve
 from tests.support.live_server import free_port
 
 
 def test_route_refuses_what_it_cannot_route(cli_env: dict[str, str]) -> None:
     assert_clean_failure(run_cli(["route", "localhost"], cli_env), 2, "not a replica address")
     dead = f"http://127.0.0.1:{free_port()}"
-    assert_clean_failure(run_cli(["route", dead], cli_env), 2, "cannot be reached", dead)
+    refused = run_cli(["route", dead], cli_env)
+    assert_clean_failure(refused, 2, "No replica answered", "cannot be reached", dead)
     lan = run_cli(["route", "--lan", dead], cli_env)
     assert_clean_failure(lan, 2, "a key is required", "--api-key")
-
-
-@contextmanager
-def route(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    proc = start([*EDGE_QWEN, "route", "--port", str(free_port()), *args], env)
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip(), proc  # the address, once it is ready
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_route_serves_hides_the_keys_and_stops_on_sigterm(

@@ -56,10 +56,11 @@ def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, *nee
 
 @contextmanager
 def serve(
-    args: list[str], env: dict[str, str], port_in_env: bool = False
+    args: list[str], env: dict[str, str], port_in_env: bool = False, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`edge-qwen serve ARGS` on a free port, given by --port or by EDGE_QWEN_PORT."""
-    port = free_port()
+    """`edge-qwen serve ARGS` on `port` (default: a free one), given by --port or by
+    EDGE_QWEN_PORT."""
+    port = port or free_port()
     if port_in_env:
         env = {**env, "EDGE_QWEN_PORT": str(port)}
     else:
@@ -72,3 +73,17 @@ def serve(
     finally:
         proc.terminate()
         proc.wait(timeout=WAIT)
+
+
+@contextmanager
+def route(args: list[str], env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`edge-qwen route ARGS` on a free port; yields the address it prints once LiteLLM is
+    ready ("" if it exited first) and the process, killed at the end if still running."""
+    proc = start([*EDGE_QWEN, "route", "--port", str(free_port()), *args], env)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip(), proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

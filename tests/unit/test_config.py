@@ -36,10 +36,13 @@ FROM_ENV: dict[str, tuple[str, Any]] = {
     "max_body_bytes": ("1024", 1024),
     "body_timeout_s": ("2.5", 2.5),
     "idle": ("10m", 600.0),
+    "advertise": ("1", True),
     "history": ("off", False),
     "route_strategy": ("latency", "latency"),
     "replica_keys": ("k1,k2", ("k1", "k2")),
     "router_venv": ("/opt/litellm", Path("/opt/litellm")),
+    "discover": ("true", True),
+    "discover_wait": ("1.5", 1.5),
 }
 
 
