@@ -411,12 +411,14 @@ def test_a_bad_schema_fails_its_request_and_the_engine_goes_on(
         tokens_of(engine.generate(prompt, SamplingParams(temperature=0, max_tokens=3)))
 
 
-def test_a_fatal_decode_stops_the_server_cleanly(
+def test_a_fatal_decode_is_answered_and_the_engine_reloads(
     gguf_of: Callable[[str, str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fault injection at the C boundary: llama_decode returns a fatal code (< -1), as it
     does when a GPU allocation fails mid-run. The request in flight gets a 503 with the
-    reason, /health turns to error, and nothing is served from a context in doubt."""
+    reason, nothing more is decoded on the context in doubt, and the server loads a fresh
+    engine: /health and /metrics count the restart, and the next request is answered,
+    as the first was."""
     import llama_cpp
 
     real = llama_cpp.llama_decode
@@ -429,13 +431,19 @@ def test_a_fatal_decode_stops_the_server_cleanly(
     monkeypatch.setattr(llama_cpp, "llama_decode", flaky)
     body = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
     with serving(gguf_of("scripted", "Q8_0"), parallel=2) as (url, app):
-        assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT).is_success
+        first = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT)
+        assert first.is_success
+        dead = app.state.runtime.worker.engine
         calls["fail_at"] = calls["n"] + 2  # the second decode of the next request
         r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT)
         assert r.status_code == 503 and "code -3" in r.json()["error"]["message"]
-        health = httpx.get(f"{url}/health", timeout=TIMEOUT)
-        assert health.status_code == 503 and health.json()["status"] == "error"
-        assert "code -3" in health.json()["detail"]
+        assert dead.failed
         again = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT)
-        assert again.status_code == 503 and calls["n"] == calls["fail_at"]  # no decode since
-        assert app.state.runtime.worker.engine.failed
+        assert again.is_success, again.text
+        assert again.json()["choices"][0]["message"] == first.json()["choices"][0]["message"]
+        assert app.state.runtime.worker.engine is not dead
+        health = httpx.get(f"{url}/health", timeout=TIMEOUT).json()
+        assert health["status"] == "ok" and health["restarts"] == 1
+        assert "code -3" in health["last_restart"]
+        page = httpx.get(f"{url}/metrics", timeout=TIMEOUT).text
+        assert "edge_engine_restarts_total 1" in page
