@@ -65,10 +65,12 @@ def test_a_sleeping_server_gives_its_memory_back(
         loaded = rss_mib(proc.pid)
         wait_status(url, "asleep")
         deadline = time.monotonic() + WAIT
-        while rss_mib(proc.pid) > loaded * 0.6:  # the engine is freed on its own thread
+        # About 100 MiB here (of 230 loaded; the rest is Python and the libraries), most of it
+        # the KV cache; freed on a thread of the server's own, so it may take a moment.
+        while rss_mib(proc.pid) > loaded - 60:
             assert time.monotonic() < deadline, (loaded, rss_mib(proc.pid))
             time.sleep(0.1)
         asleep = rss_mib(proc.pid)
         woken = httpx.post(f"{url}/v1/chat/completions", json=BODY, timeout=WAIT)
         assert woken.is_success and "edge-qwen-load-ms" in woken.headers
-        assert rss_mib(proc.pid) > asleep + (loaded - asleep) // 2
+        assert rss_mib(proc.pid) > asleep + 30
