@@ -35,6 +35,10 @@ class Launchd:
         """Every file install may have written."""
         return [self.folder / PLIST]
 
+    def folders(self) -> list[Path]:
+        """The log's folder, which launchd does not create (the job would not start)."""
+        return [self.log.parent]
+
     def verify(self, paths: list[Path]) -> Ran | None:
         """The plist read back: well-formed, with every key the job needs."""
         for path in paths:

@@ -34,6 +34,7 @@ class Manager(Protocol):
 
     def files(self, launch: Launch) -> dict[Path, bytes]: ...
     def paths(self) -> list[Path]: ...
+    def folders(self) -> list[Path]: ...
     def verify(self, paths: list[Path]) -> Ran | None: ...
     def reachable(self) -> Ran: ...
     def start(self) -> Ran: ...
@@ -104,8 +105,8 @@ def install(manager: Manager, launch: Launch, *, start: bool) -> Outcome:
         with atomic_output(path) as tmp:
             tmp.write_bytes(data)
             tmp.chmod(0o644)
-    if isinstance(manager, Launchd):  # launchd does not create the log's folder
-        manager.log.parent.mkdir(parents=True, exist_ok=True)
+    for folder in manager.folders():
+        folder.mkdir(parents=True, exist_ok=True)
     todo = [shown(argv) for argv in manager.start_commands()]
     if not start:
         return Outcome(list(files), why_not="--no-start", todo=todo)
@@ -170,13 +171,13 @@ class Status:
     logs: str
 
 
-def status(manager: Manager, *, ask: bool = True) -> Status | None:
+def status(manager: Manager) -> Status | None:
     """What is installed (None: nothing), and whether the manager runs it."""
     found = manager.installed()
     if found is None:
         return None
     argv, env, listen = found
-    reach = manager.reachable() if ask else Ran(False, "not asked")
+    reach = manager.reachable()
     state = manager.state() if reach.ok else f"unknown ({_first_line(reach.output)})"
     files = [p for p in manager.paths() if p.exists()]
     return Status(manager.name, files, argv, env, listen, state, manager.logs())

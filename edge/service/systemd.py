@@ -39,6 +39,10 @@ class Systemd:
         """Every file install may have written."""
         return [self.folder / SOCKET_UNIT, self.folder / SERVICE_UNIT]
 
+    def folders(self) -> list[Path]:
+        """Folders install makes beside the files: none (journald keeps the logs)."""
+        return []
+
     def verify(self, paths: list[Path]) -> Ran | None:
         """systemd-analyze's verdict on the written units; None where it is absent."""
         if shutil.which("systemd-analyze") is None:

@@ -129,6 +129,7 @@ def test_the_plist_runs_the_same_command_at_login_and_keeps_it_alive(tmp_path: P
     assert job["StandardOutPath"] == job["StandardErrorPath"] == str(log)
     agent = Launchd(tmp_path / "agents", log, uid=501)
     assert install(agent, launch, start=False).files == [tmp_path / "agents" / PLIST]
+    assert log.parent.is_dir()  # launchd would not start a job whose log it cannot open
     assert agent.installed() == (list(launch.argv), launch.env, "(bound by the server itself)")
     (tmp_path / "broken.plist").write_bytes(plistlib.dumps({"Label": "dev.edge-qwen.serve"}))
     verdict = agent.verify([tmp_path / "broken.plist"])
