@@ -30,6 +30,13 @@ app = typer.Typer(
 
 def command(fn: Callable[..., None]) -> Callable[..., None]:
     """Register a command whose domain errors print as message + hint, never a traceback."""
+    app.command()(guarded(fn))
+    return fn
+
+
+def guarded(fn: Callable[..., None]) -> Callable[..., None]:
+    """`fn` with its domain errors printed as message + hint and a non-zero exit, for a
+    command of a group (`edge-qwen service install`) as for a top-level one."""
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> None:
@@ -44,8 +51,7 @@ def command(fn: Callable[..., None]) -> Callable[..., None]:
             say("interrupted: nothing half-written was kept")
             raise typer.Exit(130) from None
 
-    app.command()(run)
-    return fn
+    return run
 
 
 def settings(**flags: Any) -> Settings:

@@ -1,16 +1,20 @@
-"""Running the app under uvicorn: bind, announce, drain on shutdown, exit 0 on SIGTERM."""
+"""Running the app under uvicorn: bind (or take systemd's socket), announce, drain on
+shutdown, exit 0 on SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
 
 from edge.errors import EdgeError
-from edge.server.lan import addresses
+from edge.server.lan import addresses, is_loopback
 
 # How long uvicorn waits for responses that drain() cannot end (a client that stopped
 # reading) before it closes them.
@@ -42,11 +46,18 @@ def serve_forever(
     supervisor can restart it), and this then raises the reason as an EdgeError.
     """
     servers: list[uvicorn.Server] = []
+    listener = inherited_socket()  # first: before any thread or child sees LISTEN_*
 
     def failed(reason: str) -> None:
         servers[0].should_exit = True
 
     api = make_app(failed)
+    # Read by the idle policy: socket-activated, idling means exiting, as systemd keeps
+    # the socket and starts us again on the next connection.
+    api.state.socket_activated = listener is not None
+    if listener is not None:
+        host, port = _activated_address(listener, host)
+        _accept_once_loaded(api, lambda: servers[0].should_exit)
     config = uvicorn.Config(
         api,
         host=host,
@@ -61,10 +72,75 @@ def serve_forever(
         say(
             f"Serving {model_id} at http://{address}:{port}/v1 (web chat: http://{address}:{port}/)"
         )
-    servers[0].run()
+    # Handed over as a socket object, not uvicorn's fd=: that path declares every fd
+    # AF_UNIX, so asyncio would skip TCP_NODELAY on each connection (SSE stalls).
+    servers[0].run(sockets=[listener] if listener is not None else None)
     if api.state.runtime.failed:  # stopped because the model could not be loaded
         raise EdgeError(api.state.runtime.failed)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+# sd_listen_fds(3): systemd passes its sockets from fd 3 on.
+SD_LISTEN_FDS_START = 3
+
+
+def inherited_socket(environ: MutableMapping[str, str] = os.environ) -> socket.socket | None:
+    """The listening socket systemd passed (socket activation), or None to bind our own.
+
+    Follows sd_listen_fds(3): only when LISTEN_PID is this process and LISTEN_FDS >= 1,
+    and the LISTEN_* variables are removed either way, so no child takes the socket for
+    its own. This is the process's inheritance protocol, not a setting, hence read here.
+    """
+    pid = environ.pop("LISTEN_PID", "")
+    count = environ.pop("LISTEN_FDS", "")
+    environ.pop("LISTEN_FDNAMES", None)
+    if pid != str(os.getpid()) or not count.isdigit() or int(count) < 1:
+        return None
+    fd = SD_LISTEN_FDS_START  # our socket unit has one ListenStream: the first is ours
+    try:
+        sock = socket.socket(fileno=fd)  # family and type read from the fd itself
+    except OSError as exc:
+        raise EdgeError(
+            f"systemd said it passed a socket, but fd {fd} is not one: {exc}.",
+            "Check the socket unit (edge-qwen service status).",
+        ) from None
+    os.set_inheritable(fd, False)  # systemd passes it inheritable; children must not keep it
+    if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        raise EdgeError(
+            "The socket systemd passed is not a TCP socket, which HTTP clients need.",
+            "Use ListenStream=ADDRESS:PORT in the socket unit.",
+        )
+    return sock
+
+
+def _activated_address(listener: socket.socket, host: str) -> tuple[str, int]:
+    """The address the inherited socket listens on, for the announcement; refuses one off
+    loopback when the settings were for loopback, since no API key was required then."""
+    bound, bound_port = listener.getsockname()[:2]
+    if not is_loopback(bound) and is_loopback(host):
+        raise EdgeError(
+            f"systemd passed a socket on {bound}:{bound_port}, off loopback, but the "
+            f"settings bind {host}, so the server would run without an API key.",
+            "Reinstall with `edge-qwen service install --lan` (or set EDGE_QWEN_LAN=true), "
+            "or make the socket unit listen on 127.0.0.1.",
+        )
+    return bound, bound_port
+
+
+def _accept_once_loaded(api: FastAPI, stopping: Callable[[], bool]) -> None:
+    """Socket-activated, accept connections only once the model is loaded: the connection
+    that started us waits in the socket's backlog, then gets an answer, not a 503."""
+    runtime = api.state.runtime
+    inner = api.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with inner(app):  # starts the load (create_app's lifespan)
+            while runtime.worker is None and not runtime.failed and not stopping():
+                await asyncio.sleep(0.05)
+            yield
+
+    api.router.lifespan_context = lifespan
