@@ -92,6 +92,11 @@ class Settings(BaseModel):
         description="How long an unused model stays loaded before it sleeps: seconds or a"
         " duration (30s, 5m, 1h); 0 at once, negative or never: it stays",
     )
+    supervise: bool | None = Field(
+        default=None,
+        description="Serve from a child process that exits when the model sleeps (default:"
+        " with a GPU build)",
+    )
     max_body_bytes: int = Field(default=8 * 2**20, ge=1, description="Largest request body")
     body_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a request body may take")
     advertise: bool = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -53,6 +54,14 @@ IdleOpt = Annotated[
         " request loads it again (default: 5m with a GPU, 30m on CPU)",
     ),
 ]
+SuperviseOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--supervise/--no-supervise",
+        help="Serve from a child process that exits when the model sleeps, so nothing of"
+        " the GPU stays (a crash is restarted by the next request); default: with a GPU",
+    ),
+]
 ReasoningOpt = Annotated[
     str | None,
     typer.Option(help="separate (reasoning_content, default), inline (<think>), hidden"),
@@ -74,6 +83,7 @@ def serve(
     cors_origin: CorsOpt = None,
     reasoning_format: ReasoningOpt = None,
     idle: IdleOpt = None,
+    supervise: SuperviseOpt = None,
     ctx: CtxOpt = None,
     threads: ThreadsOpt = None,
     kv: KvOpt = None,
@@ -112,6 +122,7 @@ def serve(
         cache_ram=cache_ram,
         reasoning_format=reasoning_format,
         idle=idle,
+        supervise=supervise,
         cors_origins=tuple(cors_origin) if cors_origin else None,
         ctx=ctx,
         threads=threads,
@@ -123,6 +134,9 @@ def serve(
     bind = "0.0.0.0" if cfg.lan and cfg.host == "127.0.0.1" else cfg.host
     check_reachable(cfg, bind)  # before a model is read: --advertise needs a LAN address
     key = server_key(bind, cfg.api_key, lan=cfg.lan, no_auth=cfg.no_auth, home=cfg.home, say=say)
+    if _supervising(cfg):  # before planning: that would open a CUDA context here
+        _serve_supervised(cfg, bind, key)
+        return
     path, info, plan = plan_model(cfg)
     model_id = path.parent.name if path.name == "model.gguf" else path.stem
     if cfg.idle is None:
@@ -139,8 +153,58 @@ def serve(
         # /api/pull fetches into the store; the server keeps serving the model it loaded.
         return create_app(model_id, load, served, on_failed=on_failed, pull=make_puller(cfg, say))
 
+    if _supervised():  # the Supervisor announces it, asleep or not
+        lan_name = None
     with advertised(lan_name, say):  # withdrawn however the server stops
         serve_forever(make_app, bind, cfg.port, model_id, say)
+
+
+def _supervised() -> bool:
+    """This serve is a Supervisor's child (it passes the hand-over socket's number)."""
+    import os
+
+    from edge.server.supervise import HANDOFF_ENV
+
+    return HANDOFF_ENV in os.environ
+
+
+def _supervising(cfg: Any) -> bool:
+    """Whether this serve should be a Supervisor: asked, or by default with a GPU build
+    that may offload (where sleeping in-process would keep the CUDA context), never
+    when the model is kept loaded for ever, nor in the Supervisor's own child."""
+    if _supervised() or os.environ.get("LISTEN_FDS") or (cfg.idle is not None and cfg.idle < 0):
+        return False
+    if cfg.supervise is not None:
+        return bool(cfg.supervise)
+    if cfg.gpu_layers == 0:
+        return False
+    from edge.engine.gpu import backends  # names only: no device is opened
+
+    return any(b.upper().startswith(DISCRETE) for b in backends())
+
+
+DISCRETE = ("CUDA", "ROCM", "HIP", "VULKAN", "SYCL", "MUSA")
+
+
+def _serve_supervised(cfg: Any, bind: str, key: str | None) -> None:
+    """Run this same command as the Supervisor's child (see edge/server/supervise.py)."""
+    import sys
+
+    from edge.model.pipeline import ensure_model
+    from edge.server.advertise import advertised, announcement
+    from edge.server.supervise import Probes, supervise
+
+    path = ensure_model(cfg.model, cfg, report=say)  # pulled here once, not by each child
+    model_id = path.parent.name if path.name == "model.gguf" else path.stem
+    say(
+        "Supervising: the server runs in a child process that exits when the model sleeps;"
+        " the next request starts it again."
+    )
+    given = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
+    argv = [sys.executable, "-m", "edge.cli", "serve", *given, "--model", str(path)]
+    served = cfg.model_copy(update={"api_key": key})
+    with advertised(announcement(served, model_id, bind), say):
+        supervise(argv, bind, cfg.port, Probes(model_id, key), say)
 
 
 def _idle_line(seconds: float | None) -> str:

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 
 from edge.errors import EdgeError
 from edge.server.lan import addresses, is_loopback
+from edge.server.supervise import HANDOFF_ENV, READY
 
 # How long uvicorn waits for responses that drain() cannot end (a client that stopped
 # reading) before it closes them.
@@ -22,9 +24,45 @@ GRACEFUL_SHUTDOWN_S = 5
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, api: FastAPI) -> None:
+    def __init__(
+        self, config: uvicorn.Config, api: FastAPI, handoff: socket.socket | None = None
+    ) -> None:
         super().__init__(config)
         self.api = api
+        self.handoff = handoff  # from a Supervisor (supervise.py), when it runs us
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.handoff is not None and self.started:
+            loop = asyncio.get_running_loop()
+            threading.Thread(
+                target=self._receive, args=(loop,), name="edge-handoff", daemon=True
+            ).start()
+            self.handoff.sendall(READY)  # the model is loaded: the parent may hand over
+
+    def _receive(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Connections the parent accepted (their bytes unread), adopted as our own."""
+        assert self.handoff is not None
+        while True:
+            try:
+                _, fds, _, _ = socket.recv_fds(self.handoff, 1, 4)
+            except OSError:
+                return
+            if not fds:
+                return  # the parent is gone
+            for fd in fds:
+                loop.call_soon_threadsafe(self._adopt, socket.socket(fileno=fd))
+
+    def _adopt(self, conn: socket.socket) -> None:
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:  # as uvicorn's own listener makes them
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+
+        conn.setblocking(False)
+        asyncio.ensure_future(asyncio.get_running_loop().connect_accepted_socket(protocol, conn))
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # On the event loop, before uvicorn waits for open responses: running streams
@@ -45,8 +83,9 @@ def serve_forever(
     `on_failed` stops the server when the model cannot be loaded (no model, no server: a
     supervisor can restart it), and this then raises the reason as an EdgeError.
     """
-    servers: list[uvicorn.Server] = []
+    servers: list[_Server] = []
     listener = inherited_socket()  # first: before any thread or child sees LISTEN_*
+    handoff = handoff_socket()
 
     def failed(reason: str) -> None:
         servers[0].should_exit = True
@@ -58,6 +97,10 @@ def serve_forever(
     if listener is not None:
         host, port = _activated_address(listener, host)
         _accept_once_loaded(api, lambda: servers[0].should_exit)
+        # Asleep, exit: the socket's holder (systemd, or our Supervisor) keeps it, and
+        # starts us again on the next connection; nothing of CUDA outlives a process.
+        api.state.runtime.on_sleep = lambda: setattr(servers[0], "should_exit", True)
+        api.state.runtime.first_load_owed = True
     config = uvicorn.Config(
         api,
         host=host,
@@ -65,7 +108,7 @@ def serve_forever(
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    servers.append(_Server(config, api))
+    servers.append(_Server(config, api, handoff))
     # uvicorn re-raises SIGTERM once it has shut down; asked to stop, we exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     for address in addresses(host):
@@ -85,6 +128,17 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 # sd_listen_fds(3): systemd passes its sockets from fd 3 on.
 SD_LISTEN_FDS_START = 3
+
+
+def handoff_socket(environ: MutableMapping[str, str] = os.environ) -> socket.socket | None:
+    """The Supervisor's hand-over socket, when it started us (supervise.py); the variable
+    is removed, so no child of ours takes it."""
+    fd = environ.pop(HANDOFF_ENV, "")
+    if not fd.isdigit():
+        return None
+    sock = socket.socket(fileno=int(fd))
+    os.set_inheritable(int(fd), False)
+    return sock
 
 
 def inherited_socket(environ: MutableMapping[str, str] = os.environ) -> socket.socket | None:

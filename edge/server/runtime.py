@@ -106,6 +106,9 @@ class Runtime:
         self._loaded: asyncio.Future[None] | None = None  # the load under way, if one
         self._watch: asyncio.Task[None] | None = None
         self._fatal: str | None = None  # the engine failed; the reload is about to begin
+        # Socket-activated, the first request is the one that started us: it waited for
+        # the first load, and is told so (lifecycle.py sets this).
+        self.first_load_owed = False
 
     # -- the routes' side ------------------------------------------------------------------
 
@@ -148,6 +151,8 @@ class Runtime:
             self._restart()
         if self.state == "asleep" and not self.draining:
             self._begin_load("waking")
+        if self.first_load_owed and visit is not None and self.load_s is not None:
+            self.first_load_owed, visit.load_s = False, self.load_s
         if self.state in ("waking", "restarting") and self._loaded is not None:
             started = time.monotonic()
             await asyncio.shield(self._loaded)

@@ -36,6 +36,7 @@ FROM_ENV: dict[str, tuple[str, Any]] = {
     "max_body_bytes": ("1024", 1024),
     "body_timeout_s": ("2.5", 2.5),
     "idle": ("10m", 600.0),
+    "supervise": ("true", True),
     "advertise": ("1", True),
     "history": ("off", False),
     "route_strategy": ("latency", "latency"),
