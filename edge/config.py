@@ -87,6 +87,12 @@ class Settings(BaseModel):
     )
     max_body_bytes: int = Field(default=8 * 2**20, ge=1, description="Largest request body")
     body_timeout_s: float = Field(default=60.0, gt=0, description="Seconds a request body may take")
+    # A client writes its request line and headers at once; 10 s still covers a phone on a
+    # weak link losing that write three times (TCP's retries after 1, 2 and 4 s), and with
+    # it a stalled client holds its socket 10 s, not forever (server/connections.py).
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds a client may take to send a request's headers"
+    )
     # -- chat
     history: bool = Field(
         default=True, description="Keep what is typed in chat for the next session"

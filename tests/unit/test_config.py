@@ -35,6 +35,7 @@ FROM_ENV: dict[str, tuple[str, Any]] = {
     "cors_origins": ("http://a.lan, http://b.lan", ("http://a.lan", "http://b.lan")),
     "max_body_bytes": ("1024", 1024),
     "body_timeout_s": ("2.5", 2.5),
+    "header_timeout_s": ("0.5", 0.5),
     "history": ("off", False),
     "route_strategy": ("latency", "latency"),
     "replica_keys": ("k1,k2", ("k1", "k2")),
