@@ -115,4 +115,4 @@ def serve(
         # /api/pull fetches into the store; the server keeps serving the model it loaded.
         return create_app(model_id, load, served, on_failed=on_failed, pull=make_puller(cfg, say))
 
-    serve_forever(make_app, bind, cfg.port, model_id, say)
+    serve_forever(make_app, bind, cfg.port, model_id, say, header_timeout_s=cfg.header_timeout_s)
