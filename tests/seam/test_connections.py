@@ -5,7 +5,6 @@ head deadline, idle keep-alive, the connection cap, with raw sockets. The same a
 from __future__ import annotations
 
 import asyncio
-import selectors
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -24,11 +23,10 @@ from tests.support.fake_engine import FakeEngine
 from tests.support.live_server import running
 from tests.support.prompts import HI
 from tests.support.seam import qwen_template
+from tests.support.sockets import HALF_HEAD, WHOLE_HEAD, answer, lifetimes
 
 HEAD_S = 0.5
 SLACK_S = 1.0  # a loaded CI machine's event loop may run a timer late
-HALF_HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n"
-WHOLE = HALF_HEAD + b"\r\n"
 PROTOCOLS = [HttpToolsProtocol, H11Protocol]
 
 
@@ -65,44 +63,6 @@ def connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
-def lifetimes(socks: list[socket.socket], limit: float) -> list[float | None]:
-    """Seconds from now until the server closed each socket (None: still open at `limit`);
-    whatever the server sends before closing is read and dropped."""
-    t0 = time.monotonic()
-    ends: list[float | None] = [None] * len(socks)
-    with selectors.DefaultSelector() as sel:
-        for i, sock in enumerate(socks):
-            sel.register(sock, selectors.EVENT_READ, i)
-        while sel.get_map() and time.monotonic() - t0 < limit:
-            for key, _ in sel.select(timeout=max(0.0, limit - (time.monotonic() - t0))):
-                try:
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                except ConnectionResetError:
-                    data = b""
-                if not data:
-                    ends[key.data] = time.monotonic() - t0
-                    sel.unregister(key.fileobj)
-    return ends
-
-
-def answer(sock: socket.socket) -> bytes:
-    """One whole response (Content-Length), read from a keep-alive connection."""
-    data = b""
-    sock.settimeout(10)
-    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < _length(data):
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a whole answer: {data!r}"
-        data += chunk
-    return data
-
-
-def _length(data: bytes) -> int:
-    for line in data.partition(b"\r\n\r\n")[0].split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            return int(line.split(b":")[1])
-    return 0
-
-
 @pytest.mark.parametrize("base", PROTOCOLS, ids=["httptools", "h11"])
 def test_a_head_that_stops_halfway_is_closed_at_the_deadline(
     port_of: Callable[..., int], base: Any
@@ -111,7 +71,7 @@ def test_a_head_that_stops_halfway_is_closed_at_the_deadline(
     with connect(port) as half, connect(port) as silent, connect(port) as again:
         half.sendall(HALF_HEAD)
         # the next request on a keep-alive connection: one answered, then half a head
-        again.sendall(WHOLE)
+        again.sendall(WHOLE_HEAD)
         assert answer(again).startswith(b"HTTP/1.1 200")
         again.sendall(HALF_HEAD)
         ends = lifetimes([half, silent, again], HEAD_S + SLACK_S)
@@ -121,13 +81,13 @@ def test_a_head_that_stops_halfway_is_closed_at_the_deadline(
 @pytest.mark.parametrize("base", PROTOCOLS, ids=["httptools", "h11"])
 def test_a_slow_head_that_ends_in_time_is_served(port_of: Callable[..., int], base: Any) -> None:
     with connect(port_of(HEAD_S, base)) as slow:
-        for i in range(0, len(WHOLE), 10):  # about 0.3 s in all
-            slow.sendall(WHOLE[i : i + 10])
+        for i in range(0, len(WHOLE_HEAD), 10):  # about 0.3 s in all
+            slow.sendall(WHOLE_HEAD[i : i + 10])
             time.sleep(0.04)
         assert answer(slow).startswith(b"HTTP/1.1 200")
         # and the connection lives on: the next head has its own time
         time.sleep(HEAD_S * 0.6)
-        slow.sendall(WHOLE)
+        slow.sendall(WHOLE_HEAD)
         assert answer(slow).startswith(b"HTTP/1.1 200")
 
 
@@ -136,7 +96,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time(
 ) -> None:
     # A head deadline longer than keep-alive, so what closes it here is keep-alive.
     with connect(port_of(5.0, keep_alive_s=1)) as idle:
-        idle.sendall(WHOLE)
+        idle.sendall(WHOLE_HEAD)
         assert answer(idle).startswith(b"HTTP/1.1 200")
         (end,) = lifetimes([idle], 1 + SLACK_S)
     assert end is not None and 0.8 < end < 1 + SLACK_S
