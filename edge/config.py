@@ -102,6 +102,12 @@ class Settings(BaseModel):
     advertise: bool = Field(
         default=False, description="Announce the server on the LAN over mDNS (needs --lan)"
     )
+    # A client writes its request line and headers at once; 10 s still covers a phone on a
+    # weak link losing that write three times (TCP's retries after 1, 2 and 4 s), and with
+    # it a stalled client holds its socket 10 s, not forever (server/connections.py).
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds a client may take to send a request's headers"
+    )
     # -- chat
     history: bool = Field(
         default=True, description="Keep what is typed in chat for the next session"

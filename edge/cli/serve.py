@@ -156,7 +156,9 @@ def serve(
     if _supervised():  # the Supervisor announces it, asleep or not
         lan_name = None
     with advertised(lan_name, say):  # withdrawn however the server stops
-        serve_forever(make_app, bind, cfg.port, model_id, say)
+        serve_forever(
+            make_app, bind, cfg.port, model_id, say, header_timeout_s=cfg.header_timeout_s
+        )
 
 
 def _supervised() -> bool:

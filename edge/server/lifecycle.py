@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from edge.errors import EdgeError
+from edge.server.connections import connection_options, raise_file_limit
 from edge.server.lan import addresses, is_loopback
 from edge.server.supervise import HANDOFF_ENV, READY
 
@@ -77,15 +78,19 @@ def serve_forever(
     port: int,
     model_id: str,
     say: Callable[[str], None],
+    *,
+    header_timeout_s: float,
 ) -> None:
     """Serve `make_app(on_failed)` until SIGINT or SIGTERM.
 
     `on_failed` stops the server when the model cannot be loaded (no model, no server: a
-    supervisor can restart it), and this then raises the reason as an EdgeError.
+    supervisor can restart it), and this then raises the reason as an EdgeError. A client
+    must send a request's headers within `header_timeout_s` (server/connections.py).
     """
     servers: list[_Server] = []
     listener = inherited_socket()  # first: before any thread or child sees LISTEN_*
     handoff = handoff_socket()
+    file_limit = raise_file_limit()  # every connection costs a descriptor
 
     def failed(reason: str) -> None:
         servers[0].should_exit = True
@@ -107,6 +112,7 @@ def serve_forever(
         port=port,
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        **connection_options(header_timeout_s, file_limit),
     )
     servers.append(_Server(config, api, handoff))
     # uvicorn re-raises SIGTERM once it has shut down; asked to stop, we exit 0.

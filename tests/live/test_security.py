@@ -2,7 +2,8 @@
 
 Loopback unless told otherwise; a key off loopback; only the exact key opens /v1; no key
 or prompt text in the logs; CORS closed unless origins are named; the body limit holds
-before the body is read; the web page's own script is the only one allowed to run.
+before the body is read; stalled connections (slow headers) are closed at the head deadline
+while others are served; the web page's own script is the only one allowed to run.
 (The page itself, in Chromium, is in test_webpage.py; what needs no model, such as which
 binds need a key and the page's pinned script, in tests/unit/test_security.py.)
 """
@@ -16,7 +17,9 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx2 as httpx
@@ -26,10 +29,12 @@ import uvicorn
 from edge.config import Settings
 from edge.errors import UsageError
 from edge.server import create_app
+from edge.server.connections import FILE_LIMIT_CAP
 from edge.server.lan import server_key
 from tests.support.cli import assert_clean_failure, run_cli, serve
 from tests.support.live_server import free_port, wait_ready
 from tests.support.slow import slow_fixture
+from tests.support.sockets import HALF_HEAD, lifetimes
 
 WAIT = 60.0
 KEY = "k3y-Zq8vR2mW5tY7uP0aS4dF6gH9jL1x"  # 32 characters
@@ -260,6 +265,58 @@ def test_an_oversized_body_gets_413_before_it_is_sent(plain: str) -> None:
     # At the limit itself the body is read (and this one is no JSON object: 400, not 413).
     status, body = raw_request(plain, head(LIMIT), b" " * LIMIT)
     assert status == 400, body[:200]
+
+
+# --- stalled connections -----------------------------------------------------------------
+
+HEAD_S = 1.0  # EDGE_QWEN_HEADER_TIMEOUT_S for this test; the default is 10
+STALLED = 200
+
+
+def _few_files() -> None:
+    """In the child before it starts: a desktop's soft open-file limit, for serve to raise."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+
+
+def open_files_limit(pid: int) -> int:
+    """The soft open-file limit of a running process, from Linux's /proc."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-file limit in /proc")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/limits"), reason="reads Linux's /proc")
+def test_stalled_connections_are_closed_and_others_served(model: str, env: dict[str, str]) -> None:
+    """Slow headers (slowloris): sockets that send half a head, or nothing, are closed at
+    the head deadline, and a normal request is answered while they are held."""
+    import resource
+
+    timed = {**env, "EDGE_QWEN_HEADER_TIMEOUT_S": str(HEAD_S)}
+    with serve(["-m", model], timed, preexec_fn=_few_files) as (url, proc), ExitStack() as stack:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert open_files_limit(proc.pid) == min(hard, FILE_LIMIT_CAP)  # raised from 256
+        port = int(url.rsplit(":", 1)[1])
+        t0 = time.monotonic()
+        stalled = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=WAIT))
+            for _ in range(STALLED)
+        ]
+        for sock in stalled[::2]:
+            sock.sendall(HALF_HEAD)  # the other half send nothing at all
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 20},
+            timeout=WAIT,
+        )
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+        ends = lifetimes(stalled, HEAD_S + 10, since=t0)
+        assert all(end is not None for end in ends), f"{ends.count(None)} still open"
+        assert HEAD_S * 0.9 <= min(e for e in ends if e) and max(e for e in ends if e) < HEAD_S + 10
+        assert httpx.get(f"{url}/health", timeout=WAIT).status_code == 200
 
 
 # --- nothing secret in the logs ----------------------------------------------------------

@@ -33,7 +33,9 @@ def run_cli(
     )
 
 
-def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+def start(
+    argv: list[str], env: dict[str, str], preexec_fn: Callable[[], object] | None = None
+) -> subprocess.Popen[str]:
     """ARGV started from the repository's root, its stdout and stderr piped as text."""
     return subprocess.Popen(
         argv,
@@ -42,6 +44,7 @@ def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -56,16 +59,20 @@ def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, *nee
 
 @contextmanager
 def serve(
-    args: list[str], env: dict[str, str], port_in_env: bool = False, port: int | None = None
+    args: list[str],
+    env: dict[str, str],
+    port_in_env: bool = False,
+    port: int | None = None,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`edge-qwen serve ARGS` on `port` (default: a free one), given by --port or by
-    EDGE_QWEN_PORT."""
+    EDGE_QWEN_PORT; `preexec_fn` runs in the child before it starts (run_cli's too)."""
     port = port or free_port()
     if port_in_env:
         env = {**env, "EDGE_QWEN_PORT": str(port)}
     else:
         args = ["--port", str(port), *args]
-    proc = start([*EDGE_QWEN, "serve", *args], env)
+    proc = start([*EDGE_QWEN, "serve", *args], env, preexec_fn)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, alive=lambda: proc.poll() is None)

@@ -20,6 +20,7 @@ from edge.config import Settings
 from edge.engine import Engine
 from edge.engine.plan import make_plan, read_model_info
 from edge.server import create_app
+from edge.server.connections import connection_options
 
 WAIT = 60.0
 
@@ -58,14 +59,25 @@ def serving(
         return Engine(gguf, plan, info), ChatTemplate.from_gguf(gguf)
 
     app = create_app("qwen3-test", load, options)
+    head_timeout_s = (options or Settings()).header_timeout_s
+    with running(app, **connection_options(head_timeout_s, None)) as url:
+        yield url, app
+
+
+@contextmanager
+def running(app: Any, **config: Any) -> Iterator[str]:
+    """A real uvicorn around `app` in a thread on 127.0.0.1, with `uvicorn.Config`'s
+    `config`; yields the base URL once /health answers 200."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     wait_ready(url)
     try:
-        yield url, app
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=WAIT)

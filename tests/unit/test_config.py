@@ -38,6 +38,7 @@ FROM_ENV: dict[str, tuple[str, Any]] = {
     "idle": ("10m", 600.0),
     "supervise": ("true", True),
     "advertise": ("1", True),
+    "header_timeout_s": ("0.5", 0.5),
     "history": ("off", False),
     "route_strategy": ("latency", "latency"),
     "replica_keys": ("k1,k2", ("k1", "k2")),
