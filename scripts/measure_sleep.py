@@ -4,11 +4,12 @@
 
 Starts `edge-qwen serve --idle 2s` on the benchmark's 0.6b-shaped synthetic model (built
 on first use, as `edge-qwen bench` does) and reads the server's resident memory
-(/proc/PID/status: VmRSS, and its anonymous and file-backed parts) loaded and idle, after
-a chat, and asleep. Then, each run: the time to first streamed token of a chat that wakes
-the model, against the same-sized chat on the warm model right after (a different
-prompt, so no cached prefix helps either), and the load time the server reports
-(Edge-Qwen-Load-Ms). Prints JSON. Linux only (it reads /proc).
+(/proc/PID/status: VmRSS, and its anonymous and file-backed parts; with --supervise, the
+parent's and its child's) loaded and idle, after a chat, and asleep. Then, each run: the
+time to first streamed token of a chat that wakes the model, against the same-sized
+chat on the warm model right after (a different prompt, so no cached prefix helps
+either), and the load time the server reports (Edge-Qwen-Load-Ms). Prints JSON. Linux
+only (it reads /proc).
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ WAIT = 120.0
 
 
 def rss(pid: int) -> dict[str, int]:
-    """Resident memory of `pid` in MiB: total, anonymous (heap, KV) and file-backed (mmap)."""
-    fields = {}
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = row.partition(":")
-        if name in ("VmRSS", "RssAnon", "RssFile"):
-            fields[name] = int(rest.split()[0]) // 1024
+    """Resident memory of `pid` and its children in MiB: total, anonymous (heap, KV) and
+    file-backed (mmap)."""
+    fields = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0}
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for one in [pid, *map(int, kids)]:
+        for row in Path(f"/proc/{one}/status").read_text().splitlines():
+            name, _, rest = row.partition(":")
+            if name in fields:
+                fields[name] += int(rest.split()[0]) // 1024
     return fields
 
 
@@ -84,15 +88,18 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--words", type=int, default=100, help="prompt size (~3 tokens a word)")
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--supervise", action="store_true", help="sleep by process (serve --supervise)")
     args = ap.parse_args()
     model = args.model or str(bench_model())
     url = f"http://127.0.0.1:{args.port}"
     cmd = [sys.executable, "-m", "edge.cli", "serve", "--model", model, "--port", str(args.port)]
     cmd += ["--ctx", str(args.ctx), "--threads", str(args.threads), "--idle", "2s"]
+    cmd += ["--supervise" if args.supervise else "--no-supervise"]
     server = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         wait_for(url, "ok")
         out: dict[str, Any] = {"model": Path(model).name, "ctx": args.ctx, "rss_mib": {}}
+        out["supervised"] = args.supervise
         out["rss_mib"]["loaded"] = rss(server.pid)
         ttft(url, prompt(0, args.words))
         out["rss_mib"]["after_a_chat"] = rss(server.pid)
