@@ -69,15 +69,24 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def peak_rss(self) -> int | None:
-        """The process's peak resident set (VmHWM, Linux), read while it still runs."""
+        """The process's peak resident set (VmHWM, Linux), read while it still runs, with
+        its children's (`serve --supervise`, the default with a GPU, serves from one)."""
+        pid = self.proc.pid
         try:
-            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
+            with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+                pids = [pid, *map(int, f.read().split())]
         except OSError:
             return None
-        return None
+        total = 0
+        for one in pids:
+            try:
+                with open(f"/proc/{one}/status", encoding="ascii") as f:
+                    total += next(
+                        int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:")
+                    )
+            except (OSError, StopIteration):
+                continue
+        return total or None
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -16,6 +16,8 @@ Nothing passes through this process on the token path.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import fcntl
 import hmac
 import json
@@ -40,6 +42,7 @@ READY = b"R"  # the child tells the parent it is serving
 HEAD_WAIT_S = 5.0  # a probe's head must arrive within this; the child's own deadline is 10 s
 MAX_HEAD = 16384
 CRASHES_IN_WINDOW, CRASH_WINDOW_S = 3, 60.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,11 @@ class Supervisor:
             os.environ.update(
                 LISTEN_PID=str(os.getpid()), LISTEN_FDS="1", **{HANDOFF_ENV: str(HANDOFF_FD)}
             )
+            # Its own process group, so a terminal's Ctrl-C reaches it once, through us;
+            # and on Linux a SIGTERM should we die, so no child outlives its parent.
+            os.setpgid(0, 0)
+            with contextlib.suppress(Exception):
+                ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
         # close_fds=False: the two sockets above are made in preexec_fn, after the check
         # pass_fds needs; every other descriptor here is non-inheritable (PEP 446).
