@@ -60,6 +60,13 @@ def install_guard(
 KEYED_PATHS = ("/v1/", "/api/")  # OpenAI's and Anthropic's APIs; Ollama's
 
 
+def wrong_key() -> AuthError:
+    """What a request to a keyed path gets without the right key (401)."""
+    return AuthError(
+        "Missing or wrong API key.", "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+    )
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, None for any other. The
     scheme is case-insensitive (RFC 9110 §11.1): clients send `bearer` too."""
@@ -114,8 +121,7 @@ class Guard:
             return BodyTooLargeError(f"The request body is over {self.max_body_bytes} bytes.")
         if self.api_key and str(scope.get("path", "")).startswith(KEYED_PATHS):
             if not self._key_matches(headers):
-                hint = "Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
-                return AuthError("Missing or wrong API key.", hint)
+                return wrong_key()
         return None
 
     def _key_matches(self, headers: dict[str, str]) -> bool:

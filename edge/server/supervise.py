@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edge.errors import AuthError, EdgeError
+from edge.errors import EdgeError
 from edge.server.errors import error_json
-from edge.server.guard import KEYED_PATHS, bearer_token
+from edge.server.guard import KEYED_PATHS, bearer_token, wrong_key
 
 LISTEN_FD = 3  # sd_listen_fds(3)'s first
 HANDOFF_FD = 4
@@ -64,7 +64,7 @@ class Probes:
         if path not in ("/v1/models", "/api/tags", "/api/version", "/api/ps"):
             return None
         if self.api_key and path.startswith(KEYED_PATHS) and not self._key_ok(headers):
-            status, body, _ = error_json(AuthError("Missing or wrong API key."), path)
+            status, body, _ = error_json(wrong_key(), path)
             return _response(status, body)  # a scanner on the LAN wakes nothing
         if path == "/v1/models":
             card = {"id": self.model_id, "object": "model", "created": 0, "owned_by": "edge-qwen"}
