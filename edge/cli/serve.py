@@ -109,7 +109,7 @@ def serve(
     from edge.server.lifecycle import serve_forever
     from edge.server.runtime import default_idle_s
 
-    cfg = settings(
+    cfg = serve_settings(
         model=model,
         host=host,
         port=port,
@@ -123,7 +123,7 @@ def serve(
         reasoning_format=reasoning_format,
         idle=idle,
         supervise=supervise,
-        cors_origins=tuple(cors_origin) if cors_origin else None,
+        cors_origin=cors_origin,
         ctx=ctx,
         threads=threads,
         kv=kv,
@@ -159,6 +159,12 @@ def serve(
         serve_forever(
             make_app, bind, cfg.port, model_id, say, header_timeout_s=cfg.header_timeout_s
         )
+
+
+def serve_settings(cors_origin: list[str] | None = None, **flags: Any) -> Any:
+    """The Settings of serve's options (also `service install`'s, which takes the same):
+    flags as the command line gives them, None where not given."""
+    return settings(cors_origins=tuple(cors_origin) if cors_origin else None, **flags)
 
 
 def _supervised() -> bool:

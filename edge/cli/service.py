@@ -19,9 +19,11 @@ from edge.cli.app import (
     settings,
 )
 from edge.cli.serve import (
+    AdvertiseOpt,
     CacheRamOpt,
     CorsOpt,
     HostOpt,
+    IdleOpt,
     KeyOpt,
     LanOpt,
     NoAuthOpt,
@@ -29,6 +31,8 @@ from edge.cli.serve import (
     PortOpt,
     QueueOpt,
     ReasoningOpt,
+    SuperviseOpt,
+    serve_settings,
 )
 
 if TYPE_CHECKING:
@@ -64,11 +68,14 @@ def install(
     lan: LanOpt = None,
     api_key: KeyOpt = None,
     no_auth: NoAuthOpt = None,
+    advertise: AdvertiseOpt = None,
     max_queue: QueueOpt = None,
     parallel: ParallelOpt = None,
     cache_ram: CacheRamOpt = None,
     cors_origin: CorsOpt = None,
     reasoning_format: ReasoningOpt = None,
+    idle: IdleOpt = None,
+    supervise: SuperviseOpt = None,
     ctx: CtxOpt = None,
     threads: ThreadsOpt = None,
     kv: KvOpt = None,
@@ -89,18 +96,21 @@ def install(
     from edge.service import install as install_files
     from edge.service import launch_of, this_python
 
-    cfg = settings(
+    cfg = serve_settings(
         model=model,
         host=host,
         port=port,
         lan=lan,
         api_key=api_key,
         no_auth=no_auth,
+        advertise=advertise,
         max_queue=max_queue,
         parallel=parallel,
         cache_ram=cache_ram,
         reasoning_format=reasoning_format,
-        cors_origins=tuple(cors_origin) if cors_origin else None,
+        idle=idle,
+        supervise=supervise,
+        cors_origin=cors_origin,
         ctx=ctx,
         threads=threads,
         kv=kv,
