@@ -187,7 +187,8 @@ def test_errors_have_openai_shape(scripted_server: str) -> None:
 
 def test_models_and_health(scripted_server: str, client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == ["qwen3-test"]
-    assert httpx.get(f"{scripted_server}/health", timeout=WAIT).json() == {"status": "ok"}
+    health = httpx.get(f"{scripted_server}/health", timeout=WAIT).json()
+    assert health["status"] == "ok" and health["load_ms"] > 0
 
 
 def test_text_completion(client: openai.OpenAI) -> None:
