@@ -60,11 +60,12 @@ def test_an_idle_model_sleeps_and_the_next_request_wakes_it() -> None:
     loads = Loads()
 
     async def go() -> None:
-        async with client_of(FakeEngine(), Settings(idle=0.2), load=loads) as (client, _):
+        async with client_of(FakeEngine(), Settings(idle=0.3), load=loads) as (client, _):
             first = await client.post("/v1/chat/completions", json=CHAT)
-            assert first.status_code == 200 and "edge-qwen-load-ms" not in first.headers
+            assert first.status_code == 200
+            n = len(loads.engines)  # 1, or 2 on a machine so slow it slept in between
             asleep = await until(client, "asleep")
-            assert loads.engines[0].closed  # the model and its engine are gone
+            assert loads.engines[-1].closed  # the model and its engine are gone
             assert "sleeps_in_s" not in asleep
             # Probes and listings neither wake it nor count as use.
             for path in ("/health", "/metrics", "/v1/models", "/api/tags", "/api/ps", "/"):
@@ -72,18 +73,18 @@ def test_an_idle_model_sleeps_and_the_next_request_wakes_it() -> None:
             assert (await client.get("/api/ps")).json() == {"models": []}
             shown = await client.post("/api/show", json={"model": "fake"})
             assert shown.status_code == 200
-            assert len(loads.engines) == 1
+            assert len(loads.engines) == n
             page = (await client.get("/metrics")).text
             assert metric(page, "edge_model_loaded") == 0
-            assert metric(page, "edge_model_sleeps_total") == 1
+            assert metric(page, "edge_model_sleeps_total") == n
             # The next generation loads a fresh engine, waits for it, says how long.
             woken = await client.post("/v1/chat/completions", json=CHAT)
             assert woken.status_code == 200 and woken.json()["choices"][0]["message"]["content"]
             assert int(woken.headers["edge-qwen-load-ms"]) >= 0
-            assert len(loads.engines) == 2 and not loads.engines[1].closed
+            assert len(loads.engines) == n + 1 and not loads.engines[-1].closed
             page = (await client.get("/metrics")).text
             assert metric(page, "edge_model_loaded") == 1
-            assert metric(page, "edge_model_loads_total") == 2
+            assert metric(page, "edge_model_loads_total") == n + 1
 
     run(go)
 
@@ -117,6 +118,7 @@ def test_keep_alive_per_request_overrides_the_servers_idle_time() -> None:
         async with client_of(FakeEngine(), Settings(idle=0.1), load=loads) as (client, _):
             kept = await client.post("/v1/chat/completions", json={**CHAT, "keep_alive": "-1"})
             assert kept.status_code == 200
+            n = len(loads.engines)  # 1, or 2 if it slept before that request came
             await asyncio.sleep(0.5)
             assert (await client.get("/health")).json()["status"] == "ok"
             ps = (await client.get("/api/ps")).json()["models"]
@@ -130,10 +132,10 @@ def test_keep_alive_per_request_overrides_the_servers_idle_time() -> None:
             await until(client, "asleep")
             # ...and, asleep, an unload does not load it only to free it again.
             r = await client.post("/api/generate", json=unload)
-            assert r.json()["done_reason"] == "unload" and len(loads.engines) == 1
+            assert r.json()["done_reason"] == "unload" and len(loads.engines) == n
             # An Ollama load request (no prompt) wakes it, and says how long that took.
             r = await client.post("/api/chat", json={"model": "fake", "keep_alive": "5m"})
-            assert r.json()["done_reason"] == "load" and len(loads.engines) == 2
+            assert r.json()["done_reason"] == "load" and len(loads.engines) == n + 1
             assert int(r.headers["edge-qwen-load-ms"]) >= 0
             ps = (await client.get("/api/ps")).json()["models"]
             assert ps and not ps[0]["expires_at"].startswith("2318")
@@ -150,7 +152,6 @@ def test_an_ollama_answer_after_a_wake_counts_the_load() -> None:
 
     async def go() -> None:
         async with client_of(FakeEngine(), Settings(idle=0.05), load=slow_load) as (client, _):
-            await until(client, "ok")
             await until(client, "asleep")
             body = {"model": "fake", "prompt": "Hi", "stream": False}
             r = await client.post("/api/generate", json=body)
@@ -167,11 +168,12 @@ def test_requests_arriving_together_share_one_wake() -> None:
     async def go() -> None:
         async with client_of(FakeEngine(), Settings(idle=0.1), load=loads) as (client, _):
             await until(client, "asleep")
+            n = len(loads.engines)
             answers = await asyncio.gather(
                 *(client.post("/v1/chat/completions", json=CHAT) for _ in range(5))
             )
             assert [a.status_code for a in answers] == [200] * 5
-            assert len(loads.engines) == 2  # the first at start, one wake for all five
+            assert len(loads.engines) == n + 1  # one wake for all five
 
     run(go)
 
