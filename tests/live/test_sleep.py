@@ -32,7 +32,7 @@ def wait_status(url: str, wanted: str) -> dict[str, Any]:
 
 
 def test_the_real_engine_sleeps_and_wakes(gguf_of: Callable[[str, str], Path]) -> None:
-    with serving(gguf_of("scripted", "Q8_0"), Settings(idle=0.5)) as (url, app):
+    with serving(gguf_of("scripted", "Q8_0"), Settings(idle=1.0)) as (url, app):
         first = httpx.post(f"{url}/v1/chat/completions", json=BODY, timeout=WAIT)
         assert first.is_success
         engine = app.state.runtime.worker.engine
@@ -56,10 +56,10 @@ def rss_mib(pid: int) -> int:
 def test_a_sleeping_server_gives_its_memory_back(
     gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
 ) -> None:
-    """`edge-qwen serve --idle 1s` as a process: what it holds loaded (weights, a 16k
+    """`edge-qwen serve --idle 2s` as a process: what it holds loaded (weights, a 16k
     context's KV and compute buffers) is given back asleep, and taken again on waking."""
     model = str(gguf_of("scripted", "Q8_0"))
-    args = ["--model", model, "--idle", "1s", "--ctx", "16384", "--cache-ram", "0"]
+    args = ["--model", model, "--idle", "2s", "--ctx", "16384", "--cache-ram", "0"]
     with serve(args, cli_env) as (url, proc):
         assert httpx.post(f"{url}/v1/chat/completions", json=BODY, timeout=WAIT).is_success
         loaded = rss_mib(proc.pid)
