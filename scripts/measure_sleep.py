@@ -74,6 +74,26 @@ def ttft(url: str, text: str) -> tuple[float, int | None]:
     raise SystemExit("no token came")
 
 
+def fds(pid: int) -> int:
+    """Open file descriptors of `pid` and its children."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(len(list(Path(f"/proc/{one}/fd").iterdir())) for one in [pid, *map(int, kids)])
+
+
+def cycles(url: str, pid: int, n: int, words: int) -> dict[str, Any]:
+    """RSS and descriptors asleep before and after `n` more wake/sleep cycles: a leak of a
+    load's memory, a thread or a socket shows as growth."""
+    wait_for(url, "asleep")
+    time.sleep(0.5)
+    before = {"rss_mib": rss(pid)["VmRSS"], "fds": fds(pid)}
+    for k in range(n):
+        ttft(url, prompt(1000 + k, words))
+        wait_for(url, "asleep")
+    time.sleep(0.5)
+    after = {"rss_mib": rss(pid)["VmRSS"], "fds": fds(pid)}
+    return {"n": n, "asleep_before": before, "asleep_after": after}
+
+
 def prompt(n: int, words: int) -> str:
     return f"Request {n}: " + " ".join(f"word{n}x{i}" for i in range(words))
 
@@ -89,6 +109,7 @@ def main() -> int:
     ap.add_argument("--words", type=int, default=100, help="prompt size (~3 tokens a word)")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--supervise", action="store_true", help="sleep by process (serve --supervise)")
+    ap.add_argument("--cycles", type=int, default=0, help="then this many more wake/sleep cycles")
     args = ap.parse_args()
     model = args.model or str(bench_model())
     url = f"http://127.0.0.1:{args.port}"
@@ -114,6 +135,8 @@ def main() -> int:
             runs.append({"wake_ttft_s": woke, "load_ms": load_ms, "warm_ttft_s": warm})
         out["runs"] = runs
         out["median"] = {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in runs[0]}
+        if args.cycles:
+            out["cycles"] = cycles(url, server.pid, args.cycles, args.words)
         print(json.dumps(out, indent=2))
     finally:
         server.terminate()

@@ -14,6 +14,8 @@ Probes (/health, /metrics, model lists) never wake it and never count as use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import math
 import threading
@@ -199,7 +201,7 @@ class Runtime:
         self.metrics.sleeps += 1
         log.info("idle: the model sleeps (its memory is freed until the next request)")
         # Off the event loop: closing joins the engine's thread and frees llama.cpp's memory.
-        threading.Thread(target=worker.engine.close, name="edge-sleep", daemon=True).start()
+        _free_later(worker.engine, "edge-sleep")
         if self.on_sleep is not None:
             self.on_sleep()
         return True
@@ -273,7 +275,7 @@ class Runtime:
         recent = [t for t, _ in self.restarts if now - t < RESTART_WINDOW_S]
         dead, self.worker = self.worker, None
         if dead is not None:
-            threading.Thread(target=dead.engine.close, name="edge-free", daemon=True).start()
+            _free_later(dead.engine, "edge-free")
         if len(recent) > MAX_RESTARTS_IN_WINDOW:
             self._fail(f"{reason} (the engine failed {len(recent)} times in a minute)")
             return
@@ -306,6 +308,20 @@ class Runtime:
         if self.state == "ready" and math.isfinite(self.keep_s):
             out["sleeps_in_s"] = round(self.expires_in, 1)
         return out
+
+
+def _free_later(engine: EngineAPI, name: str) -> None:
+    """`_free` on a thread of its own: closing joins the engine's thread."""
+    threading.Thread(target=_free, args=(engine,), name=name, daemon=True).start()
+
+
+def _free(engine: EngineAPI) -> None:
+    """Close an engine, then hand the heap's free pages back to the system: glibc keeps
+    them otherwise, and a server that slept and woke a few dozen times held 240-330 MiB
+    asleep instead of 130 (gpu-proxy shape; measured with 60 cycles)."""
+    engine.close()
+    with contextlib.suppress(Exception):  # glibc only; elsewhere nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 LOAD_HEADER = b"edge-qwen-load-ms"
