@@ -199,16 +199,18 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a text such as 5m")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            return -1.0
-        return float(value)
+        if math.isnan(value):
+            raise ValueError("a duration is a number of seconds, not NaN")
+        return -1.0 if math.isinf(value) else float(value)
     text = str(value).strip().lower()
     if text in ("never", "forever", "inf", "infinity"):
         return -1.0
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
-        pass
+        number = None
+    if number is not None:
+        return parse_duration(number)  # NaN is refused there
     sign = -1.0 if text.startswith("-") else 1.0
     body = text[1:] if text[:1] in ("+", "-") else text
     parts = _PART.findall(body)

@@ -176,17 +176,23 @@ class Engine:
         a while to compile) is built here, on the caller's thread: a bad grammar fails this
         job alone, and compiling one never stalls the other streams."""
         if self._closing:  # checked again below, under the lock, before queueing
-            raise shutting_down()
+            raise self._closed_error()
         self.check_prompt(job.prompt)
         state = TextState(self.vocab, job)
         waiting = _Waiting(Ticket(job, inbox), state, build_sampler(self.vocab, job.params))
         with self._wake:
             if self._closing:
                 free_sampler(waiting.sampler)
-                raise shutting_down()
+                raise self._closed_error()
             self._waiting.append(waiting)
             self._wake.notify()
         return waiting.ticket
+
+    def _closed_error(self) -> EngineClosedError:
+        """Why a job cannot be taken any more: the engine failed, or it is closing."""
+        if self.failed:
+            return EngineClosedError(self.failed, "Retry in a moment.")
+        return shutting_down()
 
     def generate(
         self,
@@ -290,7 +296,7 @@ class Engine:
             waiting, self._waiting = list(self._waiting), deque()
         closing = shutting_down()
         if self.failed:  # the server reloads the engine: those cut off may retry soon
-            closing = EngineClosedError(self.failed, "Retry in a moment: the engine is reloading.")
+            closing = EngineClosedError(self.failed, "Retry in a moment.")
         for slot in self._active():
             self._retire(slot, closing)
         for w in waiting:
@@ -299,7 +305,10 @@ class Engine:
         # The server hears of the failure before the clients do, so that one retrying at
         # once finds the engine already being reloaded, not this closed one.
         if self.failed is not None and self.on_fatal is not None:
-            self.on_fatal(self.failed)
+            try:
+                self.on_fatal(self.failed)
+            except Exception:  # the clients must hear of it all the same
+                log.exception("on_fatal failed")
         self._flush()
 
     def _flush(self) -> None:
@@ -552,7 +561,7 @@ class Engine:
             if rc < -1:  # fatal: what was decoded of the batch stays, half-done
                 raise EngineFailedError(
                     f"llama.cpp failed to decode a batch (code {rc}); the engine stopped.",
-                    "Retry in a moment: the engine is reloading.",
+                    "Retry in a moment.",
                 )
             if rc != 1:
                 raise EdgeError(f"llama.cpp failed to decode a batch (code {rc}).")

@@ -53,7 +53,8 @@ def create_app(
     """
     opts = settings or Settings()
     metrics = Metrics()
-    idle_s = NEVER if opts.idle is None or opts.idle < 0 else opts.idle
+    idle = opts.idle
+    idle_s = NEVER if idle is None or idle < 0 or idle > 3.2e7 else idle  # over a year: never
     rt = Runtime(
         model_id,
         load,

@@ -22,6 +22,8 @@ from edge.server.supervise import HANDOFF_ENV, READY
 # How long uvicorn waits for responses that drain() cannot end (a client that stopped
 # reading) before it closes them.
 GRACEFUL_SHUTDOWN_S = 5
+# Exiting because the model sleeps, how long a request that came in the meantime may take.
+EXIT_GRACE_S = 60
 
 
 class _Server(uvicorn.Server):
@@ -34,7 +36,8 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if self.handoff is not None and self.started:
+        loaded = self.api.state.runtime.worker is not None and not self.should_exit
+        if self.handoff is not None and self.started and loaded:
             loop = asyncio.get_running_loop()
             threading.Thread(
                 target=self._receive, args=(loop,), name="edge-handoff", daemon=True
@@ -49,9 +52,11 @@ class _Server(uvicorn.Server):
                 _, fds, _, _ = socket.recv_fds(self.handoff, 1, 4)
             except OSError:
                 return
-            if not fds:
-                return  # the parent is gone
+            if not fds:  # the parent is gone (no PR_SET_PDEATHSIG off Linux): stop too
+                loop.call_soon_threadsafe(setattr, self, "should_exit", True)
+                return
             for fd in fds:
+                os.set_inheritable(fd, False)
                 loop.call_soon_threadsafe(self._adopt, socket.socket(fileno=fd))
 
     def _adopt(self, conn: socket.socket) -> None:
@@ -67,9 +72,21 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # On the event loop, before uvicorn waits for open responses: running streams
-        # end now with a finish reason, queued and new requests get 503.
-        self.api.state.runtime.drain()
+        # end now with a finish reason, queued and new requests get 503. Not when exiting
+        # because the model sleeps: a request that came on an open connection meanwhile
+        # is answered by the model still loaded, and new ones wait in the socket's queue.
+        if self.api.state.runtime.state != "exiting":
+            self.api.state.runtime.drain()
         await super().shutdown(sockets)
+
+    def exit_asleep(self) -> None:
+        """The model sleeps, socket-activated: stop listening at once (new connections wait
+        in the socket's queue for the holder: systemd, or the Supervisor, which starts a
+        new process for them), let open requests finish, then exit."""
+        for server in self.servers:
+            server.close()
+        self.config.timeout_graceful_shutdown = EXIT_GRACE_S
+        self.should_exit = True
 
 
 def serve_forever(
@@ -104,7 +121,7 @@ def serve_forever(
         _accept_once_loaded(api, lambda: servers[0].should_exit)
         # Asleep, exit: the socket's holder (systemd, or our Supervisor) keeps it, and
         # starts us again on the next connection; nothing of CUDA outlives a process.
-        api.state.runtime.on_sleep = lambda: setattr(servers[0], "should_exit", True)
+        api.state.runtime.on_sleep = lambda: servers[0].exit_asleep()
         api.state.runtime.first_load_owed = True
     config = uvicorn.Config(
         api,
@@ -157,7 +174,11 @@ def inherited_socket(environ: MutableMapping[str, str] = os.environ) -> socket.s
     pid = environ.pop("LISTEN_PID", "")
     count = environ.pop("LISTEN_FDS", "")
     environ.pop("LISTEN_FDNAMES", None)
-    if pid != str(os.getpid()) or not count.isdigit() or int(count) < 1:
+    # Our Supervisor cannot set LISTEN_PID (only the child knows its pid, and setting the
+    # environment between fork and exec is unsafe in a process with threads); its own
+    # hand-over variable, given to its child alone, says the socket is ours instead.
+    ours = pid == str(os.getpid()) or HANDOFF_ENV in environ
+    if not ours or not count.isdigit() or int(count) < 1:
         return None
     fd = SD_LISTEN_FDS_START  # our socket unit has one ListenStream: the first is ours
     try:

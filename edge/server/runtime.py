@@ -20,6 +20,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -32,7 +33,7 @@ from edge.server.worker import EngineWorker
 
 log = logging.getLogger("edge.server")
 
-State = Literal["loading", "ready", "asleep", "waking", "restarting", "failed"]
+State = Literal["loading", "ready", "asleep", "waking", "restarting", "exiting", "failed"]
 Load = Callable[[], tuple[EngineAPI, ChatTemplate]]
 
 NEVER = math.inf
@@ -42,17 +43,21 @@ NEVER = math.inf
 # stop (a supervisor restarts it with a fresh plan) rather than reload for ever.
 RESTART_WINDOW_S = 60.0
 MAX_RESTARTS_IN_WINDOW = 3
+# Socket-activated, the least time a new process waits for the request that started it
+# before an idle time (even 0) may end it.
+OWED_GRACE_S = 10.0
 
 
 class Visit:
     """One HTTP request's dealings with the model: whether it holds it up, and how long
     it waited for a load (the Waker's response header, Ollama's `load_duration`)."""
 
-    __slots__ = ("held", "load_s")
+    __slots__ = ("held", "load_s", "worker")
 
     def __init__(self) -> None:
         self.held = False
         self.load_s: float | None = None
+        self.worker: EngineWorker | None = None  # the one it took: freed only once let go
 
 
 VISIT: ContextVar[Visit | None] = ContextVar("edge_visit", default=None)
@@ -108,6 +113,9 @@ class Runtime:
         self._loaded: asyncio.Future[None] | None = None  # the load under way, if one
         self._watch: asyncio.Task[None] | None = None
         self._fatal: str | None = None  # the engine failed; the reload is about to begin
+        self._holders: Counter[EngineWorker] = Counter()  # requests that took each worker
+        self._dead: EngineWorker | None = None  # a failed one, freed once nobody holds it
+        self._freeing: threading.Thread | None = None  # the last engine being freed
         # Socket-activated, the first request is the one that started us: it waited for
         # the first load, and is told so (lifecycle.py sets this).
         self.first_load_owed = False
@@ -160,12 +168,23 @@ class Runtime:
             await asyncio.shield(self._loaded)
             if visit is not None:
                 visit.load_s = time.monotonic() - started
-        return self.ready()
+        worker, template = self.ready()
+        if visit is not None and visit.worker is None:
+            visit.worker = worker
+            self._holders[worker] += 1
+        return worker, template
 
-    def release(self) -> None:
-        """A request that held the model is answered: the idle time counts from now."""
+    def release(self, visit: Visit) -> None:
+        """A request that held the model is answered: the idle time counts from now, and a
+        failed engine it was using may be freed now."""
         self.using -= 1
         self.last_used = time.monotonic()
+        if visit.worker is not None:
+            self._holders[visit.worker] -= 1
+            if self._holders[visit.worker] <= 0:
+                del self._holders[visit.worker]
+                if visit.worker is self._dead:
+                    self._reload_after_fault()
         if self.using == 0:
             self._nudge()
 
@@ -197,13 +216,16 @@ class Runtime:
         worker = self.worker
         if self.state != "ready" or worker is None or self.using or worker.in_flight:
             return False
-        self.worker, self.state = None, "asleep"
         self.metrics.sleeps += 1
+        if self.on_sleep is not None:  # sleeping means exiting: the process frees it all
+            log.info("idle: the server exits; the next connection starts it again")
+            self.state = "exiting"  # a request on an open connection is still answered
+            self.on_sleep()
+            return True
+        self.worker, self.state = None, "asleep"
         log.info("idle: the model sleeps (its memory is freed until the next request)")
         # Off the event loop: closing joins the engine's thread and frees llama.cpp's memory.
-        _free_later(worker.engine, "edge-sleep")
-        if self.on_sleep is not None:
-            self.on_sleep()
+        self._freeing = _free_later(worker.engine, "edge-sleep")
         return True
 
     def _begin_load(self, state: State) -> None:
@@ -214,6 +236,8 @@ class Runtime:
 
     def _load_on_thread(self) -> None:
         assert self._load is not None and self._loop is not None
+        if self._freeing is not None:  # never two models in memory: the last one goes first
+            self._freeing.join()
         started = time.monotonic()
         try:
             engine, template = self._load()
@@ -235,6 +259,10 @@ class Runtime:
             self._fail(f"The model failed to load: {error}")
         else:
             engine.on_fatal = self._fatal_on_engine_thread
+            failed = getattr(engine, "failed", None)  # it stopped before it could say so
+            if failed and self._loop is not None:
+                self._fatal = failed
+                self._loop.call_soon(self._restart)
             self.template, self.load_s = template, took
             self.info, self.n_ctx = getattr(engine, "info", None), engine.limits.n_ctx
             self.worker = EngineWorker(engine, self.max_queue, self.metrics)
@@ -273,14 +301,25 @@ class Runtime:
         self.restarts.append((now, reason))
         self.metrics.restarts += 1
         recent = [t for t, _ in self.restarts if now - t < RESTART_WINDOW_S]
-        dead, self.worker = self.worker, None
-        if dead is not None:
-            _free_later(dead.engine, "edge-free")
+        self._dead, self.worker = self.worker, None
         if len(recent) > MAX_RESTARTS_IN_WINDOW:
             self._fail(f"{reason} (the engine failed {len(recent)} times in a minute)")
             return
         log.error("%s Reloading the engine.", reason)
-        self._begin_load("restarting")
+        # Requests waiting in awake() wait for this; the load itself starts once no request
+        # still holds the dead engine (one may be tokenizing with its vocabulary).
+        self.state = "restarting"
+        assert self._loop is not None
+        self._loaded = self._loop.create_future()
+        if not self._holders.get(self._dead):  # type: ignore[arg-type]
+            self._reload_after_fault()
+
+    def _reload_after_fault(self) -> None:
+        dead, self._dead = self._dead, None
+        if dead is not None:
+            self._freeing = _free_later(dead.engine, "edge-free")
+        if self.state == "restarting":
+            threading.Thread(target=self._load_on_thread, name="edge-load", daemon=True).start()
 
     def _nudge(self) -> None:
         """Look again soon: a keep-alive of 0 sleeps as soon as the model is unused."""
@@ -288,13 +327,19 @@ class Runtime:
             self._loop.call_soon(self._check_idle)
 
     def _check_idle(self) -> None:
-        if self.state == "ready" and self.expires_in <= 0 and math.isfinite(self.keep_s):
-            self.sleep_now()
+        if self.state != "ready" or self.expires_in > 0 or not math.isfinite(self.keep_s):
+            return
+        if self.first_load_owed and time.monotonic() - self.last_used < OWED_GRACE_S:
+            return  # socket-activated: the connection that started us is still on its way
+        self.sleep_now()
 
     async def _watch_idle(self) -> None:
+        # A keep-alive of 0 is acted on when the last request is answered (_nudge), so no
+        # tick needs to be fast; asleep, once a second is plenty.
         while True:
             finite = self.keep_s if math.isfinite(self.keep_s) else 60.0
-            await asyncio.sleep(min(5.0, max(0.05, finite / 10)))
+            tick = min(5.0, max(0.25, finite / 10)) if self.state == "ready" else 1.0
+            await asyncio.sleep(tick)
             self._check_idle()
 
     def describe(self) -> dict[str, Any]:
@@ -310,9 +355,11 @@ class Runtime:
         return out
 
 
-def _free_later(engine: EngineAPI, name: str) -> None:
-    """`_free` on a thread of its own: closing joins the engine's thread."""
-    threading.Thread(target=_free, args=(engine,), name=name, daemon=True).start()
+def _free_later(engine: EngineAPI, name: str) -> threading.Thread:
+    """`_free` on a thread of its own (closing joins the engine's thread); that thread."""
+    thread = threading.Thread(target=_free, args=(engine,), name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def _free(engine: EngineAPI) -> None:
@@ -353,4 +400,4 @@ class Waker:
         finally:
             VISIT.reset(token)
             if visit.held:
-                self.rt.release()
+                self.rt.release(visit)

@@ -30,10 +30,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 from edge.errors import EdgeError
 from edge.server.errors import error_json
 from edge.server.guard import KEYED_PATHS, bearer_token, wrong_key
+from edge.server.web import CSP
 
 LISTEN_FD = 3  # sd_listen_fds(3)'s first
 HANDOFF_FD = 4
@@ -53,25 +56,30 @@ class Probes:
     api_key: str | None
 
     def answer(self, head: bytes) -> bytes | None:
-        """A whole HTTP response for a probe that needs no model, or None: wake for it."""
+        """A whole HTTP response for a request that needs no model, or None: wake for it.
+        A keyed path without the key is refused here, whatever its method, so a scanner
+        on the LAN wakes nothing."""
         method, path, headers = _parse(head)
+        if self.api_key and path.startswith(KEYED_PATHS) and not self._key_ok(headers):
+            status, body, _ = error_json(wrong_key(), path)
+            return _response(status, body)
         if method != "GET":
             return None
         if path == "/health":
             return _response(200, {"status": "asleep"})
         if path == "/metrics":
             return _response(200, "edge_model_loaded 0\n", "text/plain; version=0.0.4")
-        if path not in ("/v1/models", "/api/tags", "/api/version", "/api/ps"):
-            return None
-        if self.api_key and path.startswith(KEYED_PATHS) and not self._key_ok(headers):
-            status, body, _ = error_json(wrong_key(), path)
-            return _response(status, body)  # a scanner on the LAN wakes nothing
+        if path == "/":
+            page = (resources.files("edge.server") / "static" / "index.html").read_text("utf-8")
+            return _response(
+                200, page, "text/html; charset=utf-8", {"content-security-policy": CSP}
+            )
         if path == "/v1/models":
             card = {"id": self.model_id, "object": "model", "created": 0, "owned_by": "edge-qwen"}
             return _response(200, {"object": "list", "data": [card]})
         if path == "/api/ps":
             return _response(200, {"models": []})  # nothing is loaded
-        return None  # the rest of Ollama's listings name the model's file: the child's
+        return None  # Ollama's listings describe the model's file: the child's to say
 
     def _key_ok(self, headers: dict[str, str]) -> bool:
         key = (self.api_key or "").encode()
@@ -91,37 +99,40 @@ def _parse(head: bytes) -> tuple[str, str, dict[str, str]]:
     return method, target.split("?", 1)[0], headers
 
 
-def _response(status: int, body: object, kind: str = "application/json") -> bytes:
+def _response(
+    status: int, body: object, kind: str = "application/json", extra: dict[str, str] | None = None
+) -> bytes:
     data = (body if isinstance(body, str) else json.dumps(body)).encode()
     reason = {200: "OK", 401: "Unauthorized"}.get(status, "")
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: {kind}\r\n"
-        f"content-length: {len(data)}\r\nconnection: close\r\n\r\n"
-    )
-    return head.encode() + data
+    lines = [f"HTTP/1.1 {status} {reason}", f"content-type: {kind}"]
+    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    lines += [f"content-length: {len(data)}", "connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
-def peek_head(conn: socket.socket, wait_s: float = HEAD_WAIT_S) -> bytes | None:
-    """The request's head, read with MSG_PEEK so that it stays for whoever answers; None
-    if it does not come whole in time (the connection is then dropped)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        conn.settimeout(left)
-        try:
-            seen = conn.recv(MAX_HEAD, socket.MSG_PEEK)
-        except OSError:
-            return None
-        if not seen:
-            return None
-        end = seen.find(b"\r\n\r\n")
-        if end >= 0:
-            return seen[: end + 4]
-        if len(seen) >= MAX_HEAD:
-            return None
-        time.sleep(0.01)  # more is on its way; a peek does not wait for new bytes
+def look(conn: socket.socket, probes: Probes, late: bool = False) -> str:
+    """Peek at `conn`'s request head (MSG_PEEK: the bytes stay for whoever answers):
+    "done" when a probe was answered or a dead, late or oversized head dropped, "wake"
+    when the request needs the model, "wait" while the head is still coming."""
+    try:
+        seen = conn.recv(MAX_HEAD, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return "wait"
+    except OSError:
+        seen = b""
+    end = seen.find(b"\r\n\r\n")
+    if not seen or (end < 0 and (late or len(seen) >= MAX_HEAD)):
+        conn.close()
+        return "done"
+    if end < 0:
+        return "wait"
+    answer = probes.answer(seen[: end + 4])
+    if answer is None:
+        return "wake"
+    with contextlib.suppress(OSError):
+        conn.sendall(answer)
+    conn.close()
+    return "done"
 
 
 class Supervisor:
@@ -145,32 +156,34 @@ class Supervisor:
         """Serve until SIGTERM or SIGINT; the exit status."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
-        pending: socket.socket | None = None
+        pending: list[socket.socket] = []
         while not self.stopping:
-            ours, theirs = socket.socketpair()
-            ready, code = self._run_child(theirs, ours, pending)
-            pending = None
+            ready, code = self._run_child(pending)
+            pending = []
             if self.stopping:
                 break
             if code != 0 and not ready:  # it never served: the model cannot be loaded
-                return code
+                return 128 - code if code < 0 else code
             if code != 0 and self._crashed_too_often(code):
                 return 1
             pending = self._asleep()
         return 0
 
-    def _run_child(
-        self, theirs: socket.socket, ours: socket.socket, pending: socket.socket | None
-    ) -> tuple[bool, int]:
+    def _run_child(self, pending: list[socket.socket]) -> tuple[bool, int]:
         """Start a child, hand it `pending`, wait for it to end: (it served, its status)."""
-        self.child = self._spawn(theirs)
-        theirs.close()
-        self.starts += 1
-        ready = False
+        ours, theirs = socket.socketpair()
         with ours:
-            if pending is not None:
-                socket.send_fds(ours, [b"c"], [pending.fileno()])
-                pending.close()
+            try:
+                self.child = self._spawn(theirs)
+            finally:
+                theirs.close()
+            if self.stopping:  # a signal that came while it was being started
+                self.child.send_signal(signal.SIGTERM)
+            self.starts += 1
+            for conn in pending:
+                with conn, contextlib.suppress(OSError):  # a child already gone: its loss
+                    socket.send_fds(ours, [b"c"], [conn.fileno()])
+            ready = False
             while (code := self.child.poll()) is None:
                 readable, _, _ = select.select([ours], [], [], 0.5)
                 if readable and not ready:
@@ -179,28 +192,28 @@ class Supervisor:
 
     def _spawn(self, theirs: socket.socket) -> subprocess.Popen[bytes]:
         listen, handoff = self.listener.fileno(), theirs.fileno()
+        on_parent_death = _prctl()  # looked up here: no dlopen between fork and exec
 
         def as_systemd_does() -> None:
-            # In the child, between fork and exec (this process runs no threads): the
-            # sockets where sd_listen_fds(3) looks (dup2 also makes them inheritable),
-            # and LISTEN_PID, which only the child knows; exec passes this environment
-            # on (env=None). Moved high first, so neither lands on the other's number.
+            # In the child, between fork and exec, only system calls (this process may
+            # run threads, e.g. the mDNS announcer's): the sockets where sd_listen_fds(3)
+            # looks (dup2 also makes them inheritable), moved high first so that neither
+            # lands on the other's number; and, on Linux, a SIGTERM should we die.
             high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (listen, handoff)]
             for fd, target in zip(high, (LISTEN_FD, HANDOFF_FD), strict=True):
                 os.dup2(fd, target)
                 os.close(fd)
-            os.environ.update(
-                LISTEN_PID=str(os.getpid()), LISTEN_FDS="1", **{HANDOFF_ENV: str(HANDOFF_FD)}
-            )
-            # Its own process group, so a terminal's Ctrl-C reaches it once, through us;
-            # and on Linux a SIGTERM should we die, so no child outlives its parent.
-            os.setpgid(0, 0)
-            with contextlib.suppress(Exception):
-                ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if on_parent_death is not None:
+                on_parent_death(PR_SET_PDEATHSIG, signal.SIGTERM)
 
+        env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_PID", "LISTEN_FDNAMES")}
+        env.update(LISTEN_FDS="1", **{HANDOFF_ENV: str(HANDOFF_FD)})
         # close_fds=False: the two sockets above are made in preexec_fn, after the check
-        # pass_fds needs; every other descriptor here is non-inheritable (PEP 446).
-        return subprocess.Popen(self.argv, preexec_fn=as_systemd_does, close_fds=False)
+        # pass_fds needs; every other descriptor here is non-inheritable (PEP 446). A
+        # session of its own, so a terminal's Ctrl-C reaches it once, through us.
+        return subprocess.Popen(
+            self.argv, env=env, preexec_fn=as_systemd_does, close_fds=False, start_new_session=True
+        )
 
     def _crashed_too_often(self, code: int) -> bool:
         now = time.monotonic()
@@ -212,33 +225,48 @@ class Supervisor:
         self.say(f"The server process died ({how}); the next request starts it again.")
         return False
 
-    def _asleep(self) -> socket.socket | None:
-        """Answer probes until a request needs the model: that connection, or None when
-        asked to stop."""
+    def _asleep(self) -> list[socket.socket]:
+        """Answer probes until a request needs the model; then that connection and every
+        other one accepted and not yet answered (the child reads them itself), or none
+        when asked to stop. Heads are awaited side by side, so a silent connection
+        delays nobody."""
+        waiting: dict[socket.socket, float] = {}  # accepted, head not whole yet: deadline
         while not self.stopping:
-            readable, _, _ = select.select([self.listener], [], [], 0.5)
-            if not readable:
-                continue
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                continue
-            head = peek_head(conn)
-            answer = self.probes.answer(head) if head is not None else b""
-            if answer is None:
-                conn.settimeout(None)
-                return conn
-            try:
-                conn.sendall(answer)
-            except OSError:
-                pass
+            readable, _, _ = select.select([self.listener, *waiting], [], [], 0.25)
+            now = time.monotonic()
+            for conn in readable:
+                if conn is self.listener:
+                    with contextlib.suppress(OSError):
+                        accepted, _ = self.listener.accept()
+                        waiting[accepted] = now + HEAD_WAIT_S
+                    continue
+                outcome = look(conn, self.probes, late=now >= waiting[conn])
+                if outcome == "wake":
+                    return [*waiting]  # this one, and the others, to the new child
+                if outcome == "done":
+                    del waiting[conn]
+                else:  # a head still coming stays readable (peeked, not read): pace the loop
+                    time.sleep(0.01)
+            for conn, deadline in list(waiting.items()):
+                if now >= deadline:
+                    conn.close()
+                    del waiting[conn]
+        for conn in waiting:
             conn.close()
-        return None
+        return []
 
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signum)  # it drains its streams, then exits
+
+
+def _prctl() -> Any:
+    """libc's prctl (Linux), or None."""
+    try:
+        return ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 def supervise(

@@ -45,7 +45,8 @@ class KeepAliveField(Lenient):
             seconds = parse_duration(self.keep_alive)
         except ValueError as exc:
             raise ParamError("keep_alive", str(exc)) from None
-        return math.inf if seconds < 0 else seconds
+        # Negative, or past any laptop's uptime (a year): for ever.
+        return math.inf if seconds < 0 or seconds > 3.2e7 else seconds
 
 
 class BudgetFields(Lenient):

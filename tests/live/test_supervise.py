@@ -79,3 +79,22 @@ def test_a_model_that_cannot_load_stops_the_supervisor_with_the_childs_error(
     # The child said why and ended with it; the supervisor did not start it again.
     assert proc.returncode not in (0, None) and err.count("not a readable GGUF") == 1, err
     assert "Supervising" in err
+
+
+def test_requests_that_end_each_child_are_all_answered(
+    gguf_of: Callable[[str, str], Path], cli_env: dict[str, str]
+) -> None:
+    """`keep_alive: 0` ends the child after each answer; back to back on one keep-alive
+    connection, the next request comes while it exits: it must be answered (by the
+    model still loaded, or by the next child), never refused. A request without the key
+    is refused by the parent and starts nothing."""
+    model = str(gguf_of("scripted", "Q8_0"))
+    args = ["--model", model, "--supervise", "--idle", "0", "--api-key", "k"]
+    key = {"Authorization": "Bearer k"}
+    with serve(args, cli_env) as (url, proc), httpx.Client(headers=key, timeout=WAIT) as client:
+        for _ in range(4):
+            r = client.post(f"{url}/v1/chat/completions", json={**BODY, "keep_alive": 0})
+            assert r.status_code == 200, r.text
+        wait_children(proc.pid, 0)
+        keyless = httpx.post(f"{url}/v1/chat/completions", json=BODY, timeout=WAIT)
+        assert keyless.status_code == 401 and children(proc.pid) == []

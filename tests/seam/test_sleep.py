@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from edge.config import Settings
+from edge.engine import Limits
 from edge.server.runtime import MAX_RESTARTS_IN_WINDOW, default_idle_s
 from tests.support.fake_engine import FakeEngine
 from tests.support.prompts import HI
@@ -242,5 +244,41 @@ def test_a_server_without_idle_never_sleeps() -> None:
             assert (await client.get("/health")).json()["status"] == "ok"
             assert app.state.runtime.sleep_now() is True  # it can, when asked
             assert (await client.get("/health")).json()["status"] == "asleep"
+
+    run(go)
+
+
+def test_a_failed_engine_is_freed_only_when_no_request_holds_it() -> None:
+    """A request that took the worker may still be tokenizing with the dead engine's
+    vocabulary: the engine is freed, and the next one loaded, only once it lets go."""
+
+    def two_slots(engine: FakeEngine) -> None:
+        engine.limits = Limits(engine.limits.n_vocab, engine.limits.n_ctx, 2)
+        engine._slots = threading.Semaphore(2)
+        if not loads.engines:
+            engine.enqueue(["held"] * 3, "stop")
+            engine.enqueue_fatal([], "llama.cpp failed to decode a batch (code -3)")
+
+    loads = Loads(two_slots)
+
+    async def go() -> None:
+        async with client_of(FakeEngine(), load=loads) as (client, _):
+            first = loads.engines[0]
+            first.gate.clear()  # the holder's stream waits here, its worker taken
+            holder = asyncio.ensure_future(
+                client.post("/v1/chat/completions", json={"messages": HI, "stream": True})
+            )
+            while not first.jobs:
+                await asyncio.sleep(0.01)
+            failed = await client.post("/v1/chat/completions", json=CHAT)
+            assert failed.status_code == 503  # the second job hit the fatal failure...
+            await asyncio.sleep(0.3)
+            assert not first.closed and len(loads.engines) == 1  # ...but nothing is freed
+            health = (await client.get("/health")).json()
+            assert health["status"] == "restarting" and health["restarts"] == 1
+            first.gate.set()
+            assert (await holder).status_code == 200
+            await until(client, "ok")
+            assert first.closed and len(loads.engines) == 2
 
     run(go)

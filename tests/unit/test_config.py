@@ -138,7 +138,9 @@ def test_durations_are_read_as_ollama_spells_keep_alive(given: Any, seconds: flo
     assert parse_duration(given) == seconds
 
 
-@pytest.mark.parametrize("given", ["", "soon", "5 m", "1m30", "m", "--5m", True, "5d"])
+@pytest.mark.parametrize(
+    "given", ["", "soon", "5 m", "1m30", "m", "--5m", True, "5d", "nan", float("nan")]
+)
 def test_anything_else_is_not_a_duration(given: Any) -> None:
     with pytest.raises(ValueError):
         parse_duration(given)

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 
 import pytest
 
 from edge.server.errors import error_json
 from edge.server.guard import wrong_key
-from edge.server.supervise import Probes, peek_head
+from edge.server.supervise import Probes, look
 
 KEY = "k3y"
 
@@ -48,7 +46,6 @@ def test_probes_are_answered_without_waking(key: str | None) -> None:
     [
         head("/v1/chat/completions", "POST"),
         head("/api/chat", "POST"),
-        head("/"),  # the page: the child has it
         head("/api/tags"),  # names the model's file: the child's to say
         head("/health", "POST"),
         b"garbage\r\n\r\n",
@@ -58,37 +55,60 @@ def test_anything_else_wakes_a_child(request_head: bytes) -> None:
     assert Probes("m", None).answer(request_head) is None
 
 
-def test_a_keyed_listing_without_the_key_is_refused_here() -> None:
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [("/v1/models", "GET"), ("/v1/chat/completions", "POST"), ("/api/chat", "POST")],
+)
+def test_a_keyed_path_without_the_key_is_refused_here(path: str, method: str) -> None:
+    """Whatever it asks: a scanner on the LAN must not wake the model (and the GPU)."""
     probes = Probes("m", KEY)
     for headers in ({}, {"Authorization": "Bearer nope"}, {"x-api-key": "nope"}):
-        status, body = body_of(probes.answer(head("/v1/models", **headers)) or b"")
+        status, body = body_of(probes.answer(head(path, method, **headers)) or b"")
         # In the words the server itself would use.
-        assert (status, json.loads(body)) == error_json(wrong_key(), "/v1/models")[:2]
-    status, _ = body_of(probes.answer(head("/v1/models", **{"x-api-key": KEY})) or b"")
-    assert status == 200
+        assert (status, json.loads(body)) == error_json(wrong_key(), path)[:2]
+    keyed = probes.answer(head(path, method, **{"x-api-key": KEY}))
+    assert (keyed is None) == (method == "POST")
 
 
-def test_a_head_is_peeked_whole_and_left_for_the_child() -> None:
+def test_the_page_is_served_without_waking_with_its_csp() -> None:
+    response = Probes("m", KEY).answer(head("/")) or b""
+    top, _, page = response.partition(b"\r\n\r\n")
+    assert b"HTTP/1.1 200" in top and b"content-security-policy: default-src 'self'" in top
+    assert page.lower().startswith(b"<!doctype html>")
+
+
+def test_a_waking_head_is_peeked_and_left_for_the_child() -> None:
     a, b = socket.socketpair()
     with a, b:
         request = head("/v1/chat/completions", "POST", **{"content-length": "2"}) + b"{}"
-        sent = threading.Thread(
-            target=lambda: [b.sendall(request[:10]), time.sleep(0.05), b.sendall(request[10:])]
-        )
-        sent.start()
-        seen = peek_head(a, wait_s=5)
-        sent.join()
-        assert seen is not None and seen.endswith(b"\r\n\r\n") and seen.startswith(b"POST")
+        b.sendall(request[:10])
+        assert look(a, Probes("m", None)) == "wait"  # the head is still coming
+        b.sendall(request[10:])
+        assert look(a, Probes("m", None)) == "wake"
         a.settimeout(1)
         assert a.recv(4096) == request  # nothing was taken off the socket
 
 
-def test_a_head_that_never_completes_gives_up_in_time() -> None:
+def test_a_probe_is_answered_and_closed() -> None:
     a, b = socket.socketpair()
-    with a, b:
-        b.sendall(b"GET /health HTTP/1.1\r\nHost")
-        started = time.monotonic()
-        assert peek_head(a, wait_s=0.3) is None
-        assert time.monotonic() - started < 2
-        b.close()
-        assert peek_head(a, wait_s=0.3) is None  # closed before a whole head
+    with b:
+        b.sendall(head("/health"))
+        assert look(a, Probes("m", None)) == "done"
+        b.settimeout(1)
+        assert b'"asleep"' in b.recv(4096)
+
+
+def test_a_head_that_is_late_closed_or_too_big_is_dropped() -> None:
+    for data, late in (
+        (b"GET /health HTTP/1.1\r\nHost", True),
+        (b"", False),
+        (b"x" * 20000, False),
+    ):
+        a, b = socket.socketpair()
+        with b:
+            if data:
+                b.sendall(data)
+            else:
+                b.close()
+            assert look(a, Probes("m", None), late=late) == "done"
+            assert a.fileno() == -1  # closed

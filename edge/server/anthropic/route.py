@@ -34,8 +34,9 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
     @app.post(PATH, response_model=None, responses=ANTHROPIC_ERRORS)
     async def messages(req: MessagesRequest) -> Any:
+        keep_s = req.keep_alive_s()  # a bad value is a 400 before any load
         worker, template = await rt.awake()
-        rt.keep_alive(req.keep_alive_s())
+        rt.keep_alive(keep_s)
         # Off the event loop, as for chat completions: rendering a long history takes a while.
         spec, prompt = await run_in_threadpool(prepare, req, worker, template)
         events = worker.start(spec.job(prompt))  # a refusal raises here, with its status

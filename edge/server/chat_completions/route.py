@@ -28,8 +28,9 @@ def install(app: FastAPI, rt: Runtime, *, reasoning_format: str) -> None:
 
     @app.post("/v1/chat/completions", response_model=None, responses=OPENAPI_ERRORS)
     async def chat_completions(req: ChatCompletionRequest) -> Any:
+        keep_s = req.keep_alive_s()  # a bad value is a 400 before any load
         worker, template = await rt.awake()
-        rt.keep_alive(req.keep_alive_s())
+        rt.keep_alive(keep_s)
         # Off the event loop: a long prompt or a big schema takes a while to render and
         # tokenize, and every other client would wait for it meanwhile.
         spec, prompt = await run_in_threadpool(prepare, req, worker, template, reasoning_format)

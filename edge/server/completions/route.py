@@ -29,8 +29,9 @@ def install(app: FastAPI, rt: Runtime) -> None:
 
     @app.post("/v1/completions", response_model=None, responses=OPENAPI_ERRORS)
     async def completions(req: CompletionRequest) -> Any:
+        keep_s = req.keep_alive_s()  # a bad value is a 400 before any load
         worker, _ = await rt.awake()
-        rt.keep_alive(req.keep_alive_s())
+        rt.keep_alive(keep_s)
         if req.n != 1:
             raise ParamError("n", "Only n=1 is supported.")
         params = sampling(req, worker.limits.n_vocab)

@@ -45,8 +45,9 @@ def install(app: FastAPI, rt: Runtime, *, keyed: bool) -> None:
 
     @app.post("/v1/responses", response_model=None, responses=OPENAPI_ERRORS)
     async def create_response(req: ResponsesRequest, request: Request, response: Response) -> Any:
+        keep_s = req.keep_alive_s()  # a bad value is a 400 before any load
         worker, template = await rt.awake()
-        rt.keep_alive(req.keep_alive_s())
+        rt.keep_alive(keep_s)
         part = partition(request)
         previous = None
         if req.previous_response_id is not None:
