@@ -138,7 +138,7 @@ def serve(
         _serve_supervised(cfg, bind, key)
         return
     path, info, plan = plan_model(cfg)
-    model_id = path.parent.name if path.name == "model.gguf" else path.stem
+    model_id = _served_name(path)
     if cfg.idle is None:
         cfg = cfg.model_copy(update={"idle": default_idle_s(plan.n_gpu_layers, plan.gpu)})
     say(_idle_line(cfg.idle))
@@ -203,7 +203,7 @@ def _serve_supervised(cfg: Any, bind: str, key: str | None) -> None:
     from edge.server.supervise import Probes, supervise
 
     path = ensure_model(cfg.model, cfg, report=say)  # pulled here once, not by each child
-    model_id = path.parent.name if path.name == "model.gguf" else path.stem
+    model_id = _served_name(path)
     say(
         "Supervising: the server runs in a child process that exits when the model sleeps;"
         " the next request starts it again."
@@ -213,6 +213,13 @@ def _serve_supervised(cfg: Any, bind: str, key: str | None) -> None:
     served = cfg.model_copy(update={"api_key": key})
     with advertised(announcement(served, model_id, bind), say):
         supervise(argv, bind, cfg.port, Probes(model_id, key), say)
+
+
+def _served_name(path: Any) -> str:
+    """The model's name in the API: its store folder's, or the GGUF file's stem."""
+    from edge.model.store import MODEL_FILE
+
+    return str(path.parent.name if path.name == MODEL_FILE else path.stem)
 
 
 def _idle_line(seconds: float | None) -> str:

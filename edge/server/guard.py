@@ -60,6 +60,18 @@ def install_guard(
 KEYED_PATHS = ("/v1/", "/api/")  # OpenAI's and Anthropic's APIs; Ollama's
 
 
+def key_matches(headers: dict[str, str], api_key: str) -> bool:
+    """Whether lower-cased `headers` carry `api_key`. OpenAI's clients send the key as a
+    bearer token, Anthropic's as `x-api-key`; either will do. Both are compared in
+    constant time, every time (no short-circuit), so the answer's timing says nothing
+    about the key."""
+    key = api_key.encode()
+    token = bearer_token(headers.get("authorization")) or ""
+    bearer = hmac.compare_digest(token.encode(), key)
+    x_api_key = hmac.compare_digest(headers.get("x-api-key", "").encode(), key)
+    return bearer | x_api_key
+
+
 def wrong_key() -> AuthError:
     """What a request to a keyed path gets without the right key (401)."""
     return AuthError(
@@ -120,19 +132,9 @@ class Guard:
         if size.isascii() and size.isdigit() and int(size) > self.max_body_bytes:
             return BodyTooLargeError(f"The request body is over {self.max_body_bytes} bytes.")
         if self.api_key and str(scope.get("path", "")).startswith(KEYED_PATHS):
-            if not self._key_matches(headers):
+            if not key_matches(headers, str(self.api_key)):
                 return wrong_key()
         return None
-
-    def _key_matches(self, headers: dict[str, str]) -> bool:
-        """OpenAI's clients send the key as a bearer token, Anthropic's as `x-api-key`;
-        either will do. Both are compared in constant time, every time (no short-circuit),
-        so the answer's timing says nothing about the key."""
-        key = str(self.api_key).encode()
-        token = bearer_token(headers.get("authorization")) or ""
-        bearer = hmac.compare_digest(token.encode(), key)
-        x_api_key = hmac.compare_digest(headers.get("x-api-key", "").encode(), key)
-        return bearer | x_api_key
 
     def _bounded(self, receive: Any) -> Callable[[], Any]:
         """`receive`, refusing a body over the limit or late; untouched once the body is in

@@ -113,9 +113,6 @@ def serve_forever(
         servers[0].should_exit = True
 
     api = make_app(failed)
-    # Read by the idle policy: socket-activated, idling means exiting, as systemd keeps
-    # the socket and starts us again on the next connection.
-    api.state.socket_activated = listener is not None
     if listener is not None:
         host, port = _activated_address(listener, host)
         _accept_once_loaded(api, lambda: servers[0].should_exit)

@@ -228,10 +228,16 @@ class Runtime:
         self._freeing = _free_later(worker.engine, "edge-sleep")
         return True
 
-    def _begin_load(self, state: State) -> None:
+    def _begin_load(self, state: State, now: bool = True) -> None:
+        """Enter `state` with a load that requests can wait for; started now, or later by
+        `_start_loading` (a reload waits until nobody holds the failed engine)."""
         assert self._loop is not None and self._load is not None
         self.state = state
         self._loaded = self._loop.create_future()
+        if now:
+            self._start_loading()
+
+    def _start_loading(self) -> None:
         threading.Thread(target=self._load_on_thread, name="edge-load", daemon=True).start()
 
     def _load_on_thread(self) -> None:
@@ -308,9 +314,7 @@ class Runtime:
         log.error("%s Reloading the engine.", reason)
         # Requests waiting in awake() wait for this; the load itself starts once no request
         # still holds the dead engine (one may be tokenizing with its vocabulary).
-        self.state = "restarting"
-        assert self._loop is not None
-        self._loaded = self._loop.create_future()
+        self._begin_load("restarting", now=False)
         if not self._holders.get(self._dead):  # type: ignore[arg-type]
             self._reload_after_fault()
 
@@ -319,7 +323,7 @@ class Runtime:
         if dead is not None:
             self._freeing = _free_later(dead.engine, "edge-free")
         if self.state == "restarting":
-            threading.Thread(target=self._load_on_thread, name="edge-load", daemon=True).start()
+            self._start_loading()
 
     def _nudge(self) -> None:
         """Look again soon: a keep-alive of 0 sleeps as soon as the model is unused."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import hmac
 import json
 import os
 import select
@@ -30,13 +29,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from edge.errors import EdgeError
 from edge.server.errors import error_json
-from edge.server.guard import KEYED_PATHS, bearer_token, wrong_key
-from edge.server.web import CSP
+from edge.server.guard import KEYED_PATHS, key_matches, wrong_key
+from edge.server.web import CSP, PROMETHEUS, model_list, page
 
 LISTEN_FD = 3  # sd_listen_fds(3)'s first
 HANDOFF_FD = 4
@@ -60,7 +58,7 @@ class Probes:
         A keyed path without the key is refused here, whatever its method, so a scanner
         on the LAN wakes nothing."""
         method, path, headers = _parse(head)
-        if self.api_key and path.startswith(KEYED_PATHS) and not self._key_ok(headers):
+        if self.api_key and path.startswith(KEYED_PATHS) and not key_matches(headers, self.api_key):
             status, body, _ = error_json(wrong_key(), path)
             return _response(status, body)
         if method != "GET":
@@ -68,23 +66,15 @@ class Probes:
         if path == "/health":
             return _response(200, {"status": "asleep"})
         if path == "/metrics":
-            return _response(200, "edge_model_loaded 0\n", "text/plain; version=0.0.4")
+            return _response(200, "edge_model_loaded 0\n", PROMETHEUS)
         if path == "/":
-            page = (resources.files("edge.server") / "static" / "index.html").read_text("utf-8")
-            return _response(
-                200, page, "text/html; charset=utf-8", {"content-security-policy": CSP}
-            )
+            csp = {"content-security-policy": CSP}
+            return _response(200, page(), "text/html; charset=utf-8", csp)
         if path == "/v1/models":
-            card = {"id": self.model_id, "object": "model", "created": 0, "owned_by": "edge-qwen"}
-            return _response(200, {"object": "list", "data": [card]})
+            return _response(200, model_list(self.model_id))
         if path == "/api/ps":
             return _response(200, {"models": []})  # nothing is loaded
         return None  # Ollama's listings describe the model's file: the child's to say
-
-    def _key_ok(self, headers: dict[str, str]) -> bool:
-        key = (self.api_key or "").encode()
-        given = bearer_token(headers.get("authorization")) or headers.get("x-api-key", "")
-        return hmac.compare_digest(given.encode(), key)
 
 
 def _parse(head: bytes) -> tuple[str, str, dict[str, str]]:
@@ -150,7 +140,6 @@ class Supervisor:
         self.child: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self.crashes: list[float] = []
-        self.starts = 0
 
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT; the exit status."""
@@ -179,7 +168,6 @@ class Supervisor:
                 theirs.close()
             if self.stopping:  # a signal that came while it was being started
                 self.child.send_signal(signal.SIGTERM)
-            self.starts += 1
             for conn in pending:
                 with conn, contextlib.suppress(OSError):  # a child already gone: its loss
                     socket.send_fds(ours, [b"c"], [conn.fileno()])

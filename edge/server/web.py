@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from typing import Any
 
@@ -19,13 +20,27 @@ CSP = (
 )
 
 
+PROMETHEUS = "text/plain; version=0.0.4"
+
+
+@functools.cache
+def page() -> str:
+    """The web chat page (read once)."""
+    return (resources.files("edge.server") / "static" / "index.html").read_text(encoding="utf-8")
+
+
+def model_list(model_id: str) -> dict[str, Any]:
+    """/v1/models' body: the one model served."""
+    card = {"id": model_id, "object": "model", "created": 0, "owned_by": "edge-qwen"}
+    return {"object": "list", "data": [card]}
+
+
 def install(app: FastAPI, rt: Runtime, metrics: Metrics) -> None:
     """The page, the probes and the model list."""
-    page = (resources.files("edge.server") / "static" / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", include_in_schema=False)
     async def web_chat() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Content-Security-Policy": CSP})
+        return HTMLResponse(page(), headers={"Content-Security-Policy": CSP})
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -44,10 +59,9 @@ def install(app: FastAPI, rt: Runtime, metrics: Metrics) -> None:
         waiting, busy = (w.waiting, w.busy) if w else (0, 0)
         return PlainTextResponse(
             metrics.render(waiting, busy, w.engine.shelf if w else None, loaded=w is not None),
-            media_type="text/plain; version=0.0.4",
+            media_type=PROMETHEUS,
         )
 
     @app.get("/v1/models", responses=OPENAPI_ERRORS)
     async def models() -> dict[str, Any]:
-        card = {"id": rt.model_id, "object": "model", "created": 0, "owned_by": "edge-qwen"}
-        return {"object": "list", "data": [card]}
+        return model_list(rt.model_id)
