@@ -42,7 +42,10 @@ ReasoningFormat = Literal["separate", "inline", "hidden"]
 
 
 def default_home() -> Path:
-    """The store folder: $XDG_CACHE_HOME/edge-qwen, else ~/.cache/edge-qwen."""
+    """The store folder: $EDGE_QWEN_HOME, else $XDG_CACHE_HOME/edge-qwen, else
+    ~/.cache/edge-qwen (so that a Settings made in code finds the same home as the CLI)."""
+    if own := os.environ.get("EDGE_QWEN_HOME"):
+        return Path(own)
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "edge-qwen"
@@ -75,6 +78,11 @@ class Settings(BaseModel):
         default=None,
         ge=0,
         description="MiB of RAM that keeps finished conversations' KV for reuse (0: none)",
+    )
+    cache_disk: int | None = Field(
+        default=None,
+        ge=0,
+        description="MiB of disk that keeps long prompts' KV across restarts and sleep (0: none)",
     )
     # -- serving
     host: str = Field(default="127.0.0.1", description="Address the server binds")

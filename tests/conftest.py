@@ -37,6 +37,21 @@ from tests.support.slow import slow_fixture
 pytest_plugins = ["pytester", "tests.support.slow", "tests.support.layout"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test's default home is a temporary folder, never the user's: engines write
+    their prompt cache there (edge.engine.diskcache). Tests that need a home of their own
+    set EDGE_QWEN_HOME themselves."""
+    home = tmp_path_factory.mktemp("default-home")
+    old = os.environ.get("EDGE_QWEN_HOME")
+    os.environ["EDGE_QWEN_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("EDGE_QWEN_HOME", None)
+    else:
+        os.environ["EDGE_QWEN_HOME"] = old
+
+
 @slow_fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight tiny Qwen3 checkpoint (seed 0) with the real tokenizer."""

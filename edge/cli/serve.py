@@ -46,6 +46,13 @@ CacheRamOpt = Annotated[
         " of free RAM, at most 2048; 0: none)",
     ),
 ]
+CacheDiskOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="MiB of disk that keeps long prompts' KV across restarts and sleep (default: a"
+        " tenth of free disk, at most 8192; 0: none)",
+    ),
+]
 CorsOpt = Annotated[list[str] | None, typer.Option(help="Allow this browser origin (repeatable)")]
 IdleOpt = Annotated[
     str | None,
@@ -80,6 +87,7 @@ def serve(
     max_queue: QueueOpt = None,
     parallel: ParallelOpt = None,
     cache_ram: CacheRamOpt = None,
+    cache_disk: CacheDiskOpt = None,
     cors_origin: CorsOpt = None,
     reasoning_format: ReasoningOpt = None,
     idle: IdleOpt = None,
@@ -120,6 +128,7 @@ def serve(
         max_queue=max_queue,
         parallel=parallel,
         cache_ram=cache_ram,
+        cache_disk=cache_disk,
         reasoning_format=reasoning_format,
         idle=idle,
         supervise=supervise,

@@ -20,6 +20,7 @@ from edge.cli.app import (
 )
 from edge.cli.serve import (
     AdvertiseOpt,
+    CacheDiskOpt,
     CacheRamOpt,
     CorsOpt,
     HostOpt,
@@ -72,6 +73,7 @@ def install(
     max_queue: QueueOpt = None,
     parallel: ParallelOpt = None,
     cache_ram: CacheRamOpt = None,
+    cache_disk: CacheDiskOpt = None,
     cors_origin: CorsOpt = None,
     reasoning_format: ReasoningOpt = None,
     idle: IdleOpt = None,
@@ -107,6 +109,7 @@ def install(
         max_queue=max_queue,
         parallel=parallel,
         cache_ram=cache_ram,
+        cache_disk=cache_disk,
         reasoning_format=reasoning_format,
         idle=idle,
         supervise=supervise,

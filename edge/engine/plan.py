@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ DESKTOP_SHARE, DESKTOP_MIN = 0.08, 256 * MiB
 # of Qwen3-0.6B's f16 KV (a day of a household's conversations, or an agent's long prompt
 # and a few chats beside it), and an eighth leaves an 8 GB laptop most of its memory.
 SHELF_SHARE, SHELF_MAX = 1 / 8, 2 << 30
+# The prompt cache's disk tier (edge.engine.diskcache): by default a tenth of the disk free
+# at start, at most 8 GiB. An agent's prefix is 0.8-2 GiB of Qwen3-0.6B's f16 KV (7-19k
+# tokens at 112 KiB), so 8 GiB keeps the three agents people run and a day's long chats; a
+# tenth leaves a nearly full laptop disk nearly all its room.
+DISK_SHARE, DISK_MAX = 1 / 10, 8 << 30
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,7 @@ class Plan:
     notes: tuple[str, ...] = ()
     n_parallel: int = 1  # sequences decoded together (the server's batching engine)
     shelf_bytes: int = 0  # RAM for finished sequences' KV parked out of the cache
+    disk_bytes: int = 0  # disk for long prompts' KV under the home's prompt-cache/
     gpu: str | None = None  # the GPU the layers go to
     vram_bytes: int = 0  # predicted use of llama.cpp's buffers on the GPU
     ram_bytes: int = 0  # predicted resident memory of the process
@@ -167,6 +174,7 @@ class Plan:
             f"{' · flash attn' if self.flash_attn else ''}"
             f" · weights {self.weights_bytes / MiB:.0f} MiB"
             f"{f' · shelf ≤ {self.shelf_bytes / MiB:.0f} MiB' if self.shelf_bytes else ''}"
+            f"{f' · disk cache ≤ {self.disk_bytes / MiB:.0f} MiB' if self.disk_bytes else ''}"
         ) + "".join(f" ({note})" for note in self.notes)
 
 
@@ -513,6 +521,7 @@ def _finish(
         notes=tuple(notes + c.notes),
         n_parallel=parallel,
         shelf_bytes=shelf_bytes(wishes, budget),
+        disk_bytes=disk_bytes(wishes),
         wishes=wishes,
         **_placement(info, c.n_gpu_layers, c.n_ctx, c.kv, c.fa, parallel, budget),
     )
@@ -544,7 +553,30 @@ def explain(plan: Plan) -> list[str]:
         if plan.shelf_bytes
         else "shelf: none (--cache-ram 0): finished conversations are dropped while others run"
     )
-    return [f"flash attention {'on' if plan.flash_attn else 'off'}: {fa}", shelf]
+    cap = "--cache-disk" if w.cache_disk is not None else "a tenth of free disk, at most 8 GiB"
+    disk = (
+        f"disk cache: up to {plan.disk_bytes / MiB:.0f} MiB under {w.home / 'prompt-cache'}"
+        f" ({cap}) for prompts of 1,024 tokens or more, across restarts and sleep"
+        if plan.disk_bytes
+        else "disk cache: none (--cache-disk 0, or no free disk): long prompts are read again"
+        " after a restart"
+    )
+    return [f"flash attention {'on' if plan.flash_attn else 'off'}: {fa}", shelf, disk]
+
+
+def disk_bytes(wishes: Settings) -> int:
+    """The disk tier's cap: --cache-disk if given, else `DISK_SHARE` of the home's free disk
+    up to `DISK_MAX`."""
+    if wishes.cache_disk is not None:
+        return wishes.cache_disk * MiB
+    folder = wishes.home
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+    return min(DISK_MAX, int(free * DISK_SHARE)) // MiB * MiB
 
 
 def shelf_bytes(wishes: Settings, budget: Budget) -> int:

@@ -14,6 +14,9 @@ which only tags the cells: nothing is recomputed or copied. A finished sequence 
 the cache only while nothing runs: once a job runs, finished sequences are parked on the
 shelf (`edge.engine.shelf`, host RAM) so that the live ones never compute attention over
 their cells, and a later prompt that starts with one gets its cells back from there.
+Long sequences are also written to disk (`edge.engine.diskcache`) as they are parked and
+when the engine closes; a job whose prompt starts with a file's tokens waits, without
+holding a slot, while that file is read, then gets its cells back like a parked one.
 
 llama.h is reached through `edge.engine.llama`: the library, the vocabulary, the batch,
 the model and its context. Each job's way of choosing tokens (greedy, a sampler chain, a
@@ -35,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.engine.llama import Vocab, _Batch, _bytes_ptr, _llama, _load
+from edge.engine.diskcache import DiskCache, Fetch
+from edge.engine.llama import Vocab, _Batch, _bytes_ptr, _llama, _load, llama_cpp_version
 from edge.engine.logprobs import LogprobReader
 from edge.engine.plan import (
     ModelInfo,
@@ -84,6 +88,9 @@ RESTORE_GAIN = 16
 # template renders the end of a generation prompt (Qwen3's empty think block, 4 tokens)
 # differently once the turn is history. Nothing of the old sequence is then worth parking.
 CONTINUE_SLACK = 8
+# How long a new job waits for the disk tier to open (the model file's first fingerprint)
+# before it starts without it; and how long closing waits for the disk writes.
+DISK_OPEN_WAIT_S, DISK_CLOSE_WAIT_S = 10.0, 60.0
 
 
 @dataclass
@@ -99,6 +106,7 @@ class _Slot:
     last_used: float = 0.0
     admitted: int = 0  # admission order, for choosing whom to drop when the cache is full
     echo: list[TokenLogprob] | None = None  # the prompt's logprobs while they are read
+    fetched: Parked | None = None  # the job's prefix as read from disk, until `_start`
 
 
 @dataclass
@@ -106,6 +114,9 @@ class _Waiting:
     ticket: Ticket
     state: TextState
     sampler: Any
+    since: float = field(default_factory=time.monotonic)
+    looked: bool = False  # the disk tier was asked for its prefix
+    fetch: Fetch | None = None  # its prefix being read from disk
 
 
 class Engine:
@@ -122,6 +133,7 @@ class Engine:
         self._mem = self._lib.llama_get_memory(self._ctx)
         self._slots = [_Slot(seq=i) for i in range(self.plan.n_parallel)]
         self._shelf = Shelf(self.plan.shelf_bytes)  # the scheduler thread's alone
+        self._disk = self._open_disk(Path(path))
         self._waiting: deque[_Waiting] = deque()
         self._wake = threading.Condition()
         self._closing = False
@@ -214,6 +226,8 @@ class Engine:
         if self._thread.is_alive():  # still inside a decode: freeing now would pull the
             return  # context from under it; the process is ending anyway
         self._free()
+        if self._disk is not None:
+            self._disk.close(DISK_CLOSE_WAIT_S)
 
     def forget(self) -> None:
         """Drop the finished sequences kept for prefix reuse, so that the next job reads
@@ -221,6 +235,8 @@ class Engine:
         with self._wake:
             self._forget_idle = True
             self._wake.notify()
+        if self._disk is not None:
+            self._disk.forget()
 
     @property
     def waiting(self) -> int:
@@ -234,9 +250,29 @@ class Engine:
 
     @property
     def shelf(self) -> ShelfUse:
-        """What the shelf holds now (a snapshot; the scheduler thread changes it)."""
-        s = self._shelf
-        return ShelfUse(len(s), s.bytes, s.peak, s.cap)
+        """What the shelf and the disk tier hold now (a snapshot; other threads change it)."""
+        s, d = self._shelf, self._disk
+        files, held = d.usage() if d else (0, 0)
+        disk = {"disk_sequences": files, "disk_bytes": held, "disk_cap_bytes": d.cap if d else 0}
+        return ShelfUse(len(s), s.bytes, s.peak, s.cap, **disk, disk_hits=d.hits if d else 0)
+
+    def _open_disk(self, path: Path) -> DiskCache | None:
+        """The disk tier, when the plan gives it room (its files are opened on its thread)."""
+        plan = self.plan
+        if not plan.disk_bytes:
+            return None
+        root = plan.wishes.home / "prompt-cache"
+        llama = llama_cpp_version()
+        disk = DiskCache(
+            root, plan.disk_bytes, path, plan.kv_type, plan.flash_attn, llama, self._poke
+        )
+        disk.max_pending = plan.shelf_bytes  # queued writes hold at most a shelf's worth of RAM
+        return disk
+
+    def _poke(self) -> None:
+        """Wake the scheduler: the disk tier opened, or a fetch finished."""
+        with self._wake:
+            self._wake.notify()
 
     def _free(self) -> None:
         lib = self._lib
@@ -261,8 +297,10 @@ class Engine:
     def _loop(self) -> None:  # noqa: C901
         while True:
             with self._wake:
-                while not (self._closing or self._waiting or self._forget_idle or self._active()):
-                    self._wake.wait()
+                while not (
+                    self._closing or self._forget_idle or self._active() or self._admissible()
+                ):
+                    self._wake.wait(timeout=1.0 if self._waiting else None)
                 if self._closing:
                     return
                 if self._forget_idle:
@@ -294,6 +332,11 @@ class Engine:
         with self._wake:
             self._closing = True
             waiting, self._waiting = list(self._waiting), deque()
+        if not self.failed:  # a failed engine's cells are in doubt
+            try:
+                self._keep_on_disk()
+            except Exception:
+                log.exception("could not write the cached prompts to disk")
         closing = shutting_down()
         if self.failed:  # the server reloads the engine: those cut off may retry soon
             closing = EngineClosedError(self.failed, "Retry in a moment.")
@@ -341,15 +384,57 @@ class Engine:
                 self._waiting.remove(w)
                 self._drop(w)
         starting = []
-        while self._waiting:
+        for w in list(self._waiting):
             free = [s for s in self._slots if s.ticket is None]
             if not free:
                 break
-            w = self._waiting.popleft()
+            if not self._fetched(w):
+                continue  # its prefix is being read from disk; later jobs may go first
+            self._waiting.remove(w)
             slot = self._place(w.ticket.job.prompt, free)
             slot.ticket, slot.state, slot.sampler = w.ticket, w.state, w.sampler
+            slot.fetched = w.fetch.parked if w.fetch else None
             starting.append(slot)
         return starting
+
+    def _admissible(self) -> bool:
+        """Whether a waiting job could start now (caller holds the condition)."""
+        free = any(s.ticket is None for s in self._slots)
+        return free and any(w.ticket.cancelled or not self._on_disk(w) for w in self._waiting)
+
+    def _on_disk(self, w: _Waiting) -> bool:
+        """Whether `w` waits for the disk tier: its prefix being read, or the tier opening."""
+        if w.fetch is not None:
+            return not w.fetch.done
+        disk = self._disk
+        return (
+            disk is not None
+            and not w.looked
+            and not disk.ready.is_set()
+            and time.monotonic() - w.since < DISK_OPEN_WAIT_S
+        )
+
+    def _fetched(self, w: _Waiting) -> bool:
+        """Whether `w` may start: its prefix is read from disk when a file holds much more
+        of it than the KV cache and the shelf do (asked once per job)."""
+        disk = self._disk
+        if self._on_disk(w):
+            return False
+        if disk is None or w.fetch is not None or w.looked:
+            return True
+        w.looked = True
+        prompt = w.ticket.job.prompt
+        if w.ticket.job.params.prompt_logprobs:
+            return True  # reads its whole prompt anyway
+        entry, on_disk = disk.best(prompt[:-1])
+        if entry is None:
+            return True
+        here = max(common_prefix(s.tokens, prompt) for s in self._slots)
+        here = max(here, self._shelf.best(prompt, touch=False)[1])
+        if on_disk - here < max(RESTORE_GAIN, len(entry.tokens) // 64):
+            return True
+        w.fetch = disk.load(entry)
+        return False
 
     def _begin(self, slot: _Slot) -> None:
         try:
@@ -382,33 +467,44 @@ class Engine:
         assert slot.ticket is not None
         job = slot.ticket.job
         prompt = job.prompt
+        fetched, slot.fetched = slot.fetched, None
+        if fetched is not None:  # read from disk for this job: kept on the shelf from now
+            self._shelf.put(list(fetched.tokens), fetched.data)
         if slot.tokens and not self._continues(slot, prompt):
             # Another conversation's cells: kept whole on the shelf; the part this prompt
             # shares stays in place.
             self._park(slot, keep=common_prefix(slot.tokens, prompt))
         # The last prompt token must be evaluated for its logits; for the prompt's
         # logprobs, every token (nothing cached is reused).
-        keep = self._reuse(slot, prompt, 0 if job.params.prompt_logprobs else len(prompt) - 1)
+        last = 0 if job.params.prompt_logprobs else len(prompt) - 1
+        keep = self._reuse(slot, prompt, last, fetched)
         self._admissions += 1
         slot.tokens, slot.cached, slot.admitted = prompt[:keep], keep, self._admissions
         slot.prompt_len, slot.feed = len(prompt), list(prompt[keep:])
         if job.params.prompt_logprobs:
             slot.echo = [TokenLogprob(prompt[0], self.vocab.shown(prompt[0]), None)]
 
-    def _reuse(self, slot: _Slot, prompt: list[int], last: int) -> int:
+    def _reuse(self, slot: _Slot, prompt: list[int], last: int, fetched: Parked | None) -> int:
         """Give the slot's sequence the longest cached prefix of `prompt` (at most `last`
-        tokens): its own cells, a copy of another slot's, or the shelf's. Returns its
-        length."""
+        tokens): its own cells, a copy of another slot's, the shelf's or the one `fetched`
+        from disk (when the shelf could not keep it). Returns its length."""
         common = {s.seq: common_prefix(s.tokens, prompt) for s in self._slots}
         donor = max(self._slots, key=lambda s: common[s.seq])
         keep = min(common[slot.seq], last)
         shared = min(common[donor.seq], last)
         entry, parked = self._shelf.best(prompt)
+        if fetched is not None and entry is not fetched:
+            n = common_prefix(fetched.tokens, prompt)
+            if n > parked:
+                entry, parked = fetched, n
         parked = min(parked, last)
         gain = parked - max(keep, shared)
         lib = self._lib
         # Restoring copies the whole entry back: worth it when it saves real prefill.
         if entry is not None and gain >= max(RESTORE_GAIN, len(entry.tokens) // 64):
+            for other in self._slots:  # finished ones leave now (as `_park_idle` would):
+                if other is not slot and other.ticket is None and other.tokens:
+                    self._park(other)  # the restored cells need their room
             if self._restore(slot, entry):
                 lib.llama_memory_seq_rm(self._mem, slot.seq, parked, -1)
                 return parked
@@ -445,14 +541,35 @@ class Engine:
         the first `keep`."""
         lib, seq = self._lib, slot.seq
         if len(slot.tokens) >= PARK_MIN:
-            size = int(lib.llama_state_seq_get_size(self._ctx, seq))
-            if self._shelf.fits(size):
-                data = np.empty(size, dtype=np.uint8)
-                n = lib.llama_state_seq_get_data(self._ctx, _bytes_ptr(data), size, seq)
-                if n:
-                    self._shelf.put(slot.tokens, data[:n])
+            to_disk = self._disk is not None and self._disk.wants(slot.tokens)
+            data = self._copy(slot) if to_disk or self._shelf.fits(self._size(slot)) else None
+            if data is not None:
+                if to_disk:
+                    self._disk.save(slot.tokens, data)  # type: ignore[union-attr]
+                self._shelf.put(slot.tokens, data)
         lib.llama_memory_seq_rm(self._mem, seq, keep, -1)
         slot.tokens = slot.tokens[:keep]
+
+    def _size(self, slot: _Slot) -> int:
+        return int(self._lib.llama_state_seq_get_size(self._ctx, slot.seq))
+
+    def _copy(self, slot: _Slot) -> Any:
+        """The slot's cells as llama.cpp serializes them (None if it could not)."""
+        size = self._size(slot)
+        data = np.empty(size, dtype=np.uint8)
+        n = self._lib.llama_state_seq_get_data(self._ctx, _bytes_ptr(data), size, slot.seq)
+        return data[:n] if n else None
+
+    def _keep_on_disk(self) -> None:
+        """At a clean close, write the long sequences still in the KV cache to disk (the
+        shelf's were written as they were parked), so that a restart or a wake finds them."""
+        if self._disk is None:
+            return
+        for slot in self._slots:
+            if len(slot.tokens) >= PARK_MIN and self._disk.wants(slot.tokens):
+                data = self._copy(slot)
+                if data is not None:
+                    self._disk.save(slot.tokens, data)
 
     def _restore(self, slot: _Slot, entry: Parked) -> bool:
         """Put a parked sequence's cells back as the slot's sequence; False when the

@@ -147,12 +147,16 @@ class Limits:
 
 @dataclass(frozen=True)
 class ShelfUse:
-    """Finished sequences kept in RAM, out of the KV cache, for prefix reuse."""
+    """Finished sequences kept out of the KV cache for prefix reuse: in RAM, and on disk."""
 
     sequences: int = 0
     bytes: int = 0
     peak_bytes: int = 0  # the most held at once since the engine started
     cap_bytes: int = 0
+    disk_sequences: int = 0  # files of the disk tier (edge.engine.diskcache)
+    disk_bytes: int = 0
+    disk_cap_bytes: int = 0
+    disk_hits: int = 0  # prefixes read back from disk since the engine started
 
 
 class Ticket:

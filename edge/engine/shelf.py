@@ -67,15 +67,15 @@ class Shelf:
         self.bytes += entry.nbytes
         self.peak = max(self.peak, self.bytes)
 
-    def best(self, prompt: list[int]) -> tuple[Parked | None, int]:
+    def best(self, prompt: list[int], touch: bool = True) -> tuple[Parked | None, int]:
         """The entry sharing the longest prefix with `prompt`, and how many tokens it
-        shares (0: none); a hit counts as a use."""
+        shares (0: none); a hit counts as a use unless `touch` is False."""
         found, shared = None, 0
         for entry in self._items.values():
             n = common_prefix(entry.tokens, prompt)
             if n > shared:
                 found, shared = entry, n
-        if found is not None:
+        if found is not None and touch:
             self._items.move_to_end(found.tokens)
         return found, shared
 

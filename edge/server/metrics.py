@@ -115,6 +115,11 @@ class Metrics:
             lines += self._gauge("edge_shelf_bytes", shelf.bytes)
             lines += self._gauge("edge_shelf_peak_bytes", shelf.peak_bytes)
             lines += self._gauge("edge_shelf_cap_bytes", shelf.cap_bytes)
+            # the disk tier (engine.diskcache): long prompts kept across restarts and sleep
+            lines += self._gauge("edge_prompt_cache_disk_files", shelf.disk_sequences)
+            lines += self._gauge("edge_prompt_cache_disk_bytes", shelf.disk_bytes)
+            lines += self._gauge("edge_prompt_cache_disk_cap_bytes", shelf.disk_cap_bytes)
+            lines += self._counter("edge_prompt_cache_disk_hits_total", shelf.disk_hits)
             lines += self._gauge("edge_model_loaded", int(loaded))
             lines += self._counter("edge_model_loads_total", self.loads)
             lines += self._counter("edge_model_load_seconds_total", self.load_seconds)

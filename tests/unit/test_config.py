@@ -25,6 +25,7 @@ FROM_ENV: dict[str, tuple[str, Any]] = {
     "gpu_layers": ("0", 0),
     "parallel": ("8", 8),
     "cache_ram": ("512", 512),
+    "cache_disk": ("512", 512),
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("9000", 9000),
     "lan": ("1", True),

@@ -47,11 +47,14 @@ def test_cpu_plans_read_the_file_gpu_plans_map_it() -> None:
 
 def test_describe_is_one_line() -> None:
     plan = make_plan(
-        QWEN3_06B, Settings(threads=2), gpu_offload=False, budget=Budget(None, 0, 0, RAM)
+        QWEN3_06B,
+        Settings(threads=2, cache_disk=1024),
+        gpu_offload=False,
+        budget=Budget(None, 0, 0, RAM),
     )
     assert plan.describe(QWEN3_06B) == (
         "Qwen3-0.6B Q8_0 · CPU, 2 threads · ctx 8192 · KV f16 (896 MiB) · weights 604 MiB"
-        " · shelf ≤ 2048 MiB"
+        " · shelf ≤ 2048 MiB · disk cache ≤ 1024 MiB"
     )
 
 
