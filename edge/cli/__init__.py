@@ -6,7 +6,7 @@ in the order `--help` lists them.
 """
 
 # isort: off
-from edge.cli import models, chat, serve, service, route, machine  # noqa: F401
+from edge.cli import models, chat, serve, service, cache, route, machine  # noqa: F401
 from edge.cli.app import app, main
 
 # isort: on

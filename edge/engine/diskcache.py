@@ -456,3 +456,68 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+# -- what `edge-qwen cache` shows and clears ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredPrompt:
+    """One file as `edge-qwen cache ls` lists it."""
+
+    path: Path
+    tokens: int
+    size: int
+    used: float  # mtime
+    kv: str
+    model: str  # the GGUF's sha256
+    model_file: str | None  # where that GGUF was last seen (the fingerprint memo)
+
+
+def inventory(root: Path) -> list[StoredPrompt]:
+    """Every readable file under `root`, newest use first (unreadable ones are skipped:
+    the server deletes them when it reads the folder)."""
+    if not root.is_dir():
+        return []
+    seen: dict[str, str] = {}
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        memo = json.loads((root / "models.json").read_text())
+        seen = {v["sha256"]: k for k, v in memo.items()}
+    found = []
+    for path in root.glob(f"*/*{SUFFIX}"):
+        try:
+            meta, st = describe(path), path.stat()
+            model = str(meta["model"])
+            kv = f"{meta['kv']}{' (flash attention)' if meta.get('flash') else ''}"
+            found.append(
+                StoredPrompt(
+                    path,
+                    int(str(meta["tokens"])),
+                    st.st_size,
+                    st.st_mtime,
+                    kv,
+                    model,
+                    seen.get(model),
+                )
+            )
+        except (OSError, ValueError, KeyError, struct.error):
+            continue
+    return sorted(found, key=lambda p: -p.used)
+
+
+def clear(root: Path, model_sha: str | None = None) -> tuple[int, int]:
+    """Delete the files (of one model when `model_sha` is given, else all, temporaries
+    included); returns (files, bytes) deleted."""
+    files = n = 0
+    if not root.is_dir():
+        return 0, 0
+    for sub in root.iterdir():
+        if not sub.is_dir() or (model_sha is not None and not sub.name.startswith(model_sha[:16])):
+            continue
+        for path in sub.iterdir():
+            if path.name.endswith((SUFFIX, TMP)):
+                with contextlib.suppress(FileNotFoundError):
+                    size = path.stat().st_size
+                    path.unlink()
+                    files, n = files + 1, n + size
+    return files, n

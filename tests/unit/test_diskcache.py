@@ -241,3 +241,36 @@ def test_the_fingerprint_is_the_files_sha256_and_follows_a_change(tmp_path: Path
     path.write_bytes(b"another model")
     os.utime(path, (1e9, 1e9))
     assert fingerprint(path, memo) == hashlib.sha256(b"another model").hexdigest()
+
+
+def test_cache_ls_and_clear(
+    tmp_path: Path, model: Path, caches: list[DiskCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("EDGE_QWEN_HOME", str(home))
+    monkeypatch.setenv("EDGE_QWEN_CACHE_DISK", "64")
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF another model")
+    a = open_cache(caches, home / "prompt-cache", model)
+    b = open_cache(caches, home / "prompt-cache", other)
+    a.save(tokens(1500), kv(20_000))
+    settle(a)
+    time.sleep(0.05)  # listed newest use first
+    b.save(tokens(2500), kv(30_000))
+    settle(b)
+    listed = CliRunner().invoke(app, ["cache", "ls"])
+    assert listed.exit_code == 0, listed.output
+    lines = [line.split() for line in listed.stdout.splitlines()]
+    assert [(line[0], line[-1]) for line in lines] == [("2,500", "other.gguf"), ("1,500", "m.gguf")]
+    assert "2 prompts" in listed.output and "of 64.0 MiB" in listed.output
+    one = CliRunner().invoke(app, ["cache", "clear", "--model", str(other)])
+    assert one.exit_code == 0 and "deleted 1 prompt cache files" in one.output
+    assert len(files(home)) == 1
+    CliRunner().invoke(app, ["cache", "clear"])
+    assert files(home) == []
+    missing = CliRunner().invoke(app, ["cache", "clear", "--model", str(tmp_path / "nope.gguf")])
+    assert missing.exit_code != 0 and "No such model file" in missing.output
