@@ -137,6 +137,7 @@ class Engine:
         self._waiting: deque[_Waiting] = deque()
         self._wake = threading.Condition()
         self._closing = False
+        self._freed = False
         self._forget_idle = False  # asked by forget(), done by the scheduler
         self.failed: str | None = None  # why the engine stopped on its own
         # Called (on the scheduler thread) when it does: the server reloads the engine
@@ -218,13 +219,18 @@ class Engine:
         return generate(self, Job(prompt, params, thinking or ThinkingControl(), in_think))
 
     def close(self) -> None:
-        """Stop the scheduler (after the current step) and free the model."""
+        """Stop the scheduler (after the current step) and free the model (once: a second
+        call does nothing)."""
         with self._wake:
             self._closing = True
             self._wake.notify()
         self._thread.join(timeout=60)
         if self._thread.is_alive():  # still inside a decode: freeing now would pull the
             return  # context from under it; the process is ending anyway
+        with self._wake:
+            if self._freed:
+                return
+            self._freed = True
         self._free()
         if self._disk is not None:
             self._disk.close(DISK_CLOSE_WAIT_S)

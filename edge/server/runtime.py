@@ -197,11 +197,13 @@ class Runtime:
         self._watch = self._loop.create_task(self._watch_idle())
 
     def close(self) -> None:
-        """At shutdown: end running generations, stop watching."""
+        """At shutdown: end running generations, stop watching, then close the engine, so
+        that its cached prompts are written to disk for the next start (edge.engine.diskcache)."""
         if self._watch is not None:
             self._watch.cancel()
         if self.worker is not None:
             self.worker.close()
+            _free(self.worker.engine)
 
     def drain(self) -> None:
         """A graceful shutdown begins (on the event loop): running generations end now with

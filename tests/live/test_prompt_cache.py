@@ -202,3 +202,26 @@ def test_the_server_keeps_a_long_prompt_across_sleep(
         assert cached >= cold["usage"]["prompt_tokens"] - 8
         metrics = httpx.get(f"{url}/metrics", timeout=TIMEOUT).text
         assert "edge_prompt_cache_disk_hits_total 1" in metrics
+
+
+def test_the_server_writes_its_cached_prompts_when_it_stops(
+    home: Path, gguf_of: Callable[[str, str], Path]
+) -> None:
+    """One request, then a stop: the prompt was never parked (nothing else ran), so only
+    the clean stop can have written it; the next start reads it instead of computing it."""
+    body = {
+        "model": "qwen3-test",
+        "messages": [{"role": "user", "content": " ".join(f"v{k}" for k in range(700))}],
+        "max_tokens": 2,
+        "temperature": 0,
+    }
+    path = gguf_of("tiny", "Q8_0")
+    with serving(path, n_ctx=CTX, parallel=2) as (url, _):
+        cold = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT).json()
+        assert files(home) == []
+    assert len(files(home)) == 1
+    with serving(path, n_ctx=CTX, parallel=2) as (url, _):
+        warm = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=TIMEOUT).json()
+    assert warm["usage"]["prompt_tokens_details"]["cached_tokens"] >= (
+        cold["usage"]["prompt_tokens"] - 8
+    )
