@@ -70,4 +70,4 @@ def watch(page: Any, origin: str) -> dict[str, list[str]]:
     return seen
 
 
-QUIET = {"dialog": [], "pageerror": [], "csp": [], "elsewhere": []}
+QUIET: dict[str, list[str]] = {"dialog": [], "pageerror": [], "csp": [], "elsewhere": []}
