@@ -8,9 +8,10 @@ process that exits leaves nothing behind. The same arrangement also survives a c
 
 The child is `edge-qwen serve` itself, given the socket as systemd gives it (fd 3,
 LISTEN_FDS) plus a hand-over socket (fd 4). While no child runs, this parent answers the
-probes (/health, /metrics, and with the key the model lists) without waking anything;
-the first other request is handed to the new child as an open connection, its bytes
-still unread (they were only peeked at), and the child answers it once loaded.
+probes (/health, /metrics, and with the key the model lists) and the web page with its
+assets without waking anything; the first other request is handed to the new child as
+an open connection, its bytes still unread (they were only peeked at), and the child
+answers it once loaded.
 Nothing passes through this process on the token path.
 """
 
@@ -34,7 +35,7 @@ from typing import Any
 from edge.errors import EdgeError
 from edge.server.errors import error_json
 from edge.server.guard import KEYED_PATHS, key_matches, wrong_key
-from edge.server.web import CSP, PROMETHEUS, model_list, page
+from edge.server.web import PROMETHEUS, model_list, static_answer
 
 LISTEN_FD = 3  # sd_listen_fds(3)'s first
 HANDOFF_FD = 4
@@ -67,9 +68,10 @@ class Probes:
             return _response(200, {"status": "asleep"})
         if path == "/metrics":
             return _response(200, "edge_model_loaded 0\n", PROMETHEUS)
-        if path == "/":
-            csp = {"content-security-policy": CSP}
-            return _response(200, page(), "text/html; charset=utf-8", csp)
+        served = static_answer(path, headers.get("accept-encoding", ""))
+        if served is not None:  # the page and its assets: a tab opened asleep wakes nothing
+            kind = served.headers["content-type"]
+            return _response(served.status, served.body, kind, served.headers)
         if path == "/v1/models":
             return _response(200, model_list(self.model_id))
         if path == "/api/ps":
@@ -92,10 +94,14 @@ def _parse(head: bytes) -> tuple[str, str, dict[str, str]]:
 def _response(
     status: int, body: object, kind: str = "application/json", extra: dict[str, str] | None = None
 ) -> bytes:
-    data = (body if isinstance(body, str) else json.dumps(body)).encode()
-    reason = {200: "OK", 401: "Unauthorized"}.get(status, "")
+    if isinstance(body, bytes):
+        data = body
+    else:
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found"}.get(status, "")
+    more = {k: v for k, v in (extra or {}).items() if k != "content-type"}
     lines = [f"HTTP/1.1 {status} {reason}", f"content-type: {kind}"]
-    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    lines += [f"{k}: {v}" for k, v in more.items()]
     lines += [f"content-length: {len(data)}", "connection: close"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 

@@ -31,6 +31,7 @@ from edge.errors import UsageError
 from edge.server import create_app
 from edge.server.connections import FILE_LIMIT_CAP
 from edge.server.lan import server_key
+from edge.server.web import site
 from tests.support.cli import assert_clean_failure, run_cli, serve
 from tests.support.live_server import free_port, wait_ready
 from tests.support.slow import slow_fixture
@@ -178,7 +179,7 @@ def test_only_the_exact_key_opens_the_api(keyed: str) -> None:
         for path in ("/v1/models/", "/%76%31/models", "/v1/models?key=" + KEY, "/v1//models"):
             assert client.get(path).status_code in (401, 404), path
         # Open by design: the page (it asks for the key), the health check, the metrics.
-        for path in ("/", "/health", "/metrics"):
+        for path in ("/", "/health", "/metrics", *site().assets):
             assert client.get(path).status_code == 200, path
 
 
@@ -433,11 +434,16 @@ def test_page_is_served_with_a_strict_policy(plain: str) -> None:
     reply = httpx.get(plain + "/", timeout=WAIT)
     csp = reply.headers["content-security-policy"]
     for rule in (
-        "default-src 'self'",
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
         "object-src 'none'",
         "frame-ancestors 'none'",
         "img-src 'none'",
         "connect-src 'self'",
     ):
         assert rule in csp, (rule, csp)
-    assert "unsafe-eval" not in csp and "*" not in csp and "http" not in csp
+    assert "unsafe" not in csp and "*" not in csp and "http" not in csp
+    # Its scripts and styles are served too, and open like the page: no key asked.
+    for asset in re.findall(r'(?:src|href)="(assets/[^"]+)"', reply.text):
+        assert httpx.get(f"{plain}/{asset}", timeout=WAIT).status_code == 200, asset

@@ -48,10 +48,14 @@ def wait_ready(url: str, alive: Callable[[], bool] = lambda: True) -> None:
 
 @contextmanager
 def serving(
-    gguf: Path, options: Settings | None = None, n_ctx: int = 2048, parallel: int = 1
+    gguf: Path,
+    options: Settings | None = None,
+    n_ctx: int = 2048,
+    parallel: int = 1,
+    port: int | None = None,
 ) -> Iterator[tuple[str, Any]]:
-    """A real uvicorn server in a thread, on the batching engine `edge-qwen serve` uses;
-    yields (base URL, app)."""
+    """A real uvicorn server in a thread, on the batching engine `edge-qwen serve` uses
+    (on `port`, or a free one); yields (base URL, app)."""
     info = read_model_info(gguf)
 
     def load() -> tuple[Engine, ChatTemplate]:
@@ -60,15 +64,15 @@ def serving(
 
     app = create_app("qwen3-test", load, options)
     head_timeout_s = (options or Settings()).header_timeout_s
-    with running(app, **connection_options(head_timeout_s, None)) as url:
+    with running(app, port, **connection_options(head_timeout_s, None)) as url:
         yield url, app
 
 
 @contextmanager
-def running(app: Any, **config: Any) -> Iterator[str]:
-    """A real uvicorn around `app` in a thread on 127.0.0.1, with `uvicorn.Config`'s
-    `config`; yields the base URL once /health answers 200."""
-    port = free_port()
+def running(app: Any, port: int | None = None, **config: Any) -> Iterator[str]:
+    """A real uvicorn around `app` in a thread on 127.0.0.1 (on `port`, or a free one),
+    with `uvicorn.Config`'s `config`; yields the base URL once /health answers 200."""
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
     )

@@ -1,13 +1,11 @@
 """Security defaults that need no model: which binds need a key and what a key may be
 (`server_key`), the key compared in constant time (a real uvicorn in a thread, no model),
-and the web page's pinned script. On real servers with real clients:
+and the web page's policy (no inline code). On real servers with real clients:
 tests/live/test_security.py.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import re
 import stat
@@ -27,6 +25,7 @@ from edge.config import Settings
 from edge.errors import UsageError
 from edge.server import create_app
 from edge.server.lan import server_key
+from edge.server.web import CSP
 from tests.support.live_server import free_port
 
 WAIT = 60.0
@@ -142,13 +141,32 @@ def test_the_key_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
 # --- the web page's policy ---------------------------------------------------------------
 
 
-def test_page_allows_only_its_own_script() -> None:
-    """The page pins its one inline script by hash, so injected handlers cannot run; a change
-    to the script must update the hash (or the page stops working, and this says why)."""
+def test_page_runs_only_our_own_files() -> None:
+    """No inline script or style anywhere in the page, so the policy needs no
+    'unsafe-inline': markup injected by a future bug could not run a handler or restyle
+    the page. Scripts and styles come from our own /assets/ only."""
     page = (resources.files("edge.server") / "static" / "index.html").read_text(encoding="utf-8")
-    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
-    assert len(scripts) == 1 and scripts[0][0] == "", "one inline script, no src"
-    digest = base64.b64encode(hashlib.sha256(scripts[0][1].encode()).digest()).decode()
-    meta = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
-    assert meta == [f"script-src 'sha256-{digest}'"], f"set the page's hash to sha256-{digest}"
-    assert page.index("Content-Security-Policy") < page.index("<script")
+    assert re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S) == [
+        (' type="module" src="{assets}/app.js"', "")
+    ]
+    assert "<style" not in page and not re.search(r"\sstyle=", page)
+    assert not re.search(r"\son[a-z]+=", page, re.I), "an inline event handler"
+    assert "javascript:" not in page.lower()
+    for src in re.findall(r'(?:src|href)="([^"]*)"', page):
+        assert src.startswith("{assets}/"), src
+
+
+def test_the_policy_has_no_inline_or_remote_allowance() -> None:
+    rules = dict(rule.strip().split(" ", 1) for rule in CSP.split(";"))
+    assert rules == {
+        "default-src": "'none'",
+        "script-src": "'self'",
+        "style-src": "'self'",
+        "connect-src": "'self'",
+        "img-src": "'none'",  # model output cannot fetch a pixel, not even from us
+        "font-src": "'none'",
+        "object-src": "'none'",
+        "base-uri": "'none'",
+        "form-action": "'none'",
+        "frame-ancestors": "'none'",
+    }
