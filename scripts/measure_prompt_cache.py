@@ -171,6 +171,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="decode rounds per server")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    # A cold prefix is minutes of prefill on a CPU, with no byte sent meanwhile by some.
+    servers.TIMEOUT = httpx.Timeout(1800.0, connect=10.0)
     llama = reference.ensure(None, print).llama_server
     with tempfile.TemporaryDirectory(prefix="edge-qwen-home-") as home:
         os.environ["EDGE_QWEN_HOME"] = home  # a cold start: no prompt cache yet

@@ -248,8 +248,8 @@ class DiskCache:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
         try:
             self._open()
-        except Exception:
-            log.exception("the prompt cache's disk tier is off")
+        except Exception as exc:  # a read-only or full home: the RAM shelf goes on alone
+            log.warning("the prompt cache on disk is off: %s", exc)
             with self._lock:
                 self.cap = 0
         finally:

@@ -225,3 +225,36 @@ def test_the_server_writes_its_cached_prompts_when_it_stops(
     assert warm["usage"]["prompt_tokens_details"]["cached_tokens"] >= (
         cold["usage"]["prompt_tokens"] - 8
     )
+
+
+def test_ram_and_disk_stay_within_their_caps_when_filled(
+    home: Path, gguf_of: Callable[[str, str], Path]
+) -> None:
+    """Six long conversations, each parked while the next runs, into a shelf and a disk
+    that hold about two: both caps hold, and the newest are the ones kept."""
+    path = gguf_of("tiny", "Q8_0")
+    probe = open_engine(path, cache_ram=0, cache_disk=0)
+    try:
+        answer(probe, long_prompt(probe))
+        size = probe._size(probe._slots[0])  # noqa: SLF001  (one conversation's state)
+    finally:
+        probe.close()
+    mib = 1 << 20
+    ram, disk = -(-int(2.5 * size) // mib), -(-int(2.5 * size) // mib)  # MiB, rounded up
+    engine = open_engine(path, cache_ram=ram, cache_disk=disk)
+    try:
+        for i in range(1, 7):
+            answer(engine, long_prompt(engine, i))
+            assert engine.shelf.peak_bytes <= ram * mib
+        deadline = time.monotonic() + TIMEOUT
+        while engine._disk is not None and engine._disk.pending:  # noqa: SLF001
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        held = sum(f.stat().st_size for f in files(home))
+        assert 0 < held <= disk * mib
+        assert 1 <= len(files(home)) <= 2
+        newest = long_prompt(engine, 5)
+        assert engine._disk is not None and engine._disk.best(newest)[1] >= len(newest) - 1  # noqa: SLF001
+    finally:
+        engine.close()
+    assert sum(f.stat().st_size for f in files(home)) <= disk * mib  # after the close's writes
