@@ -478,8 +478,16 @@ class Engine:
             self._shelf.put(list(fetched.tokens), fetched.data)
         if slot.tokens and not self._continues(slot, prompt):
             # Another conversation's cells: kept whole on the shelf; the part this prompt
-            # shares stays in place.
-            self._park(slot, keep=common_prefix(slot.tokens, prompt))
+            # shares stays in place. When that is nearly all of it (an agent's next
+            # question after the same long prefix), the rest is cheaper to read again
+            # than a copy of the whole sequence is to make, once the disk has the prefix.
+            keep = common_prefix(slot.tokens, prompt)
+            worth = len(slot.tokens) - keep >= max(PARK_MIN, len(slot.tokens) // 8)
+            if worth or (self._disk is not None and self._disk.wants(slot.tokens)):
+                self._park(slot, keep=keep)
+            else:
+                self._lib.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
+                slot.tokens = slot.tokens[:keep]
         # The last prompt token must be evaluated for its logits; for the prompt's
         # logprobs, every token (nothing cached is reused).
         last = 0 if job.params.prompt_logprobs else len(prompt) - 1

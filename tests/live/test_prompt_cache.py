@@ -258,3 +258,35 @@ def test_ram_and_disk_stay_within_their_caps_when_filled(
     finally:
         engine.close()
     assert sum(f.stat().st_size for f in files(home)) <= disk * mib  # after the close's writes
+
+
+def test_an_agents_next_question_copies_nothing_once_the_prefix_is_on_disk(
+    home: Path, gguf_of: Callable[[str, str], Path]
+) -> None:
+    """The same long prefix, a new short question each time: the slot keeps the prefix
+    in place; the old question and answer are dropped, not copied whole to the shelf,
+    except the first time, when the disk does not have the prefix yet."""
+    path = gguf_of("tiny", "Q8_0")
+    engine = open_engine(path)
+    try:
+        prefix = long_prompt(engine)[:-5]
+
+        def ask(q: str) -> Finish:  # a question longer than a regenerate's slack
+            q = f"{q} " + " ".join(f"{q[0]}{k}" for k in range(20))
+            turn = f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+            return answer(engine, prefix + engine.tokenize(turn))[2]
+
+        ask("First question?")
+        assert ask("Second question?").usage.cached_tokens >= len(prefix)
+        assert engine.shelf.sequences == 1  # parked once, so that it could be written
+        deadline = time.monotonic() + TIMEOUT
+        while not files(home) or (engine._disk is not None and engine._disk.pending):  # noqa: SLF001
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        peak = engine.shelf.peak_bytes
+        for q in ("Third?", "Fourth?"):
+            assert ask(q).usage.cached_tokens >= len(prefix)
+        assert engine.shelf.sequences == 1 and engine.shelf.peak_bytes == peak
+        assert len(files(home)) == 1  # the prefix is written once
+    finally:
+        engine.close()
