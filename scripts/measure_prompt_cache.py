@@ -134,6 +134,10 @@ def measure(args: argparse.Namespace, llama: Path) -> dict[str, Any]:
             sv.stop()
     out["decode_rounds"] = decode
     out["decode_tps"] = {n: statistics.median(v for life in decode for v in life[n]) for n in names}
+    # the TTFT of those rounds: the same prefix, an agent's later questions
+    out["later_ttft"] = {
+        n: statistics.median(v for life in decode for v in life[f"{n} ttft"]) for n in names
+    }
     out["decode_on_off"] = statistics.geometric_mean(
         statistics.median(life[OURS]) / statistics.median(life[NO_CACHE]) for life in decode
     )
@@ -149,6 +153,7 @@ def decode_rounds(running: list[Server], prefix: str, args: argparse.Namespace) 
         for sv in running[k:] + running[:k]:
             answer = ask(sv, agent(prefix, f"Question d{r}: explain the code."), args.decode)
             got[sv.name].append(answer["decode_tps"])
+            got.setdefault(f"{sv.name} ttft", []).append(answer["ttft_s"])
     return got
 
 
@@ -167,6 +172,11 @@ def table(got: dict[str, Any]) -> str:
     lives = " and ".join(
         f"{statistics.median(life[OURS]) / statistics.median(life[NO_CACHE]):.3f}"
         for life in got["decode_rounds"]
+    )
+    t = got["later_ttft"]
+    rows.append(
+        f"| later questions (median) | {t[OURS]:.3f} s | {t[LLAMA_SERVER]:.3f} s |"
+        f" {t[OURS] / t[LLAMA_SERVER]:.3f} | {t[OURS] / cold:.3f} |"
     )
     rows.append("")
     rows.append(

@@ -173,6 +173,9 @@ class DiskCache:
         self.max_pending = 0  # set by the engine: the RAM that queued writes may hold
         self.ready = threading.Event()
         self.hits = 0
+        # Whether any file existed at start (a quick look, before the model is hashed):
+        # if none did, nothing can be found and no job waits for the tier to open.
+        self.had_files = any(self.root.glob(f"*/*{SUFFIX}")) if self.root.is_dir() else False
         self._thread = threading.Thread(target=self._run, name="edge-kv-disk", daemon=True)
         self._thread.start()
 

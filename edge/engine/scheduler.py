@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.engine.diskcache import DiskCache, Fetch
+from edge.engine.diskcache import DISK_MIN, DiskCache, Fetch
 from edge.engine.llama import Vocab, _Batch, _bytes_ptr, _llama, _load, llama_cpp_version
 from edge.engine.logprobs import LogprobReader
 from edge.engine.plan import (
@@ -413,10 +413,14 @@ class Engine:
         if w.fetch is not None:
             return not w.fetch.done
         disk = self._disk
+        # Only a long prompt waits for the tier to open (the model file's first hash), and
+        # only when some file exists: a short one would gain little from a file anyway.
         return (
             disk is not None
             and not w.looked
             and not disk.ready.is_set()
+            and disk.had_files
+            and len(w.ticket.job.prompt) >= DISK_MIN
             and time.monotonic() - w.since < DISK_OPEN_WAIT_S
         )
 
