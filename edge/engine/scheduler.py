@@ -133,9 +133,9 @@ class Engine:
         self._mem = self._lib.llama_get_memory(self._ctx)
         self._slots = [_Slot(seq=i) for i in range(self.plan.n_parallel)]
         self._shelf = Shelf(self.plan.shelf_bytes)  # the scheduler thread's alone
-        self._disk = self._open_disk(Path(path))
         self._waiting: deque[_Waiting] = deque()
         self._wake = threading.Condition()
+        self._disk = self._open_disk(Path(path))  # its thread pokes `_wake`: made after it
         self._closing = False
         self._freed = False
         self._forget_idle = False  # asked by forget(), done by the scheduler
