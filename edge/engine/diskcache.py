@@ -168,7 +168,6 @@ class DiskCache:
         self._index: dict[str, DiskEntry] = {}  # file name → entry
         self._hidden: set[str] = set()  # forgotten: never used again by this process
         self._q = _Queue()
-        self._busy = False  # the writer is writing one
         self._closing = False
         self.max_pending = 0  # set by the engine: the RAM that queued writes may hold
         self.ready = threading.Event()
