@@ -39,10 +39,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from edge.engine.shelf import Parked
+from edge.fileio import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ DISK_MIN = 1024  # tokens: shorter prefixes are not worth a file
 GROW = 0.5  # a longer version of a stored prefix is written once it adds half again
 MAGIC, FORMAT = b"EQKVCACH", 1
 _HEAD = struct.Struct("<8sII")  # magic, format, header length
-SUFFIX, TMP = ".kv", ".tmp"
+SUFFIX, TMP = ".kv", ".partial"  # the files; edge.fileio.atomic_output's temporaries
 STALE_TMP_S = 600.0  # a temporary file this old belongs to a writer that died
 WRITER_NICE = 10
 CHUNK = 8 << 20
@@ -128,7 +130,8 @@ def fingerprint(path: Path, memo: Path) -> str:
     digest = h.hexdigest()
     known[real] = {"stamp": stamp, "sha256": digest}
     with contextlib.suppress(OSError):
-        _write_atomic(memo, json.dumps(known).encode())
+        with atomic_output(memo) as tmp:
+            tmp.write_bytes(json.dumps(known).encode())
     return digest
 
 
@@ -326,16 +329,11 @@ class DiskCache:
         self._make_room(size)
         name = hashlib.sha256(job.tokens.tobytes()).hexdigest()[:32] + SUFFIX
         final = self.folder / name
-        tmp = self.folder / f".{name}.{os.getpid()}{TMP}"
-        try:
+        with atomic_output(final) as tmp:
             with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 f.write(head)
                 f.write(job.tokens.tobytes())
                 f.write(job.data.data)
-            os.replace(tmp, final)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
         entry = DiskEntry(final, job.tokens, size, time.time())
         with self._lock:
             self._hidden.discard(name)
@@ -420,44 +418,38 @@ def header(identity: Identity, tokens: np.ndarray, data: np.ndarray) -> bytes:
     return _HEAD.pack(MAGIC, FORMAT, len(body)) + body
 
 
-def read_header(f: object, identity: Identity | None) -> tuple[np.ndarray, int, int]:
+def read_header(f: BinaryIO, identity: Identity | None) -> tuple[np.ndarray, int, int]:
     """(tokens, payload bytes, crc) from an open file at its start; ValueError when it is
     not ours, of another format or identity, or cut short. `identity` None: any."""
-    read = f.read  # type: ignore[attr-defined]
-    head = read(_HEAD.size)
-    if len(head) != _HEAD.size:
-        raise ValueError("not a prompt cache file")
-    magic, fmt, n = _HEAD.unpack(head)
-    if magic != MAGIC or fmt != FORMAT or n > 4096:
-        raise ValueError("not a prompt cache file of this format")
-    meta = json.loads(read(n))
+    meta = _meta(f)
     if identity is not None and any(meta.get(k) != v for k, v in identity.fields().items()):
         raise ValueError("made for another model, KV type or llama.cpp")
     count = int(meta["tokens"])
-    raw = read(4 * count)
+    raw = f.read(4 * count)
     if len(raw) != 4 * count:
         raise ValueError("truncated")
     return np.frombuffer(raw, dtype="<i4"), int(meta["bytes"]), int(meta["crc"])
 
 
-def describe(path: Path) -> dict[str, object]:
+def describe(path: Path) -> dict[str, Any]:
     """A file's header as `edge-qwen cache ls` shows it (ValueError when unreadable)."""
     with open(path, "rb") as f:
-        head = f.read(_HEAD.size)
-        magic, fmt, n = _HEAD.unpack(head)
-        if magic != MAGIC or fmt != FORMAT:
-            raise ValueError("not a prompt cache file of this format")
-        return dict(json.loads(f.read(n)))
+        return _meta(f)
+
+
+def _meta(f: BinaryIO) -> dict[str, Any]:
+    """The JSON header after the magic and format, from an open file at its start."""
+    head = f.read(_HEAD.size)
+    if len(head) != _HEAD.size:
+        raise ValueError("not a prompt cache file")
+    magic, fmt, n = _HEAD.unpack(head)
+    if magic != MAGIC or fmt != FORMAT or n > 4096:
+        raise ValueError("not a prompt cache file of this format")
+    return dict(json.loads(f.read(n)))
 
 
 def _starts(tokens: np.ndarray, entry: DiskEntry) -> bool:
     return len(entry.tokens) <= len(tokens) and common(entry.tokens, tokens) == len(entry.tokens)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # -- what `edge-qwen cache` shows and clears ----------------------------------------------

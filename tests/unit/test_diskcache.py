@@ -206,7 +206,7 @@ def test_stale_temporary_files_are_cleared_fresh_ones_kept(
     root = tmp_path / "pc"
     cache = open_cache(caches, root, model)
     assert cache.folder is not None
-    stale, fresh = cache.folder / ".a.kv.1.tmp", cache.folder / ".b.kv.2.tmp"
+    stale, fresh = cache.folder / ".a.kv.1.partial", cache.folder / ".b.kv.2.partial"
     stale.write_bytes(b"x" * 10)
     fresh.write_bytes(b"y" * 10)
     os.utime(stale, (1e9, 1e9))  # a writer that died long ago
