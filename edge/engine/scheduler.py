@@ -482,16 +482,8 @@ class Engine:
             self._shelf.put(list(fetched.tokens), fetched.data)
         if slot.tokens and not self._continues(slot, prompt):
             # Another conversation's cells: kept whole on the shelf; the part this prompt
-            # shares stays in place. When that is nearly all of it (an agent's next
-            # question after the same long prefix), the rest is cheaper to read again
-            # than a copy of the whole sequence is to make, once the disk has the prefix.
-            keep = common_prefix(slot.tokens, prompt)
-            worth = len(slot.tokens) - keep >= max(PARK_MIN, len(slot.tokens) // 8)
-            if worth or (self._disk is not None and self._disk.wants(slot.tokens)):
-                self._park(slot, keep=keep)
-            else:
-                self._lib.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
-                slot.tokens = slot.tokens[:keep]
+            # shares stays in place.
+            self._park(slot, keep=common_prefix(slot.tokens, prompt))
         # The last prompt token must be evaluated for its logits; for the prompt's
         # logprobs, every token (nothing cached is reused).
         last = 0 if job.params.prompt_logprobs else len(prompt) - 1
@@ -511,7 +503,7 @@ class Engine:
         keep = min(common[slot.seq], last)
         shared = min(common[donor.seq], last)
         entry, parked = self._shelf.best(prompt)
-        if fetched is not None and entry is not fetched:
+        if fetched is not None:
             n = common_prefix(fetched.tokens, prompt)
             if n > parked:
                 entry, parked = fetched, n
@@ -556,11 +548,15 @@ class Engine:
 
     def _park(self, slot: _Slot, keep: int = 0) -> None:
         """Copy the slot's cells to the shelf (when it can keep them), then free all but
-        the first `keep`."""
-        lib, seq = self._lib, slot.seq
-        if len(slot.tokens) >= PARK_MIN:
+        the first `keep`. When the first `keep` are nearly all of them (an agent's next
+        question after the same long prefix), the rest is cheaper to read again than a
+        copy of the whole sequence is to make: it is copied only for the disk, once."""
+        lib, seq, n = self._lib, slot.seq, len(slot.tokens)
+        if n >= PARK_MIN:
             to_disk = self._disk is not None and self._disk.wants(slot.tokens)
-            data = self._copy(slot) if to_disk or self._shelf.fits(self._size(slot)) else None
+            size = self._size(slot)
+            worth = n - keep >= max(PARK_MIN, n // 8) and self._shelf.fits(size)
+            data = self._copy(slot, size) if to_disk or worth else None
             if data is not None:
                 if to_disk:
                     self._disk.save(slot.tokens, data)  # type: ignore[union-attr]
@@ -571,9 +567,9 @@ class Engine:
     def _size(self, slot: _Slot) -> int:
         return int(self._lib.llama_state_seq_get_size(self._ctx, slot.seq))
 
-    def _copy(self, slot: _Slot) -> Any:
-        """The slot's cells as llama.cpp serializes them (None if it could not)."""
-        size = self._size(slot)
+    def _copy(self, slot: _Slot, size: int) -> Any:
+        """The slot's cells as llama.cpp serializes them, `size` bytes at most (None if it
+        could not)."""
         data = np.empty(size, dtype=np.uint8)
         n = self._lib.llama_state_seq_get_data(self._ctx, _bytes_ptr(data), size, slot.seq)
         return data[:n] if n else None
@@ -585,7 +581,7 @@ class Engine:
             return
         for slot in self._slots:
             if len(slot.tokens) >= PARK_MIN and self._disk.wants(slot.tokens):
-                data = self._copy(slot)
+                data = self._copy(slot, self._size(slot))
                 if data is not None:
                     self._disk.save(slot.tokens, data)
 
